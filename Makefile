@@ -1,0 +1,46 @@
+# kstream_lab: `make demo` and `make test` do everything on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KL := $(BIN)/kstream-lab
+
+.PHONY: setup system-deps demo test test-unit test-integration lint bench clean
+
+## setup: .venv with kstream_lab[dev], the Kafka jars (Maven) and system tools; idempotent
+setup: $(STAMP) system-deps
+	@$(KL) broker fetch
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11+)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+## system-deps: Java 17 + Maven for the broker (checked; installed with apt-get when root and missing)
+system-deps:
+	@bash scripts/system-deps.sh
+
+## demo: broker + topics + generated orders + a topic summary
+demo: setup
+	$(KL) demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check kstream_lab apps tests bench
+	$(BIN)/lint-imports
+
+test: setup lint
+	$(BIN)/pytest -m unit -q
+	$(BIN)/pytest -m "not unit" -q
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -m unit -q
+
+bench: setup
+	$(BIN)/python -m bench.run_all
+
+clean:
+	-$(KL) broker down 2>/dev/null
+	rm -rf $(VENV) .kstream_lab reports .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from kstream_lab.cli import main
+
+main()

@@ -1,0 +1,246 @@
+"""Start, stop and inspect the local single-node Kafka (KRaft combined broker+controller).
+
+State lives under ``<data_dir>/broker``: the cluster id (kept forever, so restarts reuse the
+formatted log dirs), the generated server.properties, the pid file and the broker log.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from kstream_lab.broker.jars import fetch_jars, kafka_version
+from kstream_lab.errors import BrokerError
+from kstream_lab.kafka.admin import ping
+from kstream_lab.settings import Settings
+
+LOG4J = Path(__file__).with_name("log4j2.properties")
+
+SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={log_dir}
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+offsets.topic.num.partitions=1
+transaction.state.log.num.partitions=1
+auto.create.topics.enable=false
+log.flush.interval.messages=9223372036854775807
+controlled.shutdown.enable=true
+"""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    kafka_version: str | None
+    data_dir: Path
+    data_bytes: int
+    topics: list[str]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child still answers kill(0); treat it as dead
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dir_size(path: Path) -> int:
+    """Bytes on disk (Kafka preallocates index files, so apparent sizes overstate)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+class LocalBroker:
+    """One local Kafka process per data dir."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.data_dir.resolve() / "broker"
+        self.log_dir = self.home / "kraft-logs"
+        self.pid_file = self.home / "broker.pid"
+        self.log_file = self.home / "broker.log"
+        self.bootstrap = f"127.0.0.1:{settings.broker_port}"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def up(self, *, timeout: float = 90.0) -> str:
+        """Start the broker in the background and wait until it answers metadata requests."""
+        if (pid := self.pid()) is not None:
+            raise BrokerError(
+                f"the local broker is already running (pid {pid}) at {self.bootstrap}",
+                hint="use it as is, or stop it first with `kstream-lab broker down`",
+            )
+        java = self._java()
+        for port, name in ((self.settings.broker_port, "KSTREAM_BROKER_PORT"),
+                           (self.settings.controller_port, "KSTREAM_CONTROLLER_PORT")):
+            if not _port_free(port):
+                raise BrokerError(f"port {port} on 127.0.0.1 is already in use",
+                                  hint=f"stop whatever listens there or set {name} to a free port")
+        lib = fetch_jars(self.settings.kafka_cache_dir)
+        self.home.mkdir(parents=True, exist_ok=True)
+        props = self._write_properties()
+        self._format(java, lib, props)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [*self._jvm(java, lib), "kafka.Kafka", str(props)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.home,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        self._wait_ready(proc, timeout)
+        return self.bootstrap
+
+    def down(self, *, timeout: float = 30.0) -> bool:
+        """SIGTERM, wait for a controlled shutdown, SIGKILL only as a last resort.
+
+        Returns True when the broker stopped cleanly (or was not running).
+        """
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return True
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                self._reap(pid)
+                self.pid_file.unlink(missing_ok=True)
+                return True
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        self._reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return False
+
+    def status(self) -> BrokerStatus:
+        pid = self.pid()
+        topics: list[str] = []
+        if pid is not None:
+            try:
+                topics = [t for t in ping(self._client_settings(), timeout=5) if not t.startswith("__")]
+            except BrokerError:
+                topics = []
+        return BrokerStatus(
+            running=pid is not None, pid=pid, bootstrap=self.bootstrap,
+            kafka_version=kafka_version(self.settings.kafka_cache_dir),
+            data_dir=self.home, data_bytes=_dir_size(self.log_dir), topics=topics,
+        )
+
+    def pid(self) -> int | None:
+        """The broker's pid if its pid file names a live process."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def log_tail(self, lines: int = 50) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    # ---- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _java() -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java not found on PATH; the local Kafka broker needs Java 17+",
+                              hint="install openjdk-17-jre-headless, or point KSTREAM_BOOTSTRAP_SERVERS "
+                                   "at an existing cluster")
+        return java
+
+    def _jvm(self, java: str, lib: Path) -> list[str]:
+        heap = self.settings.broker_heap_mb
+        return [java, f"-Xms{min(256, heap)}m", f"-Xmx{heap}m", "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={LOG4J}", "-cp", f"{lib}/*"]
+
+    def _write_properties(self) -> Path:
+        props = self.home / "server.properties"
+        props.write_text(SERVER_PROPERTIES.format(
+            port=self.settings.broker_port, controller_port=self.settings.controller_port,
+            log_dir=self.log_dir))
+        return props
+
+    def _cluster_id(self) -> str:
+        path = self.home / "cluster.id"
+        if not path.exists():
+            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        return path.read_text().strip()
+
+    def _format(self, java: str, lib: Path, props: Path) -> None:
+        if (self.log_dir / "meta.properties").exists():
+            return
+        proc = subprocess.run(
+            [*self._jvm(java, lib), "kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
+             "-c", str(props), "--standalone", "--ignore-formatted"],
+            capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BrokerError(f"formatting the KRaft storage failed: {proc.stdout[-800:]}{proc.stderr[-800:]}",
+                              hint=f"wipe {self.log_dir} if it belongs to another cluster")
+
+    def _wait_ready(self, proc: subprocess.Popen, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        settings = self._client_settings()
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"the broker exited during start-up (code {proc.returncode}):\n"
+                                  f"{self.log_tail(15)}", hint=f"full log: {self.log_file}")
+            try:
+                ping(settings, timeout=2)
+                return
+            except BrokerError:
+                time.sleep(0.3)
+        self.down(timeout=10)
+        raise BrokerError(f"the broker did not answer within {timeout:.0f}s; stopped it again",
+                          hint=f"see {self.log_file}")
+
+    def _client_settings(self) -> Settings:
+        return self.settings.model_copy(update={"bootstrap_servers": self.bootstrap})
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+

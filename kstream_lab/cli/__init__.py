@@ -1,0 +1,28 @@
+"""`kstream-lab`: a thin typer front end. It parses, calls the package and prints.
+
+User errors (KStreamLabError) become one line on stderr and exit code 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from kstream_lab.cli import broker, topics
+from kstream_lab.cli.orders import produce_orders_cmd
+from kstream_lab.errors import KStreamLabError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="kstream_lab: live Kafka pipelines, exact replay and back-tests.")
+app.add_typer(broker.app, name="broker")
+app.add_typer(topics.app, name="topics")
+app.command("produce-orders")(produce_orders_cmd)
+
+
+def main() -> None:
+    try:
+        app()
+    except KStreamLabError as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(2)

@@ -1,0 +1,61 @@
+"""Error hierarchy.
+
+Every error a user can cause derives from :class:`KStreamLabError`, so the CLI can turn it into one
+line and exit code 2 instead of a traceback. Errors about a record carry where it came from
+(topic/partition/offset) so a bad record is always findable.
+"""
+
+from __future__ import annotations
+
+
+class KStreamLabError(Exception):
+    """Root of kstream_lab's errors; ``hint`` says how to fix it."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(KStreamLabError):
+    """Bad settings or a malformed pipeline file (carries file and line where known)."""
+
+
+class BrokerError(KStreamLabError):
+    """The local broker cannot be started, stopped or reached."""
+
+
+class TopicError(KStreamLabError):
+    """Unknown topic, or a topic change refused (shrinking partitions without --force)."""
+
+
+class RecordError(KStreamLabError):
+    """A problem with one Kafka record; knows where the record lives."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        where = f" at {topic}[{partition}]@{offset}" if topic is not None else ""
+        super().__init__(f"{message}{where}", hint=hint)
+
+
+class DeserializationError(RecordError):
+    """Bytes that do not decode with the topic's declared format."""
+
+
+class SerializationError(RecordError):
+    """A value that does not match its schema at produce time (names the field)."""
+
+
+class ValidationError(RecordError):
+    """A decoded record that breaks a business rule (e.g. a negative total)."""

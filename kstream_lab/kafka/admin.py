@@ -1,0 +1,129 @@
+"""Cluster-level reads through the admin client: reachability, topics, offsets, groups and lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
+
+from kstream_lab.errors import BrokerError, TopicError
+from kstream_lab.kafka.clients import make_admin, make_consumer
+from kstream_lab.settings import Settings
+
+
+def ping(settings: Settings, timeout: float = 5.0) -> list[str]:
+    """Return the topic names if the cluster answers a metadata request, else raise BrokerError."""
+    try:
+        md = make_admin(settings, **{"socket.connection.setup.timeout.ms": 2000}).list_topics(
+            timeout=timeout
+        )
+    except KafkaException as exc:
+        raise BrokerError(
+            f"Kafka at {settings.bootstrap} did not answer: {exc.args[0].str() if exc.args else exc}",
+            hint="start it with `kstream-lab broker up` or set KSTREAM_BOOTSTRAP_SERVERS",
+        ) from None
+    return sorted(md.topics)
+
+
+def list_topics(settings: Settings, *, include_internal: bool = False) -> dict[str, int]:
+    """Topic name -> partition count."""
+    md = make_admin(settings).list_topics(timeout=10)
+    return {
+        name: len(t.partitions)
+        for name, t in sorted(md.topics.items())
+        if include_internal or not name.startswith("__")
+    }
+
+
+@dataclass(frozen=True)
+class PartitionOffsets:
+    partition: int
+    low: int
+    high: int
+
+    @property
+    def messages(self) -> int:
+        """Offsets between low and high (transaction markers count as offsets)."""
+        return self.high - self.low
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    committed: dict[int, int]
+    lag: dict[int, int]
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+@dataclass
+class TopicDescription:
+    name: str
+    partitions: list[PartitionOffsets]
+    config: dict[str, str] = field(default_factory=dict)
+    groups: list[GroupLag] = field(default_factory=list)
+
+    @property
+    def messages(self) -> int:
+        return sum(p.messages for p in self.partitions)
+
+
+def watermarks(settings: Settings, topic: str, timeout: float = 10.0) -> list[PartitionOffsets]:
+    """Low/high watermarks per partition (high is the next offset to be written)."""
+    consumer = make_consumer(settings, "kstream-lab-watermarks", read_committed=False)
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None or not tmd.partitions:
+            raise TopicError(f"unknown topic {topic!r}", hint="see `kstream-lab topics list`")
+        out = []
+        for p in sorted(tmd.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            out.append(PartitionOffsets(p, low, high))
+        return out
+    finally:
+        consumer.close()
+
+
+def group_lags(settings: Settings, topic: str, highs: dict[int, int]) -> list[GroupLag]:
+    """Consumer groups that have committed offsets on ``topic``, with lag per partition."""
+    admin = make_admin(settings)
+    groups = admin.list_consumer_groups(request_timeout=10).result(timeout=15)
+    out: list[GroupLag] = []
+    for g in sorted(groups.valid, key=lambda g: g.group_id):
+        req = [ConsumerGroupTopicPartitions(g.group_id, [TopicPartition(topic, p) for p in highs])]
+        try:
+            res = admin.list_consumer_group_offsets(req)[g.group_id].result(timeout=15)
+        except KafkaException:
+            continue
+        committed = {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
+        if committed:
+            lag = {p: max(0, highs[p] - committed.get(p, 0)) for p in highs}
+            out.append(GroupLag(g.group_id, committed, lag))
+    return out
+
+
+def describe_topic(settings: Settings, topic: str) -> TopicDescription:
+    parts = watermarks(settings, topic)
+    admin = make_admin(settings)
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    cfg = admin.describe_configs([res])[res].result(timeout=10)
+    interesting = ("cleanup.policy", "retention.ms", "retention.bytes", "min.insync.replicas")
+    config = {k: v.value for k, v in cfg.items() if k in interesting}
+    groups = group_lags(settings, topic, {p.partition: p.high for p in parts})
+    return TopicDescription(topic, parts, config, groups)
+
+
+def offsets_for_times(
+    settings: Settings, topic: str, timestamps: dict[int, int], timeout: float = 10.0
+) -> dict[int, int]:
+    """Earliest offset whose timestamp >= ts, per partition (-1 -> high watermark)."""
+    admin = make_admin(settings)
+    req = {TopicPartition(topic, p): OffsetSpec.for_timestamp(ts) for p, ts in timestamps.items()}
+    res = admin.list_offsets(req, request_timeout=timeout)
+    return {tp.partition: fut.result(timeout=timeout).offset for tp, fut in res.items()}

@@ -1,0 +1,59 @@
+"""A batching producer wrapper that counts delivery failures instead of losing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from kstream_lab.errors import BrokerError
+from kstream_lab.kafka.clients import make_producer
+from kstream_lab.settings import Settings
+
+
+class BatchProducer:
+    """Idempotent producer that serves its delivery callbacks as it goes and flushes on exit."""
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self._producer = make_producer(settings, **overrides)
+        self.delivered = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.first_error = self.first_error or err.str()
+
+    def produce(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int | None = None,
+                timestamp: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if timestamp:
+            kwargs["timestamp"] = timestamp
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise BrokerError(f"produce to {topic} failed: {exc}") from None
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise BrokerError(f"{remaining} records still undelivered after {timeout:.0f}s",
+                              hint="is the broker reachable?")
+
+    def __enter__(self) -> BatchProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()

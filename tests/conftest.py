@@ -1,0 +1,77 @@
+"""Shared fixtures: one real Kafka broker per test session, on free ports, in a temp data dir.
+
+Tests under tests/unit get the `unit` marker and must not touch the broker; everything under
+tests/integration gets `integration`. Setting KSTREAM_TEST_BOOTSTRAP_SERVERS runs the integration
+tests against an existing cluster instead of the embedded broker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kstream_lab.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in ("unit", "integration", "notebooks", "e2e"):
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a live broker; exported to the environment for CLI subprocesses."""
+    external = os.environ.get("KSTREAM_TEST_BOOTSTRAP_SERVERS")
+    data_dir = tmp_path_factory.mktemp("kstream")
+    env = {"KSTREAM_DATA_DIR": str(data_dir)}
+    if external:
+        env["KSTREAM_BOOTSTRAP_SERVERS"] = external
+    else:
+        env.update(KSTREAM_BROKER_PORT=str(free_port()), KSTREAM_CONTROLLER_PORT=str(free_port()),
+                   KSTREAM_REGISTRY_PORT=str(free_port()))
+        os.environ.pop("KSTREAM_BOOTSTRAP_SERVERS", None)
+    os.environ.update(env)
+    settings = Settings()
+    broker = None
+    if not external:
+        from kstream_lab.broker import LocalBroker
+
+        broker = LocalBroker(settings)
+        broker.up(timeout=120)
+    yield settings
+    if broker is not None:
+        broker.down(timeout=30)
+
+
+@pytest.fixture
+def topic_factory(kafka_settings: Settings) -> Iterator[Callable[..., str]]:
+    """Create uniquely named topics for one test; delete them afterwards."""
+    from kstream_lab.kafka.topics import apply_topics, delete_topics
+    from kstream_lab.pipeline_spec import TopicSpec
+
+    created: list[str] = []
+
+    def make(prefix: str = "t", partitions: int = 3, **kw) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        apply_topics(kafka_settings, [TopicSpec(name=name, partitions=partitions, **kw)])
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        delete_topics(kafka_settings, created)

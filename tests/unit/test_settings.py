@@ -1,0 +1,27 @@
+from kstream_lab.kafka import client_config
+from kstream_lab.settings import Settings
+
+
+def test_defaults_point_at_local_broker(monkeypatch):
+    for var in ("KSTREAM_BOOTSTRAP_SERVERS", "KSTREAM_BROKER_PORT", "KSTREAM_SCHEMA_REGISTRY_URL",
+                "KSTREAM_REGISTRY_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    s = Settings(_env_file=None)
+    assert s.bootstrap == "127.0.0.1:9092" and s.uses_local_broker
+    assert s.registry_url == "http://127.0.0.1:8081"
+
+
+def test_env_points_everything_at_another_cluster(monkeypatch):
+    monkeypatch.setenv("KSTREAM_BOOTSTRAP_SERVERS", "kafka-1:9093,kafka-2:9093")
+    monkeypatch.setenv("KSTREAM_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KSTREAM_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("KSTREAM_SASL_USERNAME", "order-producer")
+    monkeypatch.setenv("KSTREAM_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("KSTREAM_CLIENT_CONFIG", '{"client.id": "nb-1"}')
+    s = Settings(_env_file=None)
+    conf = client_config(s)
+    assert conf["bootstrap.servers"] == "kafka-1:9093,kafka-2:9093"
+    assert conf["security.protocol"] == "SASL_SSL" and conf["sasl.mechanisms"] == "SCRAM-SHA-256"
+    assert conf["sasl.username"] == "order-producer" and conf["sasl.password"] == "s3cret"
+    assert conf["client.id"] == "nb-1"
+    assert "s3cret" not in repr(s)
