@@ -10,6 +10,7 @@ import sys
 import typer
 
 from kstream_lab.cli import broker, topics
+from kstream_lab.cli.demo import demo_cmd
 from kstream_lab.cli.orders import produce_orders_cmd
 from kstream_lab.errors import KStreamLabError
 
@@ -18,6 +19,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.command("produce-orders")(produce_orders_cmd)
+app.command("demo")(demo_cmd)
 
 
 def main() -> None:
