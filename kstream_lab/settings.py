@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     registry_port: int = 8081
 
     data_dir: Path = Path(".kstream_lab")
+    reports_dir: Path = Path("reports")
+    notebooks_dir: Path = Path("notebooks")
+    schedules_file: Path = Path("pipelines/schedules.yaml")
+    lineage_file: Path | None = Field(
+        default=None, description="Set by the notebook runner: replay appends the ranges it read here."
+    )
     pipeline_file: Path = Path("pipelines/orders.yaml")
 
     broker_port: int = 9092

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from kstream_lab.cli import broker, topics
+from kstream_lab.cli import broker, notebooks, topics
 from kstream_lab.cli.demo import demo_cmd
 from kstream_lab.cli.orders import produce_orders_cmd
 from kstream_lab.errors import KStreamLabError
@@ -20,6 +20,9 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.command("produce-orders")(produce_orders_cmd)
 app.command("demo")(demo_cmd)
+app.add_typer(notebooks.app, name="notebooks")
+app.add_typer(notebooks.schedule_app, name="schedule")
+app.command("lab")(notebooks.lab_cmd)
 
 
 def main() -> None:
