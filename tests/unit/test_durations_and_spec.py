@@ -23,7 +23,7 @@ def test_bad_durations(bad):
 
 def test_orders_pipeline_loads():
     spec = load_pipeline(ROOT / "pipelines/orders.yaml")
-    assert [t for t in spec.topics] == ["orders_raw", "orders_enriched", "orders_dlq", "orders_late",
+    assert [t for t in spec.topics] == ["orders_raw", "orders_enriched", "orders_dlq", "orders_dlq_redriven", "orders_late",
                                         "sales_aggregates", "order-aggregator-changelog"]
     assert spec.topics["orders_raw"].partitions == 6
     assert spec.topics["order-aggregator-changelog"].cleanup_policy == "compact"
@@ -36,13 +36,14 @@ def test_orders_pipeline_loads():
 
 def test_unknown_key_names_file_line_and_key(tmp_path):
     text = (ROOT / "pipelines/orders.yaml").read_text()
-    text = text.replace("cleanup_policy: compact", "cleanup_polcy: compact")
+    text = text.replace("min_compaction_lag_ms: 0", "min_compaction_lag: 0")
     f = tmp_path / "p.yaml"
     f.write_text(text)
-    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "cleanup_polcy" in ln)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "min_compaction_lag:" in ln)
     with pytest.raises(ConfigError) as exc:
         load_pipeline(f)
-    assert f"{f}:{line}: topics.order-aggregator-changelog.cleanup_polcy: unknown key" in str(exc.value)
+    assert str(exc.value) == (f"{f}:{line}: topics.order-aggregator-changelog.min_compaction_lag: unknown key "
+                              "(fix the key(s) named above)")
 
 
 def test_bad_value_and_bad_yaml(tmp_path):
