@@ -12,6 +12,7 @@ import typer
 from kstream_lab.cli import broker, notebooks, topics
 from kstream_lab.cli.demo import demo_cmd
 from kstream_lab.cli.orders import produce_orders_cmd
+from kstream_lab.cli.worker import worker_cmd
 from kstream_lab.errors import KStreamLabError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -20,6 +21,7 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.command("produce-orders")(produce_orders_cmd)
 app.command("demo")(demo_cmd)
+app.command("worker")(worker_cmd)
 app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(notebooks.schedule_app, name="schedule")
 app.command("lab")(notebooks.lab_cmd)

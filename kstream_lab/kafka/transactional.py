@@ -1,0 +1,283 @@
+"""The transactional consume-transform-produce loop (DESIGN.md section 4), guarded in one place.
+
+One transaction per consumed batch: every output record, the changelog entries and the batch's
+input offsets (``send_offsets_to_transaction`` with the consumer's group metadata) commit
+atomically, so a crash at any point leaves either all of a batch or none of it. Errors follow
+librdkafka's classification: *retriable* -> retry the same call; *txn_requires_abort* -> abort,
+rewind the consumer to its committed offsets, drop in-memory state and restore it from the
+changelog; *fatal* -> :class:`FatalKafkaError` (the worker exits non-zero, a restart re-initialises
+the transactional id and fences the old producer). Workers only supply a :class:`Processor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+
+from kstream_lab.errors import BrokerError
+from kstream_lab.kafka.clients import make_consumer, make_producer
+from kstream_lab.kafka.consuming import read_partitions_to_end, update_lag
+from kstream_lab.observability.metrics import METRICS
+from kstream_lab.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ChangelogEntries = dict[int, list[tuple[bytes, bytes | None]]]
+Restore = Callable[[list[int]], ChangelogEntries]
+
+
+class FatalKafkaError(BrokerError):
+    """librdkafka reported a fatal error (e.g. the producer was fenced); the process must exit."""
+
+
+class _AbortTransaction(Exception):
+    """Internal: the open transaction must be aborted and the batch re-consumed."""
+
+
+class Output:
+    """Produces into the open transaction; the only way a processor writes to Kafka."""
+
+    def __init__(self, producer: Any, service: str) -> None:
+        self._producer, self._service = producer, service
+        self.sent: dict[str, int] = {}
+
+    def send(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int,
+             headers: list[tuple[str, bytes]] | None = None, timestamp: int | None = None) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "partition": partition}
+        if headers:
+            kwargs["headers"] = headers
+        if timestamp:
+            kwargs["timestamp"] = timestamp
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self.sent[topic] = self.sent.get(topic, 0) + 1
+
+
+class Processor(Protocol):
+    """What a transactional worker does with its records and state."""
+
+    def assign(self, partitions: list[int], restore: Restore) -> None:
+        """Partitions were assigned (or state must be rebuilt): restore their state."""
+
+    def revoke(self, partitions: list[int]) -> None:
+        """Drop in-memory state of these partitions (it is in the changelog)."""
+
+    def process(self, messages: Sequence[Message], out: Output) -> None:
+        """Transform one batch, sending results through ``out``."""
+
+    def changelog(self) -> ChangelogEntries:
+        """State changes made by the batch, per input partition (empty for stateless workers)."""
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    input_topic: str
+    group_id: str
+    transactional_id: str
+    changelog_topic: str | None = None
+    batch_size: int = 5000
+    batch_timeout_s: float = 0.2
+    session_timeout_ms: int = 6000
+    transaction_timeout_ms: int = 60000
+    call_timeout_s: float = 30.0
+    retries: int = 10
+
+
+class TransactionalLoop:
+    """Runs a :class:`Processor` over ``input_topic`` until ``stop`` is set, exactly once."""
+
+    def __init__(self, settings: Settings, config: LoopConfig, processor: Processor, *,
+                 service: str, stop: threading.Event) -> None:
+        self.settings, self.config, self.processor = settings, config, processor
+        self.service, self.stop = service, stop
+        self.producer = make_producer(settings, transactional_id=config.transactional_id, **{
+            "transaction.timeout.ms": config.transaction_timeout_ms, "linger.ms": 5})
+        self.consumer = make_consumer(settings, config.group_id, **{
+            "session.timeout.ms": config.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
+            "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 100})
+        self.in_transaction = False
+        self.batches = 0
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Initialise the transactional id (fencing any zombie), subscribe, loop, then close cleanly."""
+        try:
+            self._call(self.producer.init_transactions, self.config.call_timeout_s)
+        except _AbortTransaction:
+            raise FatalKafkaError("init_transactions failed") from None
+        self.consumer.subscribe([self.config.input_topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        try:
+            while not self.stop.is_set():
+                batch = self._consume()
+                if batch:
+                    self._run_batch(batch)
+        finally:
+            self.close()
+
+    def _consume(self) -> list[Message]:
+        try:
+            messages = self.consumer.consume(self.config.batch_size, self.config.batch_timeout_s)
+        except KafkaException as exc:
+            raise self._classify_consumer_error(exc.args[0]) from None
+        batch = []
+        for m in messages:
+            err = m.error()
+            if err is None:
+                batch.append(m)
+            elif err.fatal():
+                raise FatalKafkaError(f"consumer: {err.str()}")
+            elif err.code() != KafkaError._PARTITION_EOF:
+                METRICS.errors.labels(self.service, "consume").inc()
+                log.warning("consume error: %s", err.str())
+        return batch
+
+    def _run_batch(self, batch: list[Message]) -> None:
+        t0 = time.perf_counter()
+        out = Output(self.producer, self.service)
+        try:
+            self._call(self.producer.begin_transaction)
+            self.in_transaction = True
+            self.processor.process(batch, out)
+            self._write_changelog(out)
+            offsets = _next_offsets(batch)
+            self._call(self.producer.send_offsets_to_transaction, offsets,
+                       self.consumer.consumer_group_metadata(), self.config.call_timeout_s)
+            self._call(self.producer.commit_transaction, self.config.call_timeout_s)
+            self.in_transaction = False
+        except _AbortTransaction as exc:
+            log.warning("aborting transaction and rewinding: %s", exc)
+            self._abort_and_rewind()
+            return
+        except BaseException:
+            self._abort_quietly()
+            raise
+        self.batches += 1
+        METRICS.transactions.labels(self.service, "committed").inc()
+        METRICS.consumed.labels(self.service, self.config.input_topic).inc(len(batch))
+        for topic, n in out.sent.items():
+            METRICS.produced.labels(self.service, topic).inc(n)
+        METRICS.latency.labels(self.service).observe(time.perf_counter() - t0)
+        update_lag(self.consumer, self.service)
+
+    def _write_changelog(self, out: Output) -> None:
+        entries = self.processor.changelog()
+        if not entries:
+            return
+        if self.config.changelog_topic is None:
+            raise RuntimeError("processor produced changelog entries but no changelog topic is configured")
+        for partition, items in entries.items():
+            for key, value in items:
+                out.send(self.config.changelog_topic, key=key, value=value, partition=partition)
+
+    # ---- error handling ------------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a transactional API: retry retriable errors, escalate abortable and fatal ones."""
+        for attempt in range(self.config.retries + 1):
+            try:
+                return fn(*args)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal():
+                    METRICS.errors.labels(self.service, "fatal").inc()
+                    raise FatalKafkaError(f"{fn.__name__}: {err.str()}") from None
+                if err.txn_requires_abort():
+                    raise _AbortTransaction(f"{fn.__name__}: {err.str()}") from None
+                if err.retriable() and attempt < self.config.retries:
+                    METRICS.errors.labels(self.service, "retriable").inc()
+                    log.warning("retriable error in %s (attempt %d): %s", fn.__name__, attempt + 1, err.str())
+                    time.sleep(min(2.0, 0.1 * 2 ** attempt))
+                    continue
+                raise _AbortTransaction(f"{fn.__name__}: {err.str()}") from None
+        raise AssertionError("unreachable")
+
+    def _classify_consumer_error(self, err: KafkaError) -> Exception:
+        if err.fatal():
+            return FatalKafkaError(f"consumer: {err.str()}")
+        return BrokerError(f"consumer: {err.str()}")
+
+    def _abort_and_rewind(self) -> None:
+        """Abort, seek every assigned partition back to its committed offset, rebuild state."""
+        METRICS.transactions.labels(self.service, "aborted").inc()
+        try:
+            self._call(self.producer.abort_transaction, self.config.call_timeout_s)
+        except _AbortTransaction as exc:
+            raise FatalKafkaError(f"abort failed: {exc}") from None
+        self.in_transaction = False
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        committed = self.consumer.committed(assignment, timeout=self.config.call_timeout_s)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        partitions = sorted(tp.partition for tp in assignment)
+        self.processor.revoke(partitions)
+        self.processor.assign(partitions, self._restore)
+
+    def _abort_quietly(self) -> None:
+        if not self.in_transaction:
+            return
+        try:
+            self.producer.abort_transaction(10)
+            METRICS.transactions.labels(self.service, "aborted").inc()
+        except KafkaException as exc:
+            log.error("abort_transaction failed: %s", exc)
+        self.in_transaction = False
+
+    # ---- rebalance callbacks (served inside consume(), never while a transaction is open) ------
+    def _restore(self, partitions: list[int]) -> ChangelogEntries:
+        if self.config.changelog_topic is None or not partitions:
+            return {p: [] for p in partitions}
+        return read_partitions_to_end(self.settings, self.config.changelog_topic, partitions)
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in partitions)
+        log.info("assigned partitions %s", parts)
+        self.processor.assign(parts, self._restore)
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in partitions)
+        log.info("revoked partitions %s", parts)
+        if self.in_transaction:  # defensive: commit what the batch did before giving the partitions up
+            try:
+                self._call(self.producer.commit_transaction, self.config.call_timeout_s)
+                self.in_transaction = False
+            except _AbortTransaction:
+                self._abort_quietly()
+        self.processor.revoke(parts)
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in partitions)
+        log.warning("lost partitions %s", parts)
+        self._abort_quietly()
+        self.processor.revoke(parts)
+
+    def close(self) -> None:
+        """End any open transaction, leave the group, flush the producer."""
+        self._abort_quietly()
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer close: %s", exc)
+        self.producer.flush(5)
+
+
+def _next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    """The offset to resume from for each (topic, partition) in the batch: last offset + 1."""
+    last: dict[tuple[str, int], int] = {}
+    for m in batch:
+        key = (m.topic(), m.partition())
+        last[key] = max(last.get(key, -1), m.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]

@@ -1,0 +1,60 @@
+"""PostgreSQL sink behind the same interface as DuckDB.
+
+PostgreSQL's MVCC already gives readers consistent snapshots while the sink writes, so the sink keeps
+one connection and writes each batch in one transaction with ``INSERT ... ON CONFLICT DO UPDATE``
+(never touching rows that are already final).
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    tier TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    total_cents BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    final BOOLEAN NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (window_start, tier, source_partition)
+)"""
+
+UPSERT = f"""
+INSERT INTO {TABLE} ({", ".join(AGGREGATE_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (window_start, tier, source_partition) DO UPDATE SET
+    window_end = excluded.window_end, total_cents = excluded.total_cents, count = excluded.count,
+    final = excluded.final, updated_at = now()
+WHERE NOT {TABLE}.final"""
+
+
+class PostgresSink:
+    """Idempotent upserts into ``sales_aggregates`` of a PostgreSQL database."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn = psycopg.connect(dsn)
+        with self.conn.transaction():
+            self.conn.execute(DDL)
+
+    def upsert(self, rows: list[dict]) -> int:
+        if not rows:
+            return 0
+        params = [tuple(r[c] for c in AGGREGATE_COLUMNS) for r in rows]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(UPSERT, params)
+        return len(params)
+
+    def read(self, *, final_only: bool = False) -> list[dict]:
+        where = "WHERE final" if final_only else ""
+        sql = (f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM {TABLE} {where} "
+               "ORDER BY window_start, tier, source_partition")
+        with psycopg.connect(self.dsn) as conn:
+            return [dict(zip(AGGREGATE_COLUMNS, row, strict=True)) for row in conn.execute(sql).fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()

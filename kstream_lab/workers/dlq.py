@@ -1,0 +1,61 @@
+"""Dead letters (DESIGN.md section 2): the original key and bytes plus headers saying what went wrong.
+
+Any worker sends a record it cannot handle here instead of stalling its partition; the headers make
+every dead letter findable at its source (topic/partition/offset) and explain the failure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+HEADER_NAMES = ("error.class", "error.message", "source.topic", "source.partition", "source.offset",
+                "attempts", "failed.at")
+
+
+def dlq_headers(exc: BaseException, *, topic: str, partition: int, offset: int, attempts: int = 1,
+                failed_at_ms: int | None = None) -> list[tuple[str, bytes]]:
+    """The DLQ headers for a record from ``topic[partition]@offset`` that failed with ``exc``."""
+    failed_at = failed_at_ms if failed_at_ms is not None else int(time.time() * 1000)
+    message = getattr(exc, "message", None) or str(exc)
+    return [
+        ("error.class", type(exc).__name__.encode()),
+        ("error.message", message[:1000].encode()),
+        ("source.topic", topic.encode()),
+        ("source.partition", str(partition).encode()),
+        ("source.offset", str(offset).encode()),
+        ("attempts", str(attempts).encode()),
+        ("failed.at", str(failed_at).encode()),
+    ]
+
+
+def send_to_dlq(out: Any, dlq_topic: str, message: Any, exc: BaseException, *, attempts: int = 1) -> None:
+    """Send ``message`` unchanged (key, value, partition) to ``dlq_topic`` through a transactional Output."""
+    headers = dlq_headers(exc, topic=message.topic(), partition=message.partition(), offset=message.offset(),
+                          attempts=attempts)
+    headers += [(k, v) for k, v in (message.headers() or ()) if k in ("traceparent", "tracestate")]
+    out.send(dlq_topic, key=message.key(), value=message.value(), partition=message.partition(), headers=headers)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A DLQ record read back: what failed, where it came from, and the original bytes."""
+
+    key: bytes | None
+    value: bytes | None
+    error_class: str
+    error_message: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    attempts: int
+    failed_at: int
+
+    @classmethod
+    def from_record(cls, key: bytes | None, value: bytes | None,
+                    headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]) -> DeadLetter:
+        h = {k: v.decode() for k, v in headers if v is not None}
+        return cls(key, value, h.get("error.class", ""), h.get("error.message", ""), h.get("source.topic", ""),
+                   int(h.get("source.partition", -1)), int(h.get("source.offset", -1)),
+                   int(h.get("attempts", 0)), int(h.get("failed.at", 0)))

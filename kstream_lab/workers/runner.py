@@ -1,0 +1,114 @@
+"""Building and running one worker process: ``kstream-lab worker NAME``.
+
+A worker is a loop over kstream_lab.kafka with its processor, metrics server, JSON logs and signal
+handling. SIGTERM/SIGINT only set a stop flag: the loop finishes (and commits) the batch in hand,
+closes the consumer (leaving the group), flushes the producer and the process exits 0. A fatal
+Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from kstream_lab.errors import KStreamLabError
+from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
+from kstream_lab.observability.logs import setup_logging
+from kstream_lab.observability.metrics import start_metrics_server
+from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.settings import Settings
+from kstream_lab.sinks.base import open_sink
+from kstream_lab.workers.aggregator import AggregatorProcessor
+from kstream_lab.workers.codec import value_decoder, value_encoder
+from kstream_lab.workers.config import workers_config
+from kstream_lab.workers.enricher import EnricherProcessor
+from kstream_lab.workers.sink import SinkWorker
+from kstream_lab.workers.tiers import TierClient
+
+log = logging.getLogger(__name__)
+WORKERS = ("enricher", "aggregator", "sink")
+EXIT_FATAL = 3
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (main thread only)."""
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s, finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
+    wc = workers_config(spec)
+    cfg = wc.enricher
+    tiers = TierClient(wc.customer_service_url, timeout_s=cfg.request_timeout_ms / 1000,
+                       ttl_s=cfg.cache_ttl_ms / 1000, max_size=cfg.cache_size, attempts=cfg.retry_attempts,
+                       backoff_initial_s=cfg.retry_initial_ms / 1000, backoff_max_s=cfg.retry_max_ms / 1000,
+                       fail_max=cfg.breaker_fail_max, reset_s=cfg.breaker_reset_ms / 1000)
+    processor = EnricherProcessor(decode=value_decoder(settings, spec.topic(cfg.input)),
+                                  encode=value_encoder(settings, spec.topic(cfg.output)), tiers=tiers,
+                                  output=cfg.output, dlq=cfg.dlq)
+    loop_cfg = LoopConfig(input_topic=cfg.input, group_id=cfg.group_id,
+                          transactional_id=f"{cfg.transactional_id}-{instance}", batch_size=cfg.batch_size)
+    return TransactionalLoop(settings, loop_cfg, processor, service="enricher", stop=stop)
+
+
+def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event,
+                     instance: int) -> TransactionalLoop:
+    cfg = workers_config(spec).aggregator
+    agg = spec.aggregation(cfg.aggregation)
+    if agg.source != cfg.input:
+        raise KStreamLabError(f"aggregation {agg.name!r} reads {agg.source}, the aggregator worker reads {cfg.input}",
+                              hint="make workers.aggregator.input match the aggregation's source")
+    src, changelog = spec.topic(cfg.input), spec.topic(cfg.changelog)
+    if changelog.partitions != src.partitions:
+        raise KStreamLabError(f"{changelog.name} has {changelog.partitions} partitions, {src.name} has "
+                              f"{src.partitions}", hint="state for partition p lives in changelog partition p")
+    processor = AggregatorProcessor(agg, decode=value_decoder(settings, src),
+                                    encode_aggregate=value_encoder(settings, spec.topic(cfg.output)),
+                                    output=cfg.output, late=cfg.late, dlq=cfg.dlq, group_columns=cfg.group_columns)
+    loop_cfg = LoopConfig(input_topic=cfg.input, group_id=cfg.group_id, changelog_topic=cfg.changelog,
+                          transactional_id=f"{cfg.transactional_id}-{instance}", batch_size=cfg.batch_size)
+    return TransactionalLoop(settings, loop_cfg, processor, service="aggregator", stop=stop)
+
+
+def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> SinkWorker:
+    cfg = workers_config(spec).sink
+    return SinkWorker(settings, cfg, decode=value_decoder(settings, spec.topic(cfg.input)),
+                      sink=open_sink(cfg.target, settings), stop=stop)
+
+
+BUILDERS: dict[str, Callable] = {"enricher": build_enricher, "aggregator": build_aggregator, "sink": build_sink}
+
+
+def metrics_port_for(name: str, spec: PipelineSpec) -> int | None:
+    return getattr(workers_config(spec), name).metrics_port
+
+
+def run_worker(name: str, settings: Settings, spec: PipelineSpec, *, instance: int = 0,
+               metrics_port: int | None = None) -> int:
+    """Run worker ``name`` until SIGTERM/SIGINT; return the process exit code."""
+    if name not in BUILDERS:
+        raise KStreamLabError(f"unknown worker {name!r}", hint=f"one of: {', '.join(WORKERS)}")
+    setup_logging(name)
+    stop = stop_on_signals()
+    port = metrics_port if metrics_port is not None else metrics_port_for(name, spec)
+    if port is not None and instance:
+        port += instance
+    bound = start_metrics_server(port)
+    log.info("starting %s instance %d (metrics on port %s)", name, instance, bound)
+    worker = BUILDERS[name](settings, spec, stop, instance)
+    try:
+        worker.run()
+    except FatalKafkaError as exc:
+        log.error("fatal: %s", exc)
+        return EXIT_FATAL
+    log.info("%s stopped cleanly", name)
+    return 0
