@@ -1,1 +1,26 @@
-"""kstream_lab."""
+"""kstream_lab: live Kafka pipelines, exact replay and back-tests.
+
+The public API is loaded lazily so ``import kstream_lab.settings`` (every worker and CLI command)
+does not pay for Polars and DuckDB:
+
+    import kstream_lab
+    df = kstream_lab.replay("orders_enriched", start="15m ago")        # -> polars.DataFrame
+    kstream_lab.sql("select loyalty_tier, sum(total_cents) from orders_enriched group by 1", start="1h ago")
+    report = kstream_lab.backtest()                                      # report.verdict, report.diff
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_API = ("backtest", "export", "register", "resolve", "sql", "to_duckdb", "to_parquet")
+
+__all__ = ["replay", *_API]
+
+
+def __getattr__(name: str):
+    if name == "replay":  # the subpackage, which is callable (see kstream_lab/replay/__init__.py)
+        return import_module("kstream_lab.replay")
+    if name in _API:
+        return getattr(import_module("kstream_lab.api"), name)
+    raise AttributeError(f"module 'kstream_lab' has no attribute {name!r}")

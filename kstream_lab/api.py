@@ -1,0 +1,109 @@
+"""The public Python API used by notebooks and apps: ``kstream_lab.replay``, ``sql``, ``backtest``...
+
+Every function takes an optional :class:`~kstream_lab.settings.Settings` (default: from the
+``KSTREAM_*`` environment) and returns plain Polars objects, so results move on to pandas
+(``.to_pandas()``), DuckDB (:func:`to_duckdb`) or Parquet (:func:`to_parquet`) without surprises.
+Range rules (inclusive start, exclusive end, snapshotted end) are in ``kstream_lab.replay.reader``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from kstream_lab.replay.frames import referenced_topics, register, run_sql, to_parquet
+from kstream_lab.replay.parquet import ExportSummary, export_parquet
+from kstream_lab.replay.reader import Position, ReplayRange, read_range, resolve_range
+from kstream_lab.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from kstream_lab.aggregations.spec import AggregationSpec
+    from kstream_lab.replay.backtest import BacktestReport
+
+__all__ = ["backtest", "export", "register", "replay", "resolve", "sql", "to_duckdb", "to_parquet"]
+
+
+def resolve(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
+            settings: Settings | None = None) -> ReplayRange:
+    """Resolve a range to offsets per partition (and snapshot its end) without reading it."""
+    return resolve_range(settings or get_settings(), topic, start, end, partitions)
+
+
+def replay(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
+           value_format: str = "auto", settings: Settings | None = None, *, errors: str = "skip",
+           batch_size: int = 50_000) -> pl.DataFrame:
+    """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
+
+    Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
+    headers, then the decoded value fields (``value`` bytes for raw). ``value_format``: auto, json,
+    avro or raw. ``errors``: "skip" drops undecodable values (logged), "raise" stops at the first.
+    """
+    settings = settings or get_settings()
+    rng = resolve_range(settings, topic, start, end, partitions)
+    return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size)
+
+
+def to_duckdb(frame_or_topic: pl.DataFrame | str, name: str | None = None, con: duckdb.DuckDBPyConnection | None = None,
+              *, table: bool = False, start: Position = "earliest", end: Position = "latest",
+              settings: Settings | None = None, value_format: str = "auto") -> duckdb.DuckDBPyConnection:
+    """Register a frame (or a replayed topic range) on ``con`` as view/table ``name``; return ``con``."""
+    import duckdb
+
+    con = con if con is not None else duckdb.connect()
+    if isinstance(frame_or_topic, str):
+        frame = replay(frame_or_topic, start, end, value_format=value_format, settings=settings)
+        name = name or frame_or_topic
+    else:
+        frame = frame_or_topic
+    if not name:
+        raise ValueError("name is required when registering a DataFrame")
+    register(con, name, frame, table=table)
+    return con
+
+
+def sql(query: str, start: Position = "earliest", end: Position = "latest",
+        con: duckdb.DuckDBPyConnection | None = None, settings: Settings | None = None,
+        value_format: str = "auto") -> pl.DataFrame:
+    """Run DuckDB SQL where every topic named in the query is its replayed ``[start, end)`` range.
+
+    ``kstream_lab.sql("select loyalty_tier, sum(total_cents) from orders_enriched group by 1",
+    start="1h ago")``. Topic names with dashes need double quotes. With ``con`` the views stay
+    registered on it for further queries.
+    """
+    from kstream_lab.kafka.admin import list_topics
+
+    settings = settings or get_settings()
+    topics = referenced_topics(query, list(list_topics(settings)))
+    frames = {t: replay(t, start, end, value_format=value_format, settings=settings) for t in topics}
+    return run_sql(query, frames, con)
+
+
+def export(topic: str, out: str | Path, start: Position = "earliest", end: Position = "latest",
+           partitions: list[int] | None = None, value_format: str = "auto", settings: Settings | None = None,
+           *, chunk_rows: int = 500_000, progress: bool = True) -> ExportSummary:
+    """Write a range larger than memory as partitioned Parquet (see ``kstream_lab.replay.parquet``)."""
+    settings = settings or get_settings()
+    rng = resolve_range(settings, topic, start, end, partitions)
+    return export_parquet(settings, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress)
+
+
+def backtest(start: Position = "earliest", end: Position | None = None, *,
+             spec: AggregationSpec | str | Path | None = None, window: str | int | None = None,
+             grace: str | int | None = None, group_id: str | None = None, live_topic: str | None = None,
+             source: str | Path | None = None, live: pl.DataFrame | None = None,
+             settings: Settings | None = None) -> BacktestReport:
+    """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
+
+    ``spec``: an AggregationSpec or a pipeline file (default: KSTREAM_PIPELINE_FILE). ``window``/``grace``
+    make it a what-if (report.what_if). ``source``: a topic, or a directory written by :func:`export`
+    (lazy scan, larger than memory). See ``kstream_lab.replay.backtest`` for what is compared.
+    """
+    from kstream_lab.replay.backtest import BacktestRequest, run_backtest
+
+    req = BacktestRequest.build(settings or get_settings(), spec=spec, start=start, end=end, window=window,
+                                grace=grace, group_id=group_id, live_topic=live_topic, source=source)
+    return run_backtest(req, live=live)
