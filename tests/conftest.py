@@ -2,7 +2,8 @@
 
 Tests under tests/unit get the `unit` marker and must not touch the broker; everything under
 tests/integration gets `integration`. Setting KSTREAM_TEST_BOOTSTRAP_SERVERS runs the integration
-tests against an existing cluster instead of the embedded broker.
+tests against an existing cluster instead of the embedded broker; the local schema registry is
+started on it unless KSTREAM_TEST_SCHEMA_REGISTRY_URL names another registry.
 """
 
 from __future__ import annotations
@@ -35,16 +36,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings pointing at a live broker; exported to the environment for CLI subprocesses."""
+    """Settings pointing at a live broker and the local schema registry; exported to the environment
+    for CLI subprocesses."""
     external = os.environ.get("KSTREAM_TEST_BOOTSTRAP_SERVERS")
     data_dir = tmp_path_factory.mktemp("kstream")
-    env = {"KSTREAM_DATA_DIR": str(data_dir)}
+    env = {"KSTREAM_DATA_DIR": str(data_dir), "KSTREAM_REGISTRY_PORT": str(free_port())}
     if external:
         env["KSTREAM_BOOTSTRAP_SERVERS"] = external
     else:
-        env.update(KSTREAM_BROKER_PORT=str(free_port()), KSTREAM_CONTROLLER_PORT=str(free_port()),
-                   KSTREAM_REGISTRY_PORT=str(free_port()))
+        env.update(KSTREAM_BROKER_PORT=str(free_port()), KSTREAM_CONTROLLER_PORT=str(free_port()))
         os.environ.pop("KSTREAM_BOOTSTRAP_SERVERS", None)
+    external_registry = os.environ.get("KSTREAM_TEST_SCHEMA_REGISTRY_URL")
+    if external_registry:
+        env["KSTREAM_SCHEMA_REGISTRY_URL"] = external_registry
+    else:
+        os.environ.pop("KSTREAM_SCHEMA_REGISTRY_URL", None)
     os.environ.update(env)
     settings = Settings()
     broker = None
@@ -53,7 +59,19 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
         broker = LocalBroker(settings)
         broker.up(timeout=120)
+    from kstream_lab.registry import LocalRegistry
+
+    registry = None if external_registry else LocalRegistry(settings)  # the local schema registry
+    try:
+        if registry is not None:
+            registry.up(timeout=60)
+    except BaseException:
+        if broker is not None:
+            broker.down(timeout=30)
+        raise
     yield settings
+    if registry is not None:
+        registry.down(timeout=15)
     if broker is not None:
         broker.down(timeout=30)
 

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from kstream_lab.cli import broker, notebooks, topics
+from kstream_lab.cli import broker, notebooks, registry, schemas, topics
 from kstream_lab.cli.demo import demo_cmd
 from kstream_lab.cli.orders import produce_orders_cmd
 from kstream_lab.cli.worker import worker_cmd
@@ -19,6 +19,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="kstream_lab: live Kafka pipelines, exact replay and back-tests.")
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
+app.add_typer(registry.app, name="registry")
+app.add_typer(schemas.app, name="schemas")
 app.command("produce-orders")(produce_orders_cmd)
 app.command("demo")(demo_cmd)
 app.command("worker")(worker_cmd)

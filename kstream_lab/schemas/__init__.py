@@ -1,5 +1,12 @@
-"""Serde for the pipeline's topics: JSON and Avro in the Confluent wire format."""
+"""Serde for the pipeline's topics: JSON and Avro in the Confluent wire format, per record and in bulk."""
 
-from kstream_lab.schemas.serde import Serializer, value_serializer
+from kstream_lab.schemas.serde import (
+    Decoder,
+    Serializer,
+    json_decoder,
+    json_serializer,
+    value_decoder,
+    value_serializer,
+)
 
-__all__ = ["Serializer", "value_serializer"]
+__all__ = ["Decoder", "Serializer", "json_decoder", "json_serializer", "value_decoder", "value_serializer"]

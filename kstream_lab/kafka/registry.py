@@ -1,0 +1,225 @@
+"""The schema registry boundary: confluent-kafka's registry client and serdes, and the `_schemas` log.
+
+Everything that touches ``confluent_kafka.schema_registry`` lives here so the rest of the package
+talks to any Confluent-compatible registry (ours, Confluent, Karapace, Apicurio's ccompat API)
+through one small API whose failures are :class:`RegistryError` with the registry's error code.
+:class:`SchemaLog` is the durable store of the local registry: a compacted single-partition topic,
+written synchronously and read back from the beginning at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from kstream_lab.errors import BrokerError, KStreamLabError
+from kstream_lab.kafka.clients import make_admin, make_consumer, make_producer
+from kstream_lab.settings import Settings
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+class RegistryError(KStreamLabError):
+    """The schema registry refused a request or could not be reached.
+
+    ``status`` is the HTTP status (0 when unreachable) and ``code`` the registry error code
+    (40401 unknown subject, 40403 unknown schema id, 409 incompatible, 42201 invalid schema ...).
+    """
+
+    def __init__(self, message: str, *, status: int = 0, code: int = -1, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status, self.code = status, code
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    subject: str
+    version: int
+    schema_id: int
+    schema: str
+
+
+class SchemaRegistry:
+    """A registry client for one URL; caches schemas by id (ids are immutable)."""
+
+    def __init__(self, settings: Settings, *, timeout: float = 10.0) -> None:
+        self.url = settings.registry_url
+        self._client = SchemaRegistryClient({"url": self.url, "timeout": timeout, "max.retries": 1})
+        self._timeout = timeout
+
+    # ---- calls ------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SchemaRegistryError as exc:
+            raise RegistryError(f"{what}: {exc.error_message}", status=exc.http_status_code,
+                                code=exc.error_code) from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise unreachable(self.url, exc) from None
+
+    def register(self, subject: str, schema: str) -> RegisteredVersion:
+        """Register ``schema`` under ``subject`` (idempotent) and return its version and id."""
+        sch = Schema(schema, "AVRO")
+        schema_id = self._call(f"registering {subject}", self._client.register_schema, subject, sch)
+        found = self._call(f"looking up {subject}", self._client.lookup_schema, subject, sch)
+        return RegisteredVersion(subject, found.version, schema_id, schema)
+
+    def lookup(self, subject: str, schema: str) -> RegisteredVersion | None:
+        """The version of ``subject`` that has exactly this schema, or None."""
+        try:
+            found = self._call(f"looking up {subject}", self._client.lookup_schema, subject, Schema(schema, "AVRO"))
+        except RegistryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return RegisteredVersion(subject, found.version, found.schema_id, schema)
+
+    def writer_schema(self, schema_id: int) -> str:
+        """The schema text for ``schema_id``; RegistryError (code 40403) when unknown."""
+        sch = self._call(f"schema id {schema_id}", self._client.get_schema, schema_id)
+        if sch.schema_type not in (None, "AVRO"):
+            raise RegistryError(f"schema id {schema_id} is a {sch.schema_type} schema, not Avro", status=422,
+                                code=42201)
+        return sch.schema_str
+
+    def subjects(self) -> list[str]:
+        return sorted(self._call("listing subjects", self._client.get_subjects))
+
+    def versions(self, subject: str) -> list[int]:
+        return list(self._call(f"versions of {subject}", self._client.get_versions, subject))
+
+    def version(self, subject: str, version: int | str = "latest") -> RegisteredVersion:
+        if version == "latest":
+            reg = self._call(f"latest version of {subject}", self._client.get_latest_version, subject)
+        else:
+            reg = self._call(f"version {version} of {subject}", self._client.get_version, subject, int(version))
+        return RegisteredVersion(reg.subject, reg.version, reg.schema_id, reg.schema.schema_str)
+
+    def compatibility(self, subject: str | None = None) -> str:
+        return self._call("reading compatibility", self._client.get_compatibility, subject)
+
+    def set_compatibility(self, level: str, subject: str | None = None) -> str:
+        res = self._call("setting compatibility", self._client.set_compatibility, subject, level)
+        return res["compatibility"] if isinstance(res, dict) else str(res)
+
+    def check_compatibility(self, subject: str, schema: str, version: int | str = "latest") -> list[str]:
+        """Reasons ``schema`` is incompatible with ``subject``'s version (empty list = compatible).
+
+        Uses the verbose REST form directly because the client's method only returns a boolean.
+        """
+        try:
+            res = httpx.post(f"{self.url}/compatibility/subjects/{subject}/versions/{version}",
+                             params={"verbose": "true"}, timeout=self._timeout,
+                             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+                             json={"schema": schema, "schemaType": "AVRO"})
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
+        body = res.json() if res.content else {}
+        if res.status_code != 200:
+            raise RegistryError(f"compatibility check for {subject}: {body.get('message', res.text)}",
+                                status=res.status_code, code=body.get("error_code", -1))
+        if body.get("is_compatible"):
+            return []
+        return list(body.get("messages") or ["incompatible (the registry gave no reason)"])
+
+    # ---- confluent-kafka serdes ----------------------------------------------------------------
+    def avro_serializer(self, schema: str, *, auto_register: bool = True) -> Callable[[dict, str], bytes]:
+        """confluent-kafka's AvroSerializer for topic values (subject ``<topic>-value``)."""
+        ser = AvroSerializer(self._client, schema, conf={"auto.register.schemas": auto_register})
+
+        def serialize(obj: dict, topic: str) -> bytes:
+            try:
+                return ser(obj, SerializationContext(topic, MessageField.VALUE))
+            except SchemaRegistryError as exc:
+                raise RegistryError(f"registering the schema of {topic}-value: {exc.error_message}",
+                                    status=exc.http_status_code, code=exc.error_code) from None
+            except httpx.HTTPError as exc:
+                raise unreachable(self.url, exc) from None
+
+        return serialize
+
+    def avro_deserializer(self, reader_schema: str | None = None) -> Callable[[bytes, str], dict]:
+        """confluent-kafka's AvroDeserializer; decodes with ``reader_schema`` when given."""
+        de = AvroDeserializer(self._client, reader_schema)
+
+        def deserialize(data: bytes, topic: str) -> dict:
+            return de(data, SerializationContext(topic, MessageField.VALUE))
+
+        return deserialize
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def unreachable(url: str, exc: Exception) -> RegistryError:
+    return RegistryError(f"schema registry at {url} did not answer: {type(exc).__name__}: {exc}",
+                         hint="start it with `kstream-lab registry up` or set KSTREAM_SCHEMA_REGISTRY_URL")
+
+
+class SchemaLog:
+    """The local registry's durable log: a compacted, single-partition topic (default ``_schemas``).
+
+    Writes are synchronous (produce + flush) so an HTTP 200 means the change is on the broker.
+    """
+
+    def __init__(self, settings: Settings, topic: str = "_schemas") -> None:
+        self.settings, self.topic = settings, topic
+        self._producer = make_producer(settings, **{"linger.ms": 0, "message.timeout.ms": 15000,
+                                                    "compression.type": "none"})
+
+    def ensure_topic(self) -> None:
+        admin = make_admin(self.settings)
+        try:
+            if self.topic in admin.list_topics(timeout=10).topics:
+                return
+            fut = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=1, config={
+                "cleanup.policy": "compact", "min.compaction.lag.ms": "0"})], operation_timeout=30)[self.topic]
+            fut.result(timeout=60)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return
+            raise BrokerError(f"cannot create {self.topic} on {self.settings.bootstrap}: {exc}") from None
+
+    def read_all(self, timeout: float = 30.0) -> list[tuple[bytes, bytes | None]]:
+        """Every record from the beginning up to the end offset as it stood when called."""
+        consumer = make_consumer(self.settings, "kstream-lab-registry-restore", read_committed=False)
+        try:
+            tp = TopicPartition(self.topic, 0)
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            out: list[tuple[bytes, bytes | None]] = []
+            if high <= low:
+                return out
+            consumer.assign([TopicPartition(self.topic, 0, low)])
+            position = low
+            while position < high:
+                msg = consumer.poll(timeout)
+                if msg is None:
+                    raise BrokerError(f"reading {self.topic} stalled at offset {position} of {high}")
+                if msg.error():
+                    raise BrokerError(f"reading {self.topic}: {msg.error().str()}")
+                out.append((msg.key(), msg.value()))
+                position = msg.offset() + 1
+            return out
+        except KafkaException as exc:
+            raise BrokerError(f"reading {self.topic} from {self.settings.bootstrap}: {exc}") from None
+        finally:
+            consumer.close()
+
+    def append(self, key: bytes, value: bytes | None, timeout: float = 20.0) -> None:
+        """Write one record and wait for the broker's acknowledgement."""
+        errors: list[KafkaError] = []
+        self._producer.produce(self.topic, key=key, value=value,
+                               on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        left = self._producer.flush(timeout)
+        if left or errors:
+            reason = errors[0].str() if errors else f"not acknowledged within {timeout:.0f}s"
+            raise BrokerError(f"writing to {self.topic} failed: {reason}", hint="is the broker up?")

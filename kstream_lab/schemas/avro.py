@@ -1,0 +1,178 @@
+"""Avro values in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body.
+
+Producing goes through confluent-kafka's AvroSerializer (via :mod:`kstream_lab.kafka.registry`), so
+the bytes are exactly what every Confluent consumer expects and the subject is ``<topic>-value``
+(TopicNameStrategy). Consuming one record at a time uses :class:`AvroRecordDecoder`, which checks the
+header itself and decodes with fastavro so each failure has a precise reason (no magic byte, unknown
+schema id, truncated body, trailing bytes) and carries topic/partition/offset for the DLQ.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import fastavro
+from fastavro.validation import ValidationError as AvroValidationError
+from fastavro.validation import validate
+
+from kstream_lab.errors import DeserializationError, SerializationError
+from kstream_lab.kafka.registry import RegistryError, SchemaRegistry
+from kstream_lab.pipeline_spec import TopicSpec
+from kstream_lab.schemas.catalog import schema_for_topic
+from kstream_lab.settings import Settings
+
+MAGIC = 0
+HEADER = 5
+
+
+class WriterSchemas(Protocol):
+    """Anything that maps a schema id to its schema text (a registry, or a fixed dict in notebooks)."""
+
+    def writer_schema(self, schema_id: int) -> str: ...
+
+
+class StaticSchemas:
+    """Writer schemas known up front (offline decoding, tests): id -> schema text."""
+
+    def __init__(self, schemas: dict[int, str]) -> None:
+        self.schemas = schemas
+
+    def writer_schema(self, schema_id: int) -> str:
+        try:
+            return self.schemas[schema_id]
+        except KeyError:
+            raise RegistryError(f"Schema {schema_id} not found", status=404, code=40403) from None
+
+
+TIME_LOGICAL_TYPES = {"timestamp-millis", "timestamp-micros", "local-timestamp-millis",
+                      "local-timestamp-micros", "time-millis", "time-micros", "date"}
+
+
+def plain_times(schema: Any) -> Any:
+    """The schema with time logical types removed, so event times decode as plain integers.
+
+    The encoding is the same (long/int), and the aggregation engines compare integer epoch ms; a
+    datetime per record would cost time and invite timezone mistakes.
+    """
+    if isinstance(schema, list):
+        return [plain_times(b) for b in schema]
+    if isinstance(schema, dict):
+        if schema.get("logicalType") in TIME_LOGICAL_TYPES and schema.get("type") in ("int", "long"):
+            return schema["type"]
+        out = dict(schema)
+        if "fields" in out:
+            out["fields"] = [{**f, "type": plain_times(f["type"])} for f in out["fields"]]
+        for key in ("items", "values"):
+            if key in out:
+                out[key] = plain_times(out[key])
+        if isinstance(out.get("type"), dict | list):
+            out["type"] = plain_times(out["type"])
+        return out
+    return schema
+
+
+def parse_plain(text: str) -> Any:
+    return fastavro.parse_schema(plain_times(json.loads(text)))
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    return bytes([MAGIC]) + schema_id.to_bytes(4, "big") + body
+
+
+def header_problem(value: bytes | None) -> str | None:
+    """Why ``value`` cannot be a Confluent-framed record, or None when the header looks right."""
+    if value is None:
+        return "null value (tombstone) where an Avro record was expected"
+    if len(value) == 0:
+        return "empty value"
+    if value[0] != MAGIC:
+        return f"no magic byte: first byte is 0x{value[0]:02x}, expected 0x00 (not Confluent wire format)"
+    if len(value) < HEADER:
+        return f"truncated header: {len(value)} bytes, the magic byte and schema id need 5"
+    return None
+
+
+def field_problem(schema: Any, obj: Any) -> str:
+    """Name the fields of ``obj`` that do not match ``schema`` (parsed), e.g. ``total_cents``."""
+    try:
+        validate(obj, schema, raise_errors=True)
+    except AvroValidationError as exc:
+        parts = []
+        for err in exc.errors:
+            name = err.field.rsplit(".", 1)[-1] if err.field else "(record)"
+            parts.append(f"field {name!r}: {err.datum!r} is not a valid {json.dumps(err.schema)}")
+        return "; ".join(parts)
+    return ""
+
+
+def avro_serializer(settings: Settings, spec: TopicSpec) -> Callable[[dict, str], bytes]:
+    """Serializer for a topic whose ``value_format`` is avro; registers ``<topic>-value`` up front.
+
+    Registering eagerly makes an unreachable or refusing registry fail before the first record, with
+    a one-line error, instead of somewhere inside a produce loop.
+    """
+    schema_file = schema_for_topic(settings, spec)
+    registry = SchemaRegistry(settings)
+    registry.register(f"{spec.name}-value", schema_file.text)
+    serialize = registry.avro_serializer(schema_file.text)
+    parsed = fastavro.parse_schema(json.loads(schema_file.text))
+
+    def serializer(obj: dict, topic: str) -> bytes:
+        try:
+            return serialize(obj, topic)
+        except RegistryError:
+            raise
+        except Exception as exc:  # fastavro raises ValueError/TypeError/KeyError/...; name the field
+            detail = field_problem(parsed, obj) or f"{type(exc).__name__}: {exc}"
+            err = SerializationError(f"value for topic {topic} does not match schema {schema_file.full_name}: "
+                                     f"{detail}")
+            err.topic = topic  # produce time: no partition/offset yet, so keep them out of the message
+            raise err from None
+
+    return serializer
+
+
+class AvroRecordDecoder:
+    """Decode one Confluent-framed Avro value to a dict, optionally into a reader schema.
+
+    Writer schemas are fetched once per id (ids are immutable). Every failure is a
+    DeserializationError with the record's coordinates, so a worker can route it to the DLQ.
+    """
+
+    def __init__(self, schemas: WriterSchemas, reader_schema: str | None = None) -> None:
+        self.schemas = schemas
+        self.reader = parse_plain(reader_schema) if reader_schema else None
+        self._writers: dict[int, Any] = {}
+
+    def writer(self, schema_id: int) -> Any:
+        if schema_id not in self._writers:
+            self._writers[schema_id] = parse_plain(self.schemas.writer_schema(schema_id))
+        return self._writers[schema_id]
+
+    def __call__(self, value: bytes | None, *, topic: str | None = None, partition: int | None = None,
+                 offset: int | None = None) -> dict:
+        where = {"topic": topic, "partition": partition, "offset": offset}
+        problem = header_problem(value)
+        if problem:
+            raise DeserializationError(problem, **where)
+        assert value is not None
+        schema_id = int.from_bytes(value[1:HEADER], "big")
+        try:
+            writer = self.writer(schema_id)
+        except RegistryError as exc:
+            reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
+            raise DeserializationError(f"{reason} {schema_id}: {exc.message}", **where) from None
+        body = io.BytesIO(value)
+        body.seek(HEADER)
+        try:
+            record = fastavro.schemaless_reader(body, writer, self.reader)
+        except Exception as exc:  # EOFError, StopIteration, UnicodeDecodeError, IndexError ...
+            raise DeserializationError(f"truncated or corrupt Avro body for schema id {schema_id} "
+                                       f"({type(exc).__name__}: {exc})", **where) from None
+        if body.tell() != len(value):
+            raise DeserializationError(f"{len(value) - body.tell()} trailing bytes after the Avro body for "
+                                       f"schema id {schema_id}", **where)
+        return record
