@@ -10,6 +10,7 @@ import sys
 import typer
 
 from kstream_lab.cli import broker, notebooks, registry, schemas, topics
+from kstream_lab.cli.dashboard import dashboard_cmd
 from kstream_lab.cli.demo import demo_cmd
 from kstream_lab.cli.orders import produce_orders_cmd
 from kstream_lab.cli.worker import worker_cmd
@@ -27,6 +28,7 @@ app.command("worker")(worker_cmd)
 app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(notebooks.schedule_app, name="schedule")
 app.command("lab")(notebooks.lab_cmd)
+app.command("dashboard")(dashboard_cmd)
 
 
 def main() -> None:
