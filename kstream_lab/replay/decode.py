@@ -150,16 +150,20 @@ class BatchDecoder:
         return pl.read_ndjson(data, schema=self.value_schema)
 
     def _avro_batch(self, values: list[bytes | None]) -> tuple[pl.DataFrame, list[int] | None]:
+        """Confluent Avro through the schemas package's bulk decoder (the container trick)."""
         try:
-            from kstream_lab.schemas.avro_batch import decode_avro_batch
+            from kstream_lab.schemas.bulk import decode_avro_batch
         except ImportError:
             raise ConfigError("Avro batch decoding is not available in this build",
                               hint="read with value_format='raw'") from None
-        df, bad = decode_avro_batch(values, self.settings)
-        if not bad:
-            return df, None
-        bad_set = set(bad)
-        return df, [i for i in range(len(values)) if i not in bad_set]
+        if self._avro is None:
+            from kstream_lab.kafka.registry import SchemaRegistry
+
+            self._avro = SchemaRegistry(self.settings)
+        batch = decode_avro_batch(values, self._avro)
+        if not batch.failures:
+            return batch.frame, None
+        return batch.frame, batch.indices.tolist()
 
     # ---- metadata ----------------------------------------------------------------------------
     def _meta(self, raw: RawBatch) -> pl.DataFrame:

@@ -1,0 +1,139 @@
+"""Back-tests against the generator's truth: exact to the cent, with no worker involved.
+
+The "live" output here is computed from the truth file (DESIGN.md section 3 applied by the generator,
+independently of both engines) and produced as SalesAggregate JSON records; the aggregator group's
+committed offsets are set by hand. test_backtest_live.py does the same against the real aggregator.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from confluent_kafka import TopicPartition
+
+import kstream_lab
+from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.generator import loyalty_tier_for
+from kstream_lab.generator.produce import produce_orders
+from kstream_lab.kafka.clients import make_consumer
+from kstream_lab.kafka.fetch import snapshot_bounds
+from kstream_lab.kafka.producing import BatchProducer
+from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
+from kstream_lab.replay.reader import RangeError
+from kstream_lab.schemas.serde import json_serializer
+
+from ...conftest import ROOT
+
+ORDERS, START_MS = 12_000, 1_700_000_000_000
+
+
+def enriched_json(obj: dict, topic: str) -> bytes:
+    return json_serializer({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, topic)
+
+
+def truth_windows(truth: pl.DataFrame, size: int, grace: int) -> pl.DataFrame:
+    wm = truth.filter(pl.col("kind") != "poison").group_by("partition").agg(pl.col("timestamp").max().alias("wm"))
+    return (truth.filter(pl.col("kind") == "ok")
+            .group_by("partition", "window_start", "tier")
+            .agg(pl.col("total_cents").sum(), pl.len().alias("count"))
+            .join(wm, on="partition")
+            .with_columns((pl.col("window_start") + size + grace <= pl.col("wm")).alias("final")))
+
+
+@pytest.fixture
+def scenario(kafka_settings, topic_factory, tmp_path):
+    """An enriched-orders topic with late and poison records, live finals from the truth, a committed group."""
+    base = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation()
+    source, live_topic = topic_factory("enriched", partitions=3), topic_factory("aggregates", partitions=3)
+    spec = base.model_copy(update={"source": source})
+    truth_path = tmp_path / "truth.parquet"
+    produce_orders(kafka_settings, TopicSpec(name=source, partitions=3), enriched_json, spec.window, count=ORDERS,
+                   seed=11, start_ms=START_MS, late_fraction=0.02, poison_fraction=0.005, truth=truth_path,
+                   progress=False)
+    truth = pl.read_parquet(truth_path)
+    windows = truth_windows(truth, spec.window.size_ms, spec.window.grace_ms)
+    with BatchProducer(kafka_settings) as producer:
+        for row in windows.sort("partition", "window_start", "tier").iter_rows(named=True):
+            value = {"window_start": row["window_start"], "window_end": row["window_start"] + spec.window.size_ms,
+                     "tier": row["tier"], "source_partition": row["partition"], "total_cents": row["total_cents"],
+                     "count": row["count"], "final": row["final"]}
+            producer.produce(live_topic, key=f"{row['window_start']}:{row['tier']}:{row['partition']}".encode(),
+                             value=json.dumps(value).encode(), partition=row["partition"])
+    group = f"aggregator-{source}"
+    ends = {p: b.end for p, b in snapshot_bounds(kafka_settings, source).items()}
+    consumer = make_consumer(kafka_settings, group)
+    consumer.commit(offsets=[TopicPartition(source, p, o) for p, o in ends.items()], asynchronous=False)
+    consumer.close()
+    return {"spec": spec, "source": source, "live": live_topic, "group": group, "truth": truth,
+            "windows": windows, "ends": ends, "settings": kafka_settings}
+
+
+def run(sc, **kw) -> kstream_lab.api.BacktestReport:
+    return kstream_lab.backtest(spec=sc["spec"], group_id=sc["group"], live_topic=sc["live"],
+                                settings=sc["settings"], **kw)
+
+
+def test_backtest_equals_truth_to_the_cent(scenario):
+    sc = scenario
+    report = run(sc)
+    finals = sc["windows"].filter(pl.col("final"))
+    assert report.verdict is True and report.diff.height == 0
+    assert report.counts == {"match": finals.height, "open": sc["windows"].height - finals.height}
+    kinds = dict(sc["truth"].group_by("kind").len().iter_rows())
+    assert report.late == kinds["late"] and report.records == kinds["ok"] + kinds["late"]
+    assert report.ranges == {p: (0, e) for p, e in sc["ends"].items()}
+    matched = report.windows.filter(pl.col("status") == "match")
+    assert matched["backtest_total"].sum() == finals["total_cents"].sum()
+    assert matched["live_count"].sum() == matched["backtest_count"].sum() == finals["count"].sum()
+    assert report.windows.columns == ["window_start", "tier", "source_partition", "live_total", "backtest_total",
+                                      "delta", "live_count", "backtest_count", "status"]
+
+
+def test_a_changed_live_total_is_reported_with_its_delta(scenario):
+    sc = scenario
+    live = kstream_lab.replay(sc["live"], settings=sc["settings"])
+    victim = live.filter(pl.col("final")).row(5, named=True)
+    bumped = live.with_columns(pl.when((pl.col("window_start") == victim["window_start"])
+                                       & (pl.col("tier") == victim["tier"])
+                                       & (pl.col("source_partition") == victim["source_partition"]))
+                               .then(pl.col("total_cents") + 7).otherwise(pl.col("total_cents")).alias("total_cents"))
+    report = run(sc, live=bumped)
+    assert report.verdict is False
+    assert report.diff.select("window_start", "tier", "delta", "status").rows() == [
+        (victim["window_start"], victim["tier"], -7, "differ")]
+
+
+def test_sub_range_end_and_start_rules(scenario):
+    sc = scenario
+    mid = {p: e // 2 for p, e in sc["ends"].items()}
+    early_end = run(sc, end=mid)
+    assert early_end.verdict is True
+    assert early_end.ranges == {p: (0, m) for p, m in mid.items()}
+    assert early_end.counts["match"] > 0 and early_end.counts["open"] > 0
+    late_start = run(sc, start=mid)
+    assert late_start.verdict is True and late_start.counts["warmup"] > 0 and late_start.counts["match"] > 0
+    full = run(sc)
+    assert late_start.counts["match"] + late_start.counts["warmup"] >= full.counts["match"] - 3 * 2
+
+
+def test_what_if_and_parquet_source(scenario, tmp_path):
+    sc = scenario
+    report = run(sc, grace="0s")
+    wi = report.what_if
+    assert report.verdict is True and wi is not None and wi.late_what_if > wi.late_base
+    assert wi.by_group.columns == ["tier", "live_total", "live_count", "what_if_total", "what_if_count"]
+    moved = wi.by_group.select((pl.col("what_if_count") - pl.col("live_count")).sum()).item()
+    assert moved < 0 and wi.windows is not None
+    summary = kstream_lab.export(sc["source"], tmp_path / "export", settings=sc["settings"], progress=False,
+                                 chunk_rows=3_000)
+    assert summary.records == ORDERS - int((sc["truth"]["kind"] == "poison").sum())
+    from_parquet = run(sc, source=tmp_path / "export")
+    assert from_parquet.verdict is True and from_parquet.counts == run(sc).counts
+
+
+def test_spec_without_live_output_is_a_user_error(scenario, kafka_settings):
+    spec: AggregationSpec = scenario["spec"]
+    with pytest.raises(RangeError, match="no committed offsets"):
+        kstream_lab.backtest(spec=spec, group_id="nobody-ever", live_topic=scenario["live"], settings=kafka_settings)
