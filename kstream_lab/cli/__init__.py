@@ -10,9 +10,11 @@ import sys
 import typer
 
 from kstream_lab.cli import broker, notebooks, registry, schemas, topics
+from kstream_lab.cli.backtest import backtest_cmd
 from kstream_lab.cli.dashboard import dashboard_cmd
 from kstream_lab.cli.demo import demo_cmd
 from kstream_lab.cli.orders import produce_orders_cmd
+from kstream_lab.cli.replay import replay_cmd
 from kstream_lab.cli.worker import worker_cmd
 from kstream_lab.errors import KStreamLabError
 
@@ -29,6 +31,8 @@ app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(notebooks.schedule_app, name="schedule")
 app.command("lab")(notebooks.lab_cmd)
 app.command("dashboard")(dashboard_cmd)
+app.command("replay")(replay_cmd)
+app.command("backtest")(backtest_cmd)
 
 
 def main() -> None:
