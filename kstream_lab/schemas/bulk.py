@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
 from kstream_lab.kafka.registry import RegistryError
-from kstream_lab.schemas.avro import HEADER, WriterSchemas, header_problem, parse_plain, plain_times
+from kstream_lab.schemas.avro import HEADER, WriterSchemas, header_problem, plain_times
 
 CHUNK = 65_536
 AVRO_TO_POLARS: dict[str, Any] = {"long": pl.Int64, "int": pl.Int32, "string": pl.String, "boolean": pl.Boolean,
@@ -117,59 +117,71 @@ def _read_container(schema_json: str, count: int, bodies: bytes) -> pl.DataFrame
     return frame if frame.height == count else None
 
 
-def _check_each(values: list, idx: np.ndarray, writer: Any, schema_id: int) -> tuple[list[int], list[DecodeFailure]]:
-    """Per-record fastavro pass over a chunk that failed in bulk: which records are bad, and why."""
-    good, bad = [], []
-    for i in idx.tolist():
-        body = io.BytesIO(values[i])
-        body.seek(HEADER)
-        try:
-            fastavro.schemaless_reader(body, writer, None)
-            rest = len(values[i]) - body.tell()
-            if rest:
-                raise ValueError(f"{rest} trailing bytes after the Avro body")
+def polars_can_read(schema: Any) -> bool:
+    """Whether polars' Avro reader handles every type in ``schema`` (it has no maps, nor unions of
+    several non-null types); otherwise the group is decoded with fastavro."""
+    if isinstance(schema, list):
+        return len([b for b in schema if b != "null"]) <= 1 and all(polars_can_read(b) for b in schema)
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind == "map":
+            return False
+        if kind in ("record", "error"):
+            return all(polars_can_read(f["type"]) for f in schema.get("fields", []))
+        if kind == "array":
+            return polars_can_read(schema["items"])
+        return not isinstance(kind, dict | list) or polars_can_read(kind)
+    return True
+
+
+class _GroupDecoder:
+    """Decodes the records of one schema id: containers for polars, fastavro where it must."""
+
+    def __init__(self, values: list, arr: pa.Array, schema_id: int, writer_text: str) -> None:
+        self.values, self.arr, self.schema_id = values, arr, schema_id
+        plain = plain_times(json.loads(writer_text))
+        self.schema_json = json.dumps(plain)
+        self.bulk = polars_can_read(plain)
+        self.writer = fastavro.parse_schema(plain)
+        self.frames: list[pl.DataFrame] = []
+        self.kept: list[np.ndarray] = []
+        self.failures: list[DecodeFailure] = []
+
+    def decode(self, part: np.ndarray) -> None:
+        """One container for ``part``; when that fails, retry in 16 pieces, then record by record."""
+        frame = _read_container(self.schema_json, len(part), _bodies(self.arr, part)) if self.bulk else None
+        if frame is not None:
+            self.frames.append(frame)
+            self.kept.append(part)
+        elif self.bulk and len(part) > 1024:
+            for piece in np.array_split(part, 16):
+                self.decode(piece)
+        else:
+            self.each(part)
+
+    def each(self, part: np.ndarray) -> None:
+        """Per-record fastavro pass: report the bad records, decode the rest (in bulk when possible)."""
+        good, rows = [], []
+        for i in part.tolist():
+            body = io.BytesIO(self.values[i])
+            body.seek(HEADER)
+            try:
+                row = fastavro.schemaless_reader(body, self.writer, None)
+                rest = len(self.values[i]) - body.tell()
+                if rest:
+                    raise ValueError(f"{rest} trailing bytes after the Avro body")
+            except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError ...
+                self.failures.append(DecodeFailure(i, f"truncated or corrupt Avro body for schema id "
+                                                      f"{self.schema_id} ({type(exc).__name__}: {exc})"))
+                continue
             good.append(i)
-        except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError ...
-            bad.append(DecodeFailure(i, f"truncated or corrupt Avro body for schema id {schema_id} "
-                                        f"({type(exc).__name__}: {exc})"))
-    return good, bad
-
-
-def _decode_part(values: list, arr: pa.Array, part: np.ndarray, schema_id: int, schema_json: str,
-                 writer: list, frames: list, kept: list, failures: list) -> None:
-    """Decode ``part`` in one container; when that fails, retry in 16 pieces, then record by record."""
-    frame = _read_container(schema_json, len(part), _bodies(arr, part))
-    if frame is not None:
-        frames.append(frame)
-        kept.append(part)
-        return
-    if len(part) > 1024:
-        for piece in np.array_split(part, 16):
-            _decode_part(values, arr, piece, schema_id, schema_json, writer, frames, kept, failures)
-        return
-    if not writer:
-        writer.append(parse_plain(schema_json))
-    good, bad = _check_each(values, part, writer[0], schema_id)
-    failures += bad
-    part = np.asarray(good, dtype=np.int64)
-    frame = _read_container(schema_json, len(part), _bodies(arr, part)) if len(part) else None
-    if frame is None:
-        failures += [DecodeFailure(i, f"schema id {schema_id}: bulk decode failed") for i in part.tolist()]
-        return
-    frames.append(frame)
-    kept.append(part)
-
-
-def _decode_group(values: list, arr: pa.Array, idx: np.ndarray, schema_id: int, writer_text: str,
-                  chunk: int) -> tuple[list[pl.DataFrame], list[np.ndarray], list[DecodeFailure]]:
-    schema_json = json.dumps(plain_times(json.loads(writer_text)))
-    frames: list[pl.DataFrame] = []
-    kept: list[np.ndarray] = []
-    failures: list[DecodeFailure] = []
-    writer: list = []  # parsed lazily, only when a chunk needs the per-record pass
-    for start in range(0, len(idx), chunk):
-        _decode_part(values, arr, idx[start:start + chunk], schema_id, schema_json, writer, frames, kept, failures)
-    return frames, kept, failures
+            rows.append(row)
+        if not good:
+            return
+        kept = np.asarray(good, dtype=np.int64)
+        frame = _read_container(self.schema_json, len(kept), _bodies(self.arr, kept)) if self.bulk else None
+        self.frames.append(frame if frame is not None else pl.DataFrame(rows, infer_schema_length=None))
+        self.kept.append(kept)
 
 
 def _project(frame: pl.DataFrame, reader: dict) -> pl.DataFrame:
@@ -211,12 +223,12 @@ def decode_avro_batch(values: list[bytes | None], registry: WriterSchemas, *, re
             reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
             failures += [DecodeFailure(i, f"{reason} {schema_id}: {exc.message}") for i in idx.tolist()]
             continue
-        group_frames, group_kept, group_failures = _decode_group(values, arr, idx, schema_id, writer_text, chunk)
-        if reader is not None:
-            group_frames = [_project(f, reader) for f in group_frames]
-        frames += group_frames
-        kept += group_kept
-        failures += group_failures
+        group = _GroupDecoder(values, arr, schema_id, writer_text)
+        for start in range(0, len(idx), chunk):
+            group.decode(idx[start:start + chunk])
+        frames += [_project(f, reader) for f in group.frames] if reader is not None else group.frames
+        kept += group.kept
+        failures += group.failures
     return _assemble(frames, kept, failures, len(unique) > 1)
 
 
