@@ -159,3 +159,20 @@ def test_poison_tombstones_and_headers(kafka_settings, topic_factory, produce_js
         kstream_lab.replay(topic, value_format="json", errors="raise", settings=kafka_settings)
     raw = kstream_lab.replay(topic, value_format="raw", settings=kafka_settings)
     assert raw["value"].to_list()[1:3] == [b"{not json", None]
+
+
+def test_avro_values_decode_in_bulk_with_auto_detection(kafka_settings, topic_factory, produce_json):
+    from kstream_lab.pipeline_spec import TopicSpec
+    from kstream_lab.schemas.serde import value_serializer
+
+    topic = topic_factory("avro", partitions=2)
+    serialize = value_serializer(kafka_settings, TopicSpec(name=topic, partitions=2, value_format="avro",
+                                                           schema="EnrichedOrder"))
+    rows = [{"order_id": f"o{i}", "customer_id": f"C{i:07d}", "total_cents": 1000 + i, "currency": "EUR",
+             "item_count": 1, "timestamp": T0 + i, "loyalty_tier": "gold"} for i in range(300)]
+    produce_json(topic, [(i % 2, T0 + i, serialize(r, topic)) for i, r in enumerate(rows)]
+                 + [(0, T0 + 999, b"\x00\x7f\xff\xff\x00garbage")])
+    df = kstream_lab.replay(topic, settings=kafka_settings)
+    assert df.height == 300
+    assert df["total_cents"].sum() == sum(r["total_cents"] for r in rows)
+    assert df.filter(pl.col("partition") == 1)["order_id"].head(2).to_list() == ["o1", "o3"]
