@@ -149,10 +149,14 @@ def backtest_panel() -> None:
     (st.success if view.ok else st.error)(f"Verdict: {view.verdict}")
     for line in view.details:
         st.caption(line)
-    if view.diff.is_empty():
+    if view.windows.is_empty():
         st.info("No windows in this range.")
-    else:
+        return
+    st.caption("Mismatching windows" if not view.diff.is_empty() else "No mismatching windows")
+    if not view.diff.is_empty():
         st.dataframe(view.diff, hide_index=True)
+    with st.expander(f"All {view.windows.height} windows with their status"):
+        st.dataframe(view.windows, hide_index=True)
 
 
 sales_panel()

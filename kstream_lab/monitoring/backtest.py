@@ -27,8 +27,14 @@ class BacktestRange:
 
 
 def range_for_minute(window_start_ms: int, window_ms: int, grace_ms: int) -> BacktestRange:
-    """From the window's start to one window past its close (end + grace), as ``@<epoch ms>`` positions."""
-    return BacktestRange(f"@{int(window_start_ms)}", f"@{int(window_start_ms) + 2 * window_ms + grace_ms}")
+    """One window before the picked one to one window past its close, as ``@<epoch ms>`` positions.
+
+    The back-test only judges windows that start after every event time seen before the range
+    (kstream_lab.replay.backtest), so the range starts a window early; it ends past window end + grace
+    so the records that closed the window are in it.
+    """
+    ws = int(window_start_ms)
+    return BacktestRange(f"@{ws - window_ms}", f"@{ws + 2 * window_ms + grace_ms}")
 
 
 def parse_range(start: str, end: str) -> BacktestRange:
@@ -44,23 +50,23 @@ class BacktestView:
     ok: bool
     diff: pl.DataFrame
     details: list[str] = field(default_factory=list)
+    windows: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def run_backtest(settings: Settings, pipeline_file: Path, rng: BacktestRange) -> BacktestView:
     """Run kstream_lab.backtest over ``rng`` with the watched pipeline's aggregation spec."""
     import kstream_lab
+    from kstream_lab.kafka.admin import ping
 
+    ping(settings, timeout=3.0)  # a down broker is one clear message, not a timeout deep in the replay
     report = kstream_lab.backtest(start=rng.start, end=rng.end, spec=pipeline_file, settings=settings)
     return view_of(report)
 
 
 def view_of(report: Any) -> BacktestView:
-    """Adapt a back-test report (verdict + diff frame) to the panel."""
-    diff = report.diff
-    if not isinstance(diff, pl.DataFrame):
-        diff = pl.from_pandas(diff) if hasattr(diff, "to_dict") else pl.DataFrame(diff)
-    verdict = str(report.verdict)
-    ok = bool(getattr(report, "ok", verdict.lower().startswith(("match", "pass", "ok", "exact"))))
-    details = [str(line) for line in getattr(report, "summary_lines", lambda: [])()] \
-        if callable(getattr(report, "summary_lines", None)) else []
-    return BacktestView(verdict, ok, diff, details)
+    """Adapt a :class:`kstream_lab.replay.backtest.BacktestReport` to the panel."""
+    ok = bool(report.verdict)
+    mismatches = report.diff.height
+    verdict = "MATCH: every judged window equals the live result" if ok else \
+        f"DIFFER: {mismatches} window(s) differ from the live result"
+    return BacktestView(verdict, ok, report.diff, list(report.summary()), report.windows)

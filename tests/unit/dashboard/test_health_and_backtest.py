@@ -1,0 +1,82 @@
+"""Throughput and lag tables from offset snapshots, and the back-test panel's ranges and verdicts."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from kstream_lab.kafka.admin import GroupLag, PartitionOffsets
+from kstream_lab.monitoring.backtest import parse_range, range_for_minute, view_of
+from kstream_lab.monitoring.health import (
+    HealthReport,
+    OffsetsSnapshot,
+    PipelineTopics,
+    lag_table,
+    rates_between,
+    throughput_table,
+)
+from kstream_lab.pipeline_spec import load_pipeline
+from kstream_lab.replay.backtest import BacktestReport
+from tests.unit.dashboard.conftest import ROOT
+
+TOPICS = PipelineTopics(raw="raw", enriched="enr", aggregates="agg", dlq="dlq", late="late")
+
+
+def snap(at: float, highs: dict[str, list[int]], missing: tuple[str, ...] = ()) -> OffsetsSnapshot:
+    return OffsetsSnapshot(at, {t: [PartitionOffsets(p, 0, h) for p, h in enumerate(hs)] for t, hs in highs.items()},
+                           missing)
+
+
+def test_topics_come_from_the_workers_section() -> None:
+    topics = PipelineTopics.from_spec(load_pipeline(ROOT / "pipelines" / "orders.yaml"))
+    assert topics == PipelineTopics("orders_raw", "orders_enriched", "sales_aggregates", "orders_dlq", "orders_late")
+    assert topics.consumed == ("orders_raw", "orders_enriched", "sales_aggregates")
+
+
+def test_rates_are_watermark_deltas_per_second() -> None:
+    before = snap(10.0, {"raw": [100, 50], "enr": [10]})
+    now = snap(12.0, {"raw": [300, 250], "enr": [10], "agg": [5]})
+    assert rates_between(None, now) == {"raw": None, "enr": None, "agg": None}
+    assert rates_between(before, now) == {"raw": 200.0, "enr": 0.0, "agg": None}
+
+
+def test_throughput_table_marks_missing_topics() -> None:
+    before = snap(0.0, {"raw": [0], "enr": [0], "agg": [0], "late": [0]})
+    now = snap(4.0, {"raw": [1000], "enr": [996], "agg": [30], "late": [4]}, missing=("dlq",))
+    rows = throughput_table(TOPICS, HealthReport(now, rates_between(before, now)))
+    assert rows == [
+        {"topic": "raw", "role": "in (orders)", "messages": 1000, "per second": "250.0"},
+        {"topic": "enr", "role": "enriched", "messages": 996, "per second": "249.0"},
+        {"topic": "agg", "role": "out (aggregates)", "messages": 30, "per second": "7.5"},
+        {"topic": "dlq", "role": "dead letters", "messages": None, "per second": "topic missing"},
+        {"topic": "late", "role": "late events", "messages": 4, "per second": "1.0"},
+    ]
+
+
+def test_lag_table_has_one_row_per_group_and_partition() -> None:
+    report = HealthReport(snap(0, {"raw": [10, 20]}), {}, {"raw": [GroupLag("enricher", {0: 10, 1: 15}, {0: 0, 1: 5})]})
+    assert lag_table(report) == [
+        {"group": "enricher", "topic": "raw", "partition": 0, "committed": 10, "lag": 0},
+        {"group": "enricher", "topic": "raw", "partition": 1, "committed": 15, "lag": 5},
+    ]
+
+
+def test_a_picked_minute_becomes_a_range_that_judges_it() -> None:
+    rng = range_for_minute(1_790_000_040_000, 60_000, 10_000)
+    assert (rng.start, rng.end) == ("@1789999980000", "@1790000170000")
+    assert parse_range("  ", "") == parse_range("earliest", "  ")
+    assert parse_range("15m ago", "").describe() == "[15m ago, latest)"
+
+
+def report(statuses: list[str]) -> BacktestReport:
+    spec = load_pipeline(ROOT / "pipelines" / "orders.yaml").aggregation()
+    windows = pl.DataFrame({"window_start": [60_000 * i for i in range(len(statuses))], "status": statuses})
+    return BacktestReport(windows, spec, {0: (0, 10)}, 10, 0, len(statuses), 0.1)
+
+
+def test_view_of_a_matching_and_a_differing_report() -> None:
+    ok = view_of(report(["match", "match", "warmup"]))
+    assert ok.ok and ok.verdict.startswith("MATCH") and ok.diff.is_empty() and ok.windows.height == 3
+    assert ok.details[-1] == "verdict: MATCH (0 mismatching window(s))"
+    bad = view_of(report(["match", "differ", "live_only"]))
+    assert not bad.ok and bad.verdict == "DIFFER: 2 window(s) differ from the live result"
+    assert bad.diff["status"].to_list() == ["differ", "live_only"]
