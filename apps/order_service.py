@@ -100,13 +100,12 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
 
 def serve(settings, spec) -> None:
     """Run under uvicorn on the configured port until SIGTERM/SIGINT."""
-    import uvicorn
-
     from kstream_lab.workers.config import workers_config
+    from kstream_lab.workers.serving import serve_http
 
     cfg = workers_config(spec).order_service
     setup_logging(SERVICE)
-    uvicorn.run(create_app(settings, spec), host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+    serve_http(create_app(settings, spec), cfg.host, cfg.port)
 
 
 if __name__ == "__main__":

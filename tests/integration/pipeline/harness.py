@@ -93,6 +93,13 @@ class Pipeline:
     def topic(self, role: str) -> str:
         return next(name for name in self.spec.topics if name.rsplit("-", 1)[0] == role)
 
+    def set_window(self, size: str, grace: str) -> None:
+        """Rewrite the aggregation window (before workers start): rate-limited runs need short windows."""
+        data = yaml.safe_load(self.file.read_text())
+        for agg in data["aggregations"].values():
+            agg["window"] = {"size": size, "grace": grace}
+        self.file.write_text(yaml.safe_dump(data, sort_keys=False))
+
     def create_topics(self) -> None:
         apply_topics(self.settings, list(self.spec.topics.values()))
 
@@ -111,6 +118,8 @@ class Pipeline:
             self.wait_http(f"http://127.0.0.1:{self.workers['customer_service']['port']}/healthz")
         if name == "order-service":
             self.wait_http(f"http://127.0.0.1:{self.workers['order_service']['port']}/healthz")
+        if name in ("enricher", "aggregator", "sink") and instance == 0:
+            self.wait_http(f"http://127.0.0.1:{self.workers[name]['metrics_port']}/metrics")
         return proc
 
     def wait_http(self, url: str, timeout: float = 30.0) -> None:

@@ -1,0 +1,156 @@
+"""Faults for real: SIGKILLed workers, a customer-service outage, SIGTERM of every process.
+
+Kills and outages happen while orders are still being produced (a background thread at a fixed
+rate), so they land mid-run; the schedule is drawn from a seeded RNG so a failure is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+
+import httpx
+import polars as pl
+
+from kstream_lab.generator.customers import UNKNOWN_TIER
+from kstream_lab.generator.produce import produce_orders
+from kstream_lab.kafka.consuming import open_transaction_partitions
+from kstream_lab.schemas.serde import value_serializer
+from tests.integration.pipeline.harness import Pipeline, expected_rows, sink_by_key
+from tests.integration.pipeline.test_pipeline_totals import ORDERS, assert_pipeline_results, sink_matches
+
+
+class BackgroundProducer(threading.Thread):
+    """Produces ``count`` generated orders at ``rate``/s and keeps the truth frame."""
+
+    def __init__(self, pipe: Pipeline, count: int, rate: float, seed: int = 11) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.count, self.rate, self.seed = pipe, count, rate, seed
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            spec = self.pipe.spec
+            raw = spec.topic(self.pipe.topic("orders_raw"))
+            produce_orders(self.pipe.settings, raw, value_serializer(self.pipe.settings, raw),
+                           spec.aggregation().window, count=self.count, seed=self.seed, rate=self.rate,
+                           late_fraction=0.01, poison_fraction=0.005, truth=self.pipe.tmp / "truth.parquet",
+                           progress=False)
+        except BaseException as exc:  # surfaced by truth()
+            self.error = exc
+
+    def truth(self) -> pl.DataFrame:
+        self.join(300)
+        if self.error:
+            raise self.error
+        return pl.read_parquet(self.pipe.tmp / "truth.parquet")
+
+
+def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | None:
+    port = pipe.workers[worker]["metrics_port"]
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    m = re.search(rf"^{name}\{{[^}}]*{labels}[^}}]*\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_sigkill_aggregator_twice_and_enricher_once(live_pipeline: Pipeline) -> None:
+    pipe = live_pipeline
+    rng = random.Random(4)
+    rate = 2500.0  # event time follows the rate: 5 s windows give several closed windows per partition
+    pipe.set_window("5s", "3s")
+    producer = BackgroundProducer(pipe, ORDERS, rate)
+    for name in ("customer-service", "enricher", "aggregator", "sink"):
+        pipe.start(name)
+    producer.start()
+    run_s = ORDERS / rate
+    schedule = sorted([(rng.uniform(0.15, 0.35) * run_s, "aggregator"), (rng.uniform(0.4, 0.6) * run_s, "enricher"),
+                       (rng.uniform(0.65, 0.85) * run_s, "aggregator")])
+    t0 = time.monotonic()
+    for at, name in schedule:
+        time.sleep(max(0.0, at - (time.monotonic() - t0)))
+        pipe.kill(name)
+        pipe.start(name)
+    truth = producer.truth()
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match the truth after kills")
+    assert_pipeline_results(pipe, truth, expected)
+
+    # a read_committed reader sees every record exactly once: enriched orders, and per window a
+    # strictly increasing series of updates with exactly one final, last
+    enriched = pipe.read("orders_enriched")
+    assert Counter(Counter(r.key for r in enriched).values()) == {1: truth.filter(pl.col("kind") != "poison").height}
+    series: dict[bytes, list[dict]] = defaultdict(list)
+    for r in pipe.read("sales_aggregates"):
+        series[r.key].append(json.loads(r.value))
+    for key, values in series.items():
+        seen = [(v["count"], v["final"]) for v in values]  # a final may repeat the last update's count
+        assert seen == sorted(set(seen)), f"duplicate or reordered updates for {key!r}: {seen}"
+        assert all(not final for _count, final in seen[:-1])
+    assert "restored partition" in pipe.log("aggregator")
+
+
+def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pipeline) -> None:
+    pipe = live_pipeline
+    cs = f"http://127.0.0.1:{pipe.workers['customer_service']['port']}"
+    count, rate = 48_000, 2400.0  # 20 s of traffic: the outage runs from t=3 s to t=13 s
+    producer = BackgroundProducer(pipe, count, rate, seed=5)
+    pipe.start("customer-service")
+    pipe.start("enricher")
+    pipe.start("aggregator")
+    pipe.start("sink")
+    producer.start()
+    time.sleep(3)
+    httpx.put(f"{cs}/admin/faults", json={"down": True}).raise_for_status()
+    opened = pipe.wait_for(lambda: metric(pipe, "enricher", "kstream_breaker_state") == 2, timeout=8,
+                           what="the breaker to open", interval=0.1)
+    time.sleep(10 - 0.1)
+    httpx.put(f"{cs}/admin/faults", json={"down": False}).raise_for_status()
+    closed = pipe.wait_for(lambda: metric(pipe, "enricher", "kstream_breaker_state") == 0, timeout=15,
+                           what="the breaker to close after recovery", interval=0.2)
+    assert opened and closed
+    truth = producer.truth()
+
+    enriched = pipe.read("orders_enriched")
+    non_poison = truth.filter(pl.col("kind") != "poison")
+    assert len(enriched) == non_poison.height and len({r.key for r in enriched}) == non_poison.height
+    tiers = {r.key.decode(): json.loads(r.value)["loyalty_tier"] for r in enriched}
+    true_tier = dict(non_poison.select("order_id", "tier").iter_rows())
+    unknown = [oid for oid, t in tiers.items() if t == UNKNOWN_TIER]
+    assert len(unknown) > 0
+    assert all(t == true_tier[oid] for oid, t in tiers.items() if t != UNKNOWN_TIER)
+
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms, tier_of=tiers)
+    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=120, what="the sink to match (with unknown tiers)")
+    got = sink_by_key(pipe.sink_rows())
+    assert sum(v["count"] for v in got.values()) == truth.filter(pl.col("kind") == "ok").height
+    assert sum(v["total_cents"] for k, v in got.items() if k[1] == UNKNOWN_TIER) > 0
+    assert "closed -> open" in pipe.log("enricher") and "-> closed" in pipe.log("enricher")
+
+
+def test_sigterm_each_worker_exits_zero_without_open_transactions(live_pipeline: Pipeline) -> None:
+    pipe = live_pipeline
+    producer = BackgroundProducer(pipe, 40_000, 5000.0, seed=9)
+    for name in ("customer-service", "order-service", "enricher", "aggregator", "sink"):
+        pipe.start(name)
+    producer.start()
+    pipe.wait_for(lambda: len(pipe.sink_rows()) > 0, timeout=60, what="the pipeline to produce results")
+    outputs = {"aggregator": ["sales_aggregates", "orders_late", "order-aggregator-changelog"],
+               "enricher": ["orders_enriched", "orders_dlq"]}
+    for name in ("aggregator", "enricher", "sink", "order-service", "customer-service"):
+        code, seconds = pipe.terminate(name)
+        assert code == 0, pipe.log(name)[-2000:]
+        assert seconds < 10
+        for role in outputs.get(name, []):
+            assert open_transaction_partitions(pipe.settings, pipe.topic(role), list(range(6))) == [], (name, role)
+    for name in ("aggregator", "enricher", "sink"):
+        assert f"{name} stopped cleanly" in pipe.log(name)
+    producer.truth()
