@@ -9,6 +9,7 @@ written synchronously and read back from the beginning at start-up.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -193,8 +194,7 @@ class SchemaLog:
         """Every record from the beginning up to the end offset as it stood when called."""
         consumer = make_consumer(self.settings, "kstream-lab-registry-restore", read_committed=False)
         try:
-            tp = TopicPartition(self.topic, 0)
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            low, high = self._watermarks(consumer, timeout)
             out: list[tuple[bytes, bytes | None]] = []
             if high <= low:
                 return out
@@ -213,6 +213,17 @@ class SchemaLog:
             raise BrokerError(f"reading {self.topic} from {self.settings.bootstrap}: {exc}") from None
         finally:
             consumer.close()
+
+    def _watermarks(self, consumer, timeout: float) -> tuple[int, int]:
+        """Low/high offsets, retried while a just-created topic has no leader yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=timeout)
+            except KafkaException:  # NOT_LEADER / LEADER_NOT_AVAILABLE right after creation
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def append(self, key: bytes, value: bytes | None, timeout: float = 20.0) -> None:
         """Write one record and wait for the broker's acknowledgement."""
