@@ -1,0 +1,1 @@
+"""Benchmarks: one script per benchmark, results in bench/results/*.json, table in bench/README.md."""

@@ -1,0 +1,200 @@
+"""Replay 1M JSON and 1M Avro orders from the local broker into Polars, beside two baselines.
+
+Variants, each run in its own subprocess (so ``ru_maxrss`` is that variant's peak RSS), median of
+``KSTREAM_BENCH_REPEAT`` runs:
+
+* ``ceiling``: the raw confluent-kafka consume loop touching only ``value()`` -- the client's limit;
+* ``naive``: the same loop with json.loads / fastavro per record and a DataFrame from the dicts;
+* ``replay``: ``kstream_lab.replay(topic)`` (bulk decode overlapped with fetching, metadata columns).
+
+The broker and registry are started on free ports in a temporary directory, so the numbers never
+depend on whatever else runs. Size with KSTREAM_BENCH_RECORDS (default 1,000,000).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORDS = int(os.environ.get("KSTREAM_BENCH_RECORDS", "1000000"))
+REPEAT = int(os.environ.get("KSTREAM_BENCH_REPEAT", "3"))
+START_MS = 1_700_000_000_000
+
+
+@contextmanager
+def local_cluster():
+    """A broker and schema registry on free ports, torn down afterwards."""
+    from kstream_lab.broker import LocalBroker
+    from kstream_lab.registry import LocalRegistry
+    from kstream_lab.settings import Settings
+    from tests.conftest import free_port
+
+    with tempfile.TemporaryDirectory(prefix="kstream-bench-") as tmp:
+        env = {"KSTREAM_DATA_DIR": tmp, "KSTREAM_BROKER_PORT": str(free_port()),
+               "KSTREAM_CONTROLLER_PORT": str(free_port()), "KSTREAM_REGISTRY_PORT": str(free_port())}
+        for k in ("KSTREAM_BOOTSTRAP_SERVERS", "KSTREAM_SCHEMA_REGISTRY_URL"):
+            os.environ.pop(k, None)
+        os.environ.update(env)
+        settings = Settings()
+        broker, registry = LocalBroker(settings), LocalRegistry(settings)
+        broker.up(timeout=120)
+        try:
+            registry.up(timeout=60)
+            yield settings
+        finally:
+            registry.down(timeout=15)
+            broker.down(timeout=30)
+
+
+def produce(settings, fmt: str) -> str:
+    from kstream_lab.generator import loyalty_tier_for
+    from kstream_lab.generator.produce import produce_orders
+    from kstream_lab.kafka.topics import apply_topics
+    from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
+    from kstream_lab.schemas.serde import json_serializer, value_serializer
+
+    topic = f"bench-{fmt}"
+    spec = TopicSpec(name=topic, partitions=6, value_format=fmt, schema="EnrichedOrder" if fmt == "avro" else None,
+                     retention_ms=-1)  # the orders' timestamps are in 2023: keep them
+    apply_topics(settings, [spec])
+    inner = json_serializer if fmt == "json" else value_serializer(settings, spec)
+
+    def serialize(obj: dict, t: str) -> bytes:
+        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, t)
+
+    window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
+    produce_orders(settings, spec, serialize, window, count=RECORDS, seed=5, start_ms=START_MS, progress=False)
+    return topic
+
+
+# ---- variants (run in a subprocess each) -----------------------------------------------------
+
+def _consumer(settings, topic: str):
+    from confluent_kafka import TopicPartition
+
+    from kstream_lab.kafka.clients import make_consumer
+    from kstream_lab.kafka.fetch import FETCH_TUNING
+
+    c = make_consumer(settings, "bench-baseline", read_committed=True, **FETCH_TUNING)
+    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    return c
+
+
+def variant_ceiling(settings, topic: str, fmt: str) -> int:
+    c = _consumer(settings, topic)
+    n, deadline = 0, time.monotonic() + 600
+    while n < RECORDS and time.monotonic() < deadline:
+        msgs = c.consume(100_000, 1.0)
+        for m in msgs:
+            m.value()
+        n += len(msgs)
+    c.close()
+    return 0
+
+
+def variant_naive(settings, topic: str, fmt: str) -> int:
+    import fastavro
+    import polars as pl
+
+    from kstream_lab.kafka.registry import SchemaRegistry
+
+    c = _consumer(settings, topic)
+    rows, schemas = [], {}
+    registry = SchemaRegistry(settings) if fmt == "avro" else None
+    deadline = time.monotonic() + 600
+    while len(rows) < RECORDS and time.monotonic() < deadline:
+        for m in c.consume(100_000, 1.0):
+            v = m.value()
+            if fmt == "json":
+                d = json.loads(v)
+            else:
+                sid = int.from_bytes(v[1:5], "big")
+                if sid not in schemas:
+                    schemas[sid] = fastavro.parse_schema(json.loads(registry.writer_schema(sid)))
+                d = fastavro.schemaless_reader(io.BytesIO(v[5:]), schemas[sid])
+            d["partition"], d["offset"], d["kafka_timestamp"] = m.partition(), m.offset(), m.timestamp()[1]
+            rows.append(d)
+    df = pl.DataFrame(rows)
+    c.close()
+    return int(df.estimated_size())
+
+
+def variant_replay(settings, topic: str, fmt: str) -> int:
+    import kstream_lab
+
+    df = kstream_lab.replay(topic, settings=settings)
+    assert df.height == RECORDS, df.height
+    return int(df.estimated_size())
+
+
+def run_variant(variant: str, topic: str, fmt: str) -> None:
+    import fastavro  # noqa: F401  -- imports happen before the clock starts, for every variant alike
+    import polars  # noqa: F401
+
+    import kstream_lab.api  # noqa: F401
+    from kstream_lab.kafka import registry  # noqa: F401
+    from kstream_lab.schemas import bulk  # noqa: F401
+    from kstream_lab.settings import Settings
+
+    settings = Settings()
+    t0 = time.perf_counter()
+    size = {"ceiling": variant_ceiling, "naive": variant_naive, "replay": variant_replay}[variant](
+        settings, topic, fmt)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak_rss": peak, "frame_bytes": size}))
+
+
+def measure(variant: str, topic: str, fmt: str) -> dict:
+    runs = []
+    for _ in range(REPEAT):
+        out = subprocess.run([sys.executable, "-m", "bench.bench_replay", "--variant", variant, topic, fmt],
+                             capture_output=True, text=True, check=True, env=os.environ.copy(),
+                             cwd=Path(__file__).resolve().parents[1])
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    seconds = statistics.median(r["seconds"] for r in runs)
+    return {"records_per_s": RECORDS / seconds, "seconds": seconds, "runs_s": [r["seconds"] for r in runs],
+            "peak_rss_mb": statistics.median(r["peak_rss"] for r in runs) / 2**20,
+            "frame_mb": runs[0]["frame_bytes"] / 2**20}
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cluster's teardown on SIGTERM too
+    results: dict = {"records": RECORDS, "repeat": REPEAT, "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
+                     "formats": {}}
+    with local_cluster() as settings:
+        for fmt in ("json", "avro"):
+            topic = produce(settings, fmt)
+            res = {v: measure(v, topic, fmt) for v in ("ceiling", "naive", "replay")}
+            rp = res["replay"]
+            res["replay_vs_ceiling"] = rp["records_per_s"] / res["ceiling"]["records_per_s"]
+            res["replay_vs_naive"] = rp["records_per_s"] / res["naive"]["records_per_s"]
+            res["peak_rss_vs_frame"] = rp["peak_rss_mb"] / rp["frame_mb"]
+            results["formats"][fmt] = res
+            print(f"{fmt}: " + ", ".join(f"{v} {res[v]['records_per_s']:,.0f} rec/s "
+                                         f"(peak {res[v]['peak_rss_mb']:.0f} MB)"
+                                         for v in ("ceiling", "naive", "replay"))
+                  + f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
+                    f" peak RSS / frame {res['peak_rss_vs_frame']:.2f}x", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "replay.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--variant":
+        run_variant(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        main()
