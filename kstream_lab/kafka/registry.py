@@ -63,8 +63,10 @@ class SchemaRegistry:
         except SchemaRegistryError as exc:
             raise RegistryError(f"{what}: {exc.error_message}", status=exc.http_status_code,
                                 code=exc.error_code) from None
-        except (httpx.HTTPError, OSError) as exc:
-            raise unreachable(self.url, exc) from None
+        except Exception as exc:
+            if is_transport_error(exc):
+                raise unreachable(self.url, exc) from None
+            raise
 
     def register(self, subject: str, schema: str) -> RegisteredVersion:
         """Register ``schema`` under ``subject`` (idempotent) and return its version and id."""
@@ -142,8 +144,10 @@ class SchemaRegistry:
             except SchemaRegistryError as exc:
                 raise RegistryError(f"registering the schema of {topic}-value: {exc.error_message}",
                                     status=exc.http_status_code, code=exc.error_code) from None
-            except httpx.HTTPError as exc:
-                raise unreachable(self.url, exc) from None
+            except Exception as exc:
+                if is_transport_error(exc):
+                    raise unreachable(self.url, exc) from None
+                raise
 
         return serialize
 
@@ -158,6 +162,12 @@ class SchemaRegistry:
 
     def close(self) -> None:
         self._client.close()
+
+
+def is_transport_error(exc: Exception) -> bool:
+    """Connection-level failures of the registry's HTTP client (confluent-kafka uses an httpx fork)."""
+    package = type(exc).__module__.split(".", 1)[0]
+    return isinstance(exc, OSError) or package in ("httpx", "httpx2", "httpcore", "httpcore2")
 
 
 def unreachable(url: str, exc: Exception) -> RegistryError:

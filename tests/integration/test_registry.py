@@ -212,3 +212,9 @@ def test_registry_up_refuses_a_port_in_use(kafka_settings):
     busy = cli("registry", "up", env={"KSTREAM_REGISTRY_PORT": str(kafka_settings.broker_port),
                                       "KSTREAM_DATA_DIR": str(kafka_settings.data_dir / "other")})
     assert busy.returncode == 2 and f"port {kafka_settings.broker_port}" in busy.stderr
+
+
+def test_an_unreachable_registry_is_a_one_line_error(kafka_settings):
+    res = cli("schemas", "list", env={"KSTREAM_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}"})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "did not answer: ConnectError" in res.stderr and "kstream-lab registry up" in res.stderr
