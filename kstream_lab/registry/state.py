@@ -91,7 +91,7 @@ class RegistryState:
 
     # ---- queries ----------------------------------------------------------------------------
     def subject_names(self, deleted: bool = False) -> list[str]:
-        return sorted(s for s in self.subjects if self.versions(s, deleted=deleted))
+        return sorted(s for s in list(self.subjects) if self.versions(s, deleted=deleted))
 
     def versions(self, subject: str, deleted: bool = False) -> list[Version]:
         return [v for _, v in sorted(self.subjects.get(subject, {}).items()) if deleted or not v.deleted]

@@ -71,7 +71,7 @@ def _avro_bytes(b: bytes) -> bytes:
     return _zigzag(len(b)) + b
 
 
-def container(schema_json: str, blocks: list[tuple[int, bytes]], sync: bytes | None = None) -> bytes:
+def container(schema_json: str, blocks: list[tuple[int, bytes | pa.Buffer]], sync: bytes | None = None) -> bytes:
     """An Avro object container file with the given (record count, concatenated bodies) blocks."""
     sync = sync or os.urandom(16)
     meta = {b"avro.schema": schema_json.encode(), b"avro.codec": b"null"}
@@ -101,15 +101,19 @@ def _headers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ok, ids, lengths
 
 
-def _bodies(arr: pa.Array, idx: np.ndarray) -> bytes:
-    """The Avro bodies of records ``idx`` concatenated (headers stripped inside Arrow)."""
-    sliced = pc.binary_slice(arr.take(pa.array(idx)), HEADER, 2**31 - 1)
+def _bodies(arr: pa.Array, idx: np.ndarray) -> pa.Buffer | bytes:
+    """The Avro bodies of records ``idx`` concatenated (headers stripped inside Arrow, no copy to Python)."""
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):  # a contiguous run: slicing is free
+        picked = arr.slice(int(idx[0]), len(idx))
+    else:
+        picked = arr.take(pa.array(idx))
+    sliced = pc.binary_slice(picked, HEADER, 2**31 - 1)
     offsets = np.frombuffer(sliced.buffers()[1], dtype=np.int64)[sliced.offset: sliced.offset + len(sliced) + 1]
     buf = sliced.buffers()[2]
-    return b"" if buf is None else buf.slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
+    return b"" if buf is None else buf.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
-def _read_container(schema_json: str, count: int, bodies: bytes) -> pl.DataFrame | None:
+def _read_container(schema_json: str, count: int, bodies: bytes | pa.Buffer) -> pl.DataFrame | None:
     try:
         frame = pl.read_avro(io.BytesIO(container(schema_json, [(count, bodies)])))
     except (Exception, PanicException):  # polars reports corrupt blocks as errors, or panics
