@@ -10,6 +10,7 @@ import sys
 import typer
 
 from kstream_lab.cli import broker, notebooks, registry, schemas, topics
+from kstream_lab.cli import pipeline as pipeline_cli
 from kstream_lab.cli.backtest import backtest_cmd
 from kstream_lab.cli.dashboard import dashboard_cmd
 from kstream_lab.cli.demo import demo_cmd
@@ -27,6 +28,7 @@ app.add_typer(schemas.app, name="schemas")
 app.command("produce-orders")(produce_orders_cmd)
 app.command("demo")(demo_cmd)
 app.command("worker")(worker_cmd)
+app.add_typer(pipeline_cli.app, name="pipeline")
 app.add_typer(notebooks.app, name="notebooks")
 app.add_typer(notebooks.schedule_app, name="schedule")
 app.command("lab")(notebooks.lab_cmd)

@@ -34,10 +34,13 @@ def worker_cmd(
 ) -> None:
     """Run a worker (enricher, aggregator, sink) or app (customer-service, order-service) until SIGTERM."""
     spec = pipeline(pipeline_file)
+    s = settings()
+    if pipeline_file is not None:  # Avro schemas are read next to the pipeline file
+        s = s.model_copy(update={"pipeline_file": pipeline_file})
     if name in APPS:
-        load_app_module(name).serve(settings(), spec)
+        load_app_module(name).serve(s, spec)
         return
     if name not in WORKERS:
         raise ConfigError(f"unknown worker {name!r}", hint=f"one of: {', '.join((*WORKERS, *APPS))}")
-    code = run_worker(name, settings(), spec, instance=instance, metrics_port=metrics_port)
+    code = run_worker(name, s, spec, instance=instance, metrics_port=metrics_port)
     raise typer.Exit(code)

@@ -26,18 +26,11 @@ from kstream_lab.kafka.topics import apply_topics, delete_topics
 from kstream_lab.pipeline_spec import PipelineSpec, load_pipeline
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
+from kstream_lab.workers.codec import value_decoder
 from tests.conftest import ROOT, free_port
 
 
-def avro_available() -> bool:
-    try:
-        from kstream_lab.schemas.avro import AvroRecordDecoder  # noqa: F401
-    except ImportError:
-        return False
-    return False  # TODO(switch on once the registry fixture serves the local registry in this session)
-
-
-def write_pipeline(tmp: Path, *, value_format: str = "json", worker_overrides: dict | None = None) -> Path:
+def write_pipeline(tmp: Path, *, value_format: str = "avro", worker_overrides: dict | None = None) -> Path:
     """pipelines/orders.yaml with every topic renamed ``<name>-<suffix>``, formats and ports for this test."""
     suffix = uuid.uuid4().hex[:8]
     data = yaml.safe_load((ROOT / "pipelines" / "orders.yaml").read_text())
@@ -70,6 +63,7 @@ def write_pipeline(tmp: Path, *, value_format: str = "json", worker_overrides: d
     for name, extra in (worker_overrides or {}).items():
         workers[name].update(extra)
     data["workers"] = workers
+    (tmp / "schemas").symlink_to(ROOT / "pipelines" / "schemas")  # schemas live next to the pipeline file
     path = tmp / "orders.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -167,6 +161,12 @@ class Pipeline:
 
     def read(self, role: str):
         return read_topic(self.settings, self.topic(role))
+
+    def decoded(self, role: str) -> list[tuple[bytes, dict]]:
+        """(key, value) of every committed record of the topic, decoded with its declared format."""
+        name = self.topic(role)
+        decode = value_decoder(self.settings, self.spec.topic(name))
+        return [(r.key, decode(r.value, r.topic, r.partition, r.offset)) for r in self.read(role)]
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
         deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ rate), so they land mid-run; the schedule is drawn from a seeded RNG so a failur
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
@@ -88,8 +87,8 @@ def test_sigkill_aggregator_twice_and_enricher_once(live_pipeline: Pipeline) -> 
     enriched = pipe.read("orders_enriched")
     assert Counter(Counter(r.key for r in enriched).values()) == {1: truth.filter(pl.col("kind") != "poison").height}
     series: dict[bytes, list[dict]] = defaultdict(list)
-    for r in pipe.read("sales_aggregates"):
-        series[r.key].append(json.loads(r.value))
+    for key, value in pipe.decoded("sales_aggregates"):
+        series[key].append(value)
     for key, values in series.items():
         seen = [(v["count"], v["final"]) for v in values]  # a final may repeat the last update's count
         assert seen == sorted(set(seen)), f"duplicate or reordered updates for {key!r}: {seen}"
@@ -118,10 +117,10 @@ def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pip
     assert opened and closed
     truth = producer.truth()
 
-    enriched = pipe.read("orders_enriched")
+    enriched = pipe.decoded("orders_enriched")
     non_poison = truth.filter(pl.col("kind") != "poison")
-    assert len(enriched) == non_poison.height and len({r.key for r in enriched}) == non_poison.height
-    tiers = {r.key.decode(): json.loads(r.value)["loyalty_tier"] for r in enriched}
+    assert len(enriched) == non_poison.height and len({key for key, _v in enriched}) == non_poison.height
+    tiers = {key.decode(): value["loyalty_tier"] for key, value in enriched}
     true_tier = dict(non_poison.select("order_id", "tier").iter_rows())
     unknown = [oid for oid, t in tiers.items() if t == UNKNOWN_TIER]
     assert len(unknown) > 0

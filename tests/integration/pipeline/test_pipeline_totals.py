@@ -57,8 +57,7 @@ def assert_pipeline_results(pipe: Pipeline, truth: pl.DataFrame, expected: dict)
     assert len(late) == late_truth.height
     assert sorted(r.key.decode() for r in late) == sorted(late_truth["order_id"].to_list())
 
-    aggregates = pipe.read("sales_aggregates")
-    final_keys = Counter(r.key for r in aggregates if b'"final":true' in r.value)
+    final_keys = Counter(key for key, value in pipe.decoded("sales_aggregates") if value["final"])
     assert final_keys and max(final_keys.values()) == 1, "a window was emitted final more than once"
     assert len(final_keys) == sum(v["final"] for v in expected.values())
 

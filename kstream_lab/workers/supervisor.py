@@ -1,0 +1,158 @@
+"""``kstream-lab pipeline up|down|status``: the pipeline's processes in the background.
+
+Each component (the two apps and the three workers) runs as ``python -m kstream_lab worker NAME``
+in its own session, with its pid file and log under ``<data_dir>/pipeline``. ``up`` is idempotent
+(running components are left alone) and waits until every component answers on its port; ``down``
+sends SIGTERM in reverse start order, so producers stop before their consumers, and escalates to
+SIGKILL only after the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from kstream_lab.errors import KStreamLabError
+from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.settings import Settings
+from kstream_lab.workers.config import workers_config
+
+COMPONENTS = ("customer-service", "order-service", "enricher", "aggregator", "sink")
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    running: bool
+    url: str
+    log: Path
+
+
+def _alive(pid: int) -> bool:
+    """True for a live process (zombies count as dead; our own exited children are reaped)."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+class Supervisor:
+    """Starts, stops and reports the pipeline's processes for one data dir."""
+
+    def __init__(self, settings: Settings, spec: PipelineSpec) -> None:
+        if spec.path is None:
+            raise KStreamLabError("the pipeline spec must come from a file to run its workers")
+        self.settings, self.spec = settings, spec
+        self.home = settings.data_dir / "pipeline"
+        self.config = workers_config(spec)
+
+    def pid_file(self, name: str) -> Path:
+        return self.home / "pids" / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.home / "logs" / f"{name}.log"
+
+    def url(self, name: str) -> str:
+        c = self.config
+        if name == "customer-service":
+            return f"http://{c.customer_service.host}:{c.customer_service.port}/healthz"
+        if name == "order-service":
+            return f"http://{c.order_service.host}:{c.order_service.port}/healthz"
+        port = getattr(c, name).metrics_port
+        return f"http://127.0.0.1:{port}/metrics" if port else ""
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int(self.pid_file(name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def status(self) -> list[ComponentStatus]:
+        out = []
+        for name in COMPONENTS:
+            pid = self.pid(name)
+            out.append(ComponentStatus(name, pid, pid is not None, self.url(name), self.log_file(name)))
+        return out
+
+    def up(self, components: tuple[str, ...] = COMPONENTS, *, timeout: float = 60.0) -> list[ComponentStatus]:
+        """Start what is not running, then wait until each component answers on its port."""
+        for d in ("pids", "logs"):
+            (self.home / d).mkdir(parents=True, exist_ok=True)
+        started: dict[str, subprocess.Popen] = {}
+        for name in components:
+            if self.pid(name) is None:
+                started[name] = self._spawn(name)
+        for name, proc in started.items():
+            self._wait_ready(name, proc, timeout)
+        return self.status()
+
+    def _spawn(self, name: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "kstream_lab", "worker", name, "--pipeline", str(Path(self.spec.path).resolve())]
+        env = {**os.environ, "KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve())}
+        with self.log_file(name).open("ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+        self.pid_file(name).write_text(f"{proc.pid}\n")
+        return proc
+
+    def _wait_ready(self, name: str, proc: subprocess.Popen, timeout: float) -> None:
+        url = self.url(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = self.log_file(name).read_text(errors="replace")[-1500:]
+                raise KStreamLabError(f"{name} exited with code {proc.returncode} during start-up:\n{tail}",
+                                      hint=f"see {self.log_file(name)}")
+            if not url:
+                return
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise KStreamLabError(f"{name} did not answer on {url} within {timeout:.0f}s",
+                              hint=f"see {self.log_file(name)}")
+
+    def down(self, *, timeout: float = 10.0) -> dict[str, str]:
+        """SIGTERM in reverse order; SIGKILL after ``timeout``. Returns name -> stopped|killed|not running."""
+        result: dict[str, str] = {}
+        for name in reversed(COMPONENTS):
+            pid = self.pid(name)
+            if pid is None:
+                result[name] = "not running"
+                self.pid_file(name).unlink(missing_ok=True)
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                result[name] = "killed"
+            else:
+                result[name] = "stopped"
+            self.pid_file(name).unlink(missing_ok=True)
+        return result

@@ -1,0 +1,62 @@
+"""`kstream-lab pipeline up|status|down` and the order service end to end: POST /orders -> the sink row.
+
+One order posted over HTTP travels order service -> enricher -> aggregator -> sink, and its W3C trace
+id appears in the Kafka headers of every hop.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+
+from kstream_lab.generator.customers import loyalty_tier_for
+from kstream_lab.observability.tracing import trace_id_of
+from tests.conftest import ROOT
+from tests.integration.pipeline.harness import Pipeline
+
+
+def cli(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KSTREAM_DATA_DIR": str(pipe.tmp / "data")}
+    return subprocess.run([sys.executable, "-m", "kstream_lab", *args, "--pipeline", str(pipe.file)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline) -> None:
+    pipe = live_pipeline
+    up = cli(pipe, "pipeline", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        status = cli(pipe, "pipeline", "status")
+        assert status.returncode == 0 and status.stdout.count("running (pid") == 5, status.stdout
+        base = f"http://127.0.0.1:{pipe.workers['order_service']['port']}"
+
+        bad = httpx.post(f"{base}/orders", json={"customer_id": "C0000001", "total_cents": 12.5, "item_count": 0})
+        assert bad.status_code == 422
+        assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {("body", "total_cents"), ("body", "item_count")}
+
+        resp = httpx.post(f"{base}/orders", json={"customer_id": "C0000042", "total_cents": 1999, "item_count": 2})
+        assert resp.status_code == 202, resp.text
+        accepted = resp.json()
+        assert accepted["offset"] >= 0 and 0 <= accepted["partition"] < 6 and len(accepted["trace_id"]) == 32
+
+        tier = loyalty_tier_for("C0000042")
+        rows = pipe.wait_for(lambda: pipe.sink_rows(), timeout=60, what="the order to reach the sink")
+        assert [(r["tier"], r["source_partition"], r["total_cents"], r["count"], r["final"]) for r in rows] == [
+            (tier, accepted["partition"], 1999, 1, False)]
+
+        for role in ("orders_raw", "orders_enriched", "sales_aggregates"):
+            records = pipe.read(role)
+            assert len(records) == 1 and trace_id_of(records[0].headers) == accepted["trace_id"], role
+        enriched = pipe.decoded("orders_enriched")
+        assert enriched[0][0].decode() == accepted["order_id"] and enriched[0][1]["loyalty_tier"] == tier
+
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'kstream_http_requests_total{route="/orders",service="order-service",status="202"} 1.0' in metrics
+    finally:
+        down = cli(pipe, "pipeline", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.count("stopped") == 5, down.stdout
+    assert cli(pipe, "pipeline", "status").returncode == 1
