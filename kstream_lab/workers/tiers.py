@@ -54,7 +54,7 @@ class TierClient:
         METRICS.breaker_state.labels(service, "customer-service").set(0)
         self.fallbacks = 0
         self._fetch = retry(retry=retry_if_exception_type(TransientLookupError), stop=stop_after_attempt(attempts),
-                            wait=wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s,
+                            wait=wait_exponential_jitter(multiplier=backoff_initial_s, max=backoff_max_s,
                                                                   jitter=backoff_initial_s),
                             reraise=True)(self._fetch_once)
 

