@@ -23,8 +23,8 @@ def test_bad_durations(bad):
 
 def test_orders_pipeline_loads():
     spec = load_pipeline(ROOT / "pipelines/orders.yaml")
-    assert [t for t in spec.topics] == ["orders_raw", "orders_enriched", "orders_dlq", "orders_dlq_redriven", "orders_late",
-                                        "sales_aggregates", "order-aggregator-changelog"]
+    assert list(spec.topics) == ["orders_raw", "orders_enriched", "orders_dlq", "orders_dlq_redriven",
+                                 "orders_late", "sales_aggregates", "order-aggregator-changelog"]
     assert spec.topics["orders_raw"].partitions == 6
     assert spec.topics["order-aggregator-changelog"].cleanup_policy == "compact"
     assert spec.topics["orders_enriched"].partitions == spec.topics["order-aggregator-changelog"].partitions
