@@ -71,9 +71,11 @@ class SchemaRegistry:
     def register(self, subject: str, schema: str) -> RegisteredVersion:
         """Register ``schema`` under ``subject`` (idempotent) and return its version and id."""
         sch = Schema(schema, "AVRO")
-        schema_id = self._call(f"registering {subject}", self._client.register_schema, subject, sch)
-        found = self._call(f"looking up {subject}", self._client.lookup_schema, subject, sch)
-        return RegisteredVersion(subject, found.version, schema_id, schema)
+        reg = self._call(f"registering {subject}", self._client.register_schema_full_response, subject, sch)
+        version = reg.version
+        if version is None:  # older registries answer with the id only
+            version = self._call(f"looking up {subject}", self._client.lookup_schema, subject, sch).version
+        return RegisteredVersion(subject, version, reg.schema_id, schema)
 
     def lookup(self, subject: str, schema: str) -> RegisteredVersion | None:
         """The version of ``subject`` that has exactly this schema, or None."""

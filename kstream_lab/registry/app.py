@@ -102,7 +102,7 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() == "true"
 
 
-def create_app(service: RegistryService) -> FastAPI:  # noqa: C901 (a flat list of routes)
+def create_app(service: RegistryService) -> FastAPI:
     app = FastAPI(title="kstream_lab schema registry", default_response_class=SchemaJSON, docs_url=None,
                   redoc_url=None, openapi_url=None)
     state = service.state

@@ -116,6 +116,9 @@ def test_evolution_under_backward(kafka_settings, subject):
 
     # data written with v1 still decodes with v2 (per record and in bulk)
     assert AvroRecordDecoder(registry, reader_schema=v2_text)(v1_bytes) == {**ORDER_1, "channel": "web"}
+    via_confluent = registry.avro_deserializer(v2_text)(v1_bytes, topic)  # confluent-kafka's AvroDeserializer
+    assert via_confluent.pop("timestamp").timestamp() * 1000 == ORDER_1["timestamp"]
+    assert via_confluent == {k: v for k, v in {**ORDER_1, "channel": "web"}.items() if k != "timestamp"}
     v2_bytes = registry.avro_serializer(v2_text)({**ORDER_1, "channel": "app"}, topic)
     bulk = decode_avro_batch([v1_bytes, v2_bytes], registry, reader_schema=v2_text)
     assert bulk.frame.to_dicts() == [{**ORDER_1, "channel": "web"}, {**ORDER_1, "channel": "app"}]
