@@ -145,7 +145,7 @@ class _GroupDecoder:
         self.values, self.arr, self.schema_id = values, arr, schema_id
         plain = plain_times(json.loads(writer_text))
         self.schema_json = json.dumps(plain)
-        self.bulk = polars_can_read(plain)
+        self.bulk = isinstance(plain, dict) and plain.get("type") == "record" and polars_can_read(plain)
         self.writer = fastavro.parse_schema(plain)
         self.frames: list[pl.DataFrame] = []
         self.kept: list[np.ndarray] = []
@@ -224,13 +224,21 @@ def decode_avro_batch(values: list[bytes | None], registry: WriterSchemas, *, re
         try:
             writer_text = registry.writer_schema(schema_id)
         except RegistryError as exc:
+            if exc.status == 0:  # the registry is unreachable: not the records' fault
+                raise
             reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
             failures += [DecodeFailure(i, f"{reason} {schema_id}: {exc.message}") for i in idx.tolist()]
             continue
         group = _GroupDecoder(values, arr, schema_id, writer_text)
         for start in range(0, len(idx), chunk):
             group.decode(idx[start:start + chunk])
-        frames += [_project(f, reader) for f in group.frames] if reader is not None else group.frames
+        try:
+            group_frames = [_project(f, reader) for f in group.frames] if reader is not None else group.frames
+        except ValueError as exc:
+            failures += [DecodeFailure(i, f"schema id {schema_id} does not resolve to the reader schema: {exc}")
+                         for part in group.kept for i in part.tolist()] + group.failures
+            continue
+        frames += group_frames
         kept += group.kept
         failures += group.failures
     return _assemble(frames, kept, failures, len(unique) > 1)

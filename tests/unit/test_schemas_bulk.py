@@ -139,3 +139,12 @@ def test_json_batch_with_explicit_schema_and_bad_values():
     assert batch.frame.schema == pl.Schema(schema)
     assert np.array_equal(batch.indices, np.asarray(good))
 
+
+
+def test_a_schema_id_that_cannot_resolve_to_the_reader_fails_only_its_records():
+    other = json.dumps({"type": "record", "name": "Order", "fields": [{"name": "order_id", "type": "string"}]})
+    values = [encode(ORDER, orders(1)[0], 1), encode(other, {"order_id": "x"}, 2)]
+    batch = decode_avro_batch(values, StaticSchemas({1: ORDER, 2: other}), reader_schema=ORDER)
+    assert batch.indices.tolist() == [0] and batch.frame.to_dicts() == orders(1)
+    assert [f.index for f in batch.failures] == [1]
+    assert batch.failures[0].reason.startswith("schema id 2 does not resolve to the reader schema: field 'customer_id'")
