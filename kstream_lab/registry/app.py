@@ -14,7 +14,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.registry import SchemaLog
@@ -31,8 +33,8 @@ class SchemaJSON(JSONResponse):
 class RegistryService:
     """State + log + one writer lock (changes are serialised; reads are lock-free snapshots)."""
 
-    def __init__(self, settings: Settings, topic: str = "_schemas") -> None:
-        self.log = SchemaLog(settings, topic)
+    def __init__(self, settings: Settings, topic: str = "_schemas", *, log: SchemaLog | None = None) -> None:
+        self.log = log or SchemaLog(settings, topic)
         self.state = RegistryState()
         self.lock = threading.Lock()
 
@@ -110,6 +112,17 @@ def create_app(service: RegistryService) -> FastAPI:
     @app.exception_handler(RegistryProblem)
     async def _problem(_request: Request, exc: RegistryProblem) -> SchemaJSON:
         return SchemaJSON({"error_code": exc.code, "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> SchemaJSON:
+        """Unknown paths and methods (e.g. contexts, metadata, modes): Confluent's error shape."""
+        return SchemaJSON({"error_code": exc.status_code, "message": f"HTTP {exc.status_code} {exc.detail}"},
+                          status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> SchemaJSON:
+        return SchemaJSON({"error_code": 422, "message": f"Unprocessable request: {exc.errors()[0]['msg']}"},
+                          status_code=422)
 
     @app.get("/")
     def root() -> dict:
