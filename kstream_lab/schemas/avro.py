@@ -4,7 +4,8 @@ Producing goes through confluent-kafka's AvroSerializer (via :mod:`kstream_lab.k
 the bytes are exactly what every Confluent consumer expects and the subject is ``<topic>-value``
 (TopicNameStrategy). Consuming one record at a time uses :class:`AvroRecordDecoder`, which checks the
 header itself and decodes with fastavro so each failure has a precise reason (no magic byte, unknown
-schema id, truncated body, trailing bytes) and carries topic/partition/offset for the DLQ.
+schema id, truncated body, trailing bytes) and carries topic/partition/offset for the DLQ. Decoded
+event times are plain integer epoch milliseconds, as the aggregation engines expect.
 """
 
 from __future__ import annotations
