@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash scripts/system-deps.sh
 
-## demo: broker + topics + generated orders + a topic summary
+## demo: the live pipeline (broker, registry, apps, workers, orders posted over HTTP, live summary; Ctrl-C stops)
 demo: setup
 	$(KL) demo
 

@@ -1,26 +1,38 @@
-"""`kstream-lab demo`: the main job. Broker, registry, topics, generated orders, a topic summary."""
+"""`kstream-lab demo`: the live order pipeline, end to end, with a summary in the terminal.
+
+Broker and registry (when local), topics, the two apps and three workers in the background, then
+orders posted to the order service while the summary refreshes. Ctrl-C (or ``--duration``) stops the
+poster and every pipeline process cleanly; the broker keeps running for the next command.
+"""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from pathlib import Path
 
 import typer
 
 from kstream_lab.broker import LocalBroker
 from kstream_lab.cli.common import pipeline, settings
-from kstream_lab.cli.topics import describe
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.topics import apply_topics
 from kstream_lab.registry import LocalRegistry
 from kstream_lab.schemas.serde import value_serializer
+from kstream_lab.sinks.base import open_sink
+from kstream_lab.workers.live_demo import OrderPoster, drain, summary_lines
+from kstream_lab.workers.supervisor import Supervisor
 
 
 def demo_cmd(
-    count: int = typer.Option(20_000, "--count", min=0),
+    duration: float | None = typer.Option(None, "--duration", min=1, help="seconds to run (default: until Ctrl-C)"),
+    rate: float = typer.Option(50.0, "--rate", min=0.1, help="orders per second posted to the order service"),
+    count: int = typer.Option(0, "--count", min=0, help="generated orders produced straight to orders_raw first"),
     seed: int = typer.Option(1, "--seed"),
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P"),
 ) -> None:
-    """Start the local broker and registry if needed, apply the topics, produce Avro orders, summarise."""
+    """Run the live pipeline: apps, workers, orders posted over HTTP, a refreshing summary."""
     s = settings()
     if s.uses_local_broker:
         broker = LocalBroker(s)
@@ -34,10 +46,42 @@ def demo_cmd(
         s = s.model_copy(update={"pipeline_file": pipeline_file})
     spec = pipeline(pipeline_file)
     for change in apply_topics(s, list(spec.topics.values())):
-        typer.echo(str(change))
-    raw = spec.topic("orders_raw")
-    summary = produce_orders(s, raw, value_serializer(s, raw), spec.aggregation().window, count=count,
-                             seed=seed, late_fraction=0.01, poison_fraction=0.005)
-    for line in summary.lines():
-        typer.echo(line)
-    describe("orders_raw")
+        if change.action != "unchanged":
+            typer.echo(str(change))
+    if count:
+        raw = spec.topic("orders_raw")
+        summary = produce_orders(s, raw, value_serializer(s, raw), spec.aggregation().window, count=count,
+                                 seed=seed, late_fraction=0.01, poison_fraction=0.005)
+        typer.echo(summary.lines()[0])
+    sup = Supervisor(s, spec)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for st in sup.up():
+            typer.echo(f"{st.name:<17} pid {st.pid:<7} {st.url}")
+        _run_live(sup, s, rate, seed, duration, stop)
+    finally:
+        typer.echo("stopping the pipeline ...")
+        for name, outcome in sup.down().items():
+            typer.echo(f"  {name:<17} {outcome}")
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_live(sup: Supervisor, s, rate: float, seed: int, duration: float | None, stop: threading.Event) -> None:
+    cfg = sup.config.order_service
+    poster = OrderPoster(f"http://{cfg.host}:{cfg.port}/orders", rate, seed=seed, stop=stop)
+    sink = open_sink(sup.config.sink.target, s)
+    t0 = time.monotonic()
+    poster.start()
+    typer.echo(f"posting {rate:g} orders/s to the order service; Ctrl-C stops")
+    while not stop.wait(3.0):
+        elapsed = time.monotonic() - t0
+        typer.echo("\n".join(summary_lines(sup, poster, sink, elapsed)))
+        if duration is not None and elapsed >= duration:
+            break
+    stop.set()
+    poster.join(15)
+    if not drain(sup, poster.outcomes.get("202", 0)):
+        typer.echo("(the pipeline did not drain within 15 s)")
+    typer.echo("\n".join(summary_lines(sup, poster, sink, time.monotonic() - t0)))

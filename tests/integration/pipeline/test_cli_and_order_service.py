@@ -60,3 +60,19 @@ def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline
     assert down.returncode == 0, down.stdout + down.stderr
     assert down.stdout.count("stopped") == 5, down.stdout
     assert cli(pipe, "pipeline", "status").returncode == 1
+
+
+def test_demo_runs_bounded_and_stops_everything(live_pipeline: Pipeline) -> None:
+    pipe = live_pipeline
+    run = subprocess.run([sys.executable, "-m", "kstream_lab", "demo", "--duration", "8", "--rate", "40",
+                          "--pipeline", str(pipe.file)], cwd=ROOT, env=os.environ.copy(), capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert "orders accepted" in out and "aggregator" in out
+    accepted = [int(line.split("orders accepted")[1].split()[0]) for line in out.splitlines()
+                if "orders accepted" in line]
+    assert accepted[-1] > 100
+    assert out.count(" stopped") == 5 and "did not drain" not in out, out
+    rows = pipe.sink_rows()
+    assert sum(r["count"] for r in rows) == accepted[-1]
