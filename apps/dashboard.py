@@ -8,22 +8,15 @@ own timer, so a refresh redraws values in place instead of reloading the page.
 
 from __future__ import annotations
 
+import altair as alt
 import streamlit as st
 
-from kstream_lab.errors import BrokerError, KStreamLabError
+from kstream_lab.errors import KStreamLabError
 from kstream_lab.monitoring import DashboardContext
 from kstream_lab.monitoring.backtest import parse_range, range_for_minute, run_backtest
-from kstream_lab.monitoring.health import collect_health, lag_table, latest_dead_letters, throughput_table
-from kstream_lab.monitoring.sales import (
-    SinkMissing,
-    SinkUnavailable,
-    chart_frame,
-    format_cents,
-    load_minute_totals,
-    minute_label,
-    minute_table,
-)
-from kstream_lab.monitoring.scrape import counters_table, scrape
+from kstream_lab.monitoring.health import lag_table, throughput_table
+from kstream_lab.monitoring.sales import chart_frame, format_cents, minute_label, minute_table, tier_order
+from kstream_lab.monitoring.views import HealthView, SalesView, health_view, sales_view
 
 st.set_page_config(page_title="kstream_lab · live sales", page_icon="📈", layout="wide")
 st.title("Live sales")
@@ -43,21 +36,40 @@ with st.sidebar:
     st.caption(f"Pipeline: `{ctx.spec.path}`")
 
 
-@st.fragment(run_every=refresh_s)
-def sales_panel() -> None:
-    try:
-        totals = load_minute_totals(ctx.sink, last_minutes=int(minutes), window_ms=ctx.window_ms)
-    except SinkMissing as exc:
-        st.info(f"No sales yet: {exc}.")
+TIER_COLORS = {"bronze": "#b0703c", "silver": "#9aa5b1", "gold": "#e0b020", "platinum": "#4f7cac"}
+
+
+def stacked_bars(chart, y: str, title: str) -> alt.Chart:
+    """One bar per minute, stacked by tier in rank order, tier colours fixed across refreshes."""
+    tiers = tier_order(chart["tier"].unique().to_list())
+    return alt.Chart(chart, height=280).mark_bar().encode(
+        x=alt.X("minute:O", timeUnit="utcyearmonthdatehoursminutes", title="minute (UTC)",
+                axis=alt.Axis(format="%H:%M", labelAngle=0, labelOverlap=True)),
+        y=alt.Y(y, type="quantitative", stack="zero", title=title),
+        color=alt.Color("tier:N", scale=alt.Scale(domain=tiers, range=[TIER_COLORS.get(t, "#888") for t in tiers]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        order=alt.Order("tier_rank:Q"),
+        tooltip=[alt.Tooltip("minute:T", format="%H:%M", title="minute"), "tier:N",
+                 alt.Tooltip("sales_usd:Q", format="$,.2f", title="sales"), "orders:Q"],
+    )
+
+
+def live(key: str, collect, render) -> None:
+    """Draw the last view at once, fetch the new one, then redraw in place: no blank, no stale fade."""
+    slot = st.empty()
+    if key in st.session_state:
+        with slot.container():
+            render(st.session_state[key])
+    st.session_state[key] = view = collect()
+    with slot.container():
+        render(view)
+
+
+def render_sales(view: SalesView) -> None:
+    if view.totals is None:
+        (st.warning if view.level == "warning" else st.info)(view.message)
         return
-    except SinkUnavailable as exc:
-        st.warning(f"The sink cannot be read right now: {exc}")
-        return
-    if totals.is_empty():
-        st.info("No sales aggregates yet: the sink is running but has not written a window. "
-                "Produce orders (`kstream-lab produce-orders`) and they appear here within seconds.")
-        return
-    st.session_state["minutes_seen"] = sorted(set(totals["window_start"].to_list()), reverse=True)
+    totals = view.totals
     newest = totals.filter(totals["window_start"] == totals["window_start"].max())
     c1, c2, c3 = st.columns(3)
     c1.metric("Newest minute (UTC)", newest["minute"][0].strftime("%H:%M"))
@@ -66,59 +78,52 @@ def sales_panel() -> None:
     chart = chart_frame(totals)
     left, right = st.columns(2)
     left.caption("Sales per minute by loyalty tier ($, all partitions)")
-    left.bar_chart(chart, x="minute", y="sales ($)", color="tier", stack=True, height=280)
+    left.altair_chart(stacked_bars(chart, "sales_usd", "sales ($)"))
     right.caption("Orders per minute by loyalty tier")
-    right.bar_chart(chart, x="minute", y="orders", color="tier", stack=True, height=280)
+    right.altair_chart(stacked_bars(chart, "orders", "orders"))
     st.caption("Per minute (newest first; exact cents, summed over source partitions; "
                "'open' = a partition has not closed the window yet)")
     st.table(minute_table(totals), hide_index=True)
 
 
-@st.fragment(run_every=refresh_s)
-def health_panel() -> None:
-    workers = scrape(ctx.endpoints, timeout_s=0.5)
-    try:
-        report = collect_health(ctx.settings, ctx.topics, st.session_state.get("offsets"))
-    except BrokerError as exc:
-        st.error(f"Broker unreachable: {exc}")
-        report = None
-    except Exception as exc:  # a transient Kafka error mid-refresh; the next refresh tries again
-        st.warning(f"Health check failed this refresh: {type(exc).__name__}: {exc}")
-        report = None
-    if report is not None:
-        st.session_state["offsets"] = report.snapshot
-        snap = report.snapshot
+def render_health(view: HealthView) -> None:
+    if view.problem:
+        (st.warning if view.problem_level == "warning" else st.error)(view.problem)
+    for warning in view.warnings:
+        st.warning(warning)
+    if view.report is not None:
+        lags = lag_table(view.report)
         c1, c2, c3 = st.columns(3)
-        c1.metric("Dead letters", f"{snap.messages(ctx.topics.dlq):,}" if ctx.topics.dlq in snap.offsets else "-")
-        c2.metric("Late events", f"{snap.messages(ctx.topics.late):,}" if ctx.topics.late in snap.offsets else "-")
-        c3.metric("Total lag", f"{sum(r['lag'] for r in lag_table(report)):,}")
+        c1.metric("Dead letters", "—" if view.dlq_count is None else f"{view.dlq_count:,}")
+        c2.metric("Late events", "—" if view.late_count is None else f"{view.late_count:,}")
+        c3.metric("Total lag", f"{sum(r['total'] for r in lags):,}")
         left, right = st.columns(2)
         left.caption("Throughput (offsets/s since the last refresh)")
-        left.table(throughput_table(ctx.topics, report), hide_index=True)
-        right.caption("Consumer lag per group and partition")
-        lags = lag_table(report)
+        left.table(throughput_table(ctx.topics, view.report), hide_index=True)
+        right.caption("Consumer lag per group and partition (on a transactional topic a lag of 1 can be "
+                      "the last commit marker)")
         if lags:
             right.table(lags, hide_index=True)
         else:
             right.info("No consumer group has committed offsets yet.")
     st.caption("Workers (counters since each worker started; breaker state of the enricher's customer lookups)")
-    st.table(counters_table(workers), hide_index=True)
-    if report is not None and report.snapshot.messages(ctx.topics.dlq) > 0:
-        dead_letters_panel(report.snapshot.offsets[ctx.topics.dlq])
+    st.table(view.workers, hide_index=True)
+    if view.dead_letters:
+        st.caption("Latest dead letters (headers error.class / error.message)")
+        st.table(view.dead_letters, hide_index=True)
 
 
-def dead_letters_panel(offsets) -> None:
-    """Latest DLQ reasons; re-read only when the DLQ grew since the last refresh."""
-    key = tuple((p.partition, p.high) for p in offsets)
-    if st.session_state.get("dlq_key") != key:
-        try:
-            st.session_state["dlq_rows"] = latest_dead_letters(ctx.settings, ctx.topics.dlq, offsets, n=10)
-            st.session_state["dlq_key"] = key
-        except KStreamLabError as exc:
-            st.warning(f"Cannot read the dead letters: {exc}")
-            return
-    st.caption("Latest dead letters (headers error.class / error.message)")
-    st.table(st.session_state["dlq_rows"], hide_index=True)
+@st.fragment(run_every=refresh_s)
+def sales_panel() -> None:
+    live("sales_view", lambda: sales_view(ctx, int(minutes)), render_sales)
+    view = st.session_state["sales_view"]
+    if view.totals is not None:
+        st.session_state["minutes_seen"] = sorted(set(view.totals["window_start"].to_list()), reverse=True)
+
+
+@st.fragment(run_every=refresh_s)
+def health_panel() -> None:
+    live("health_view", lambda: health_view(ctx, st.session_state), render_health)
 
 
 @st.fragment
@@ -128,7 +133,7 @@ def backtest_panel() -> None:
     minutes_seen = st.session_state.get("minutes_seen", [])
     if minutes_seen:
         labels = {ws: f"{minute_label(ws)} UTC" for ws in minutes_seen}
-        picked = st.selectbox("Jump to a minute", [None, *minutes_seen], format_func=lambda ws: labels.get(ws, "-"))
+        picked = st.selectbox("Jump to a minute", [None, *minutes_seen], format_func=lambda ws: labels.get(ws, "—"))
         if picked is not None and st.session_state.get("bt_picked") != picked:
             rng = range_for_minute(picked, ctx.window_ms, ctx.grace_ms)
             st.session_state.update(bt_picked=picked, bt_start=rng.start, bt_end=rng.end)

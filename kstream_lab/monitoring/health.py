@@ -105,34 +105,69 @@ def collect_health(settings: Settings, topics: PipelineTopics, previous: Offsets
 
 
 def throughput_table(topics: PipelineTopics, report: HealthReport) -> list[dict]:
-    """One row per pipeline topic: role, messages retained, offsets/s since the last refresh."""
+    """One row per pipeline topic: role, offsets retained (records + commit markers), offsets/s since last time."""
     roles = {topics.raw: "in (orders)", topics.enriched: "enriched", topics.aggregates: "out (aggregates)",
              topics.dlq: "dead letters", topics.late: "late events"}
     rows = []
     for topic in topics.all:
         if topic in report.snapshot.missing:
-            rows.append({"topic": topic, "role": roles[topic], "messages": None, "per second": "topic missing"})
+            rows.append({"topic": topic, "role": roles[topic], "offsets": None, "per second": "topic missing"})
             continue
         rate = report.rates.get(topic)
-        rows.append({"topic": topic, "role": roles[topic], "messages": report.snapshot.messages(topic),
+        rows.append({"topic": topic, "role": roles[topic], "offsets": report.snapshot.messages(topic),
                      "per second": "measuring..." if rate is None else f"{rate:,.1f}"})
     return rows
 
 
 def lag_table(report: HealthReport) -> list[dict]:
-    """One row per (group, topic, partition) with committed offset and lag."""
+    """One row per (group, topic): total lag, then the lag of each partition (p0, p1, ...)."""
     rows = []
     for topic, groups in report.lags.items():
         for g in groups:
-            for partition in sorted(g.lag):
-                rows.append({"group": g.group, "topic": topic, "partition": partition,
-                             "committed": g.committed.get(partition), "lag": g.lag[partition]})
+            row: dict = {"group": g.group, "topic": topic, "total": g.total_lag}
+            row.update({f"p{p}": g.lag[p] for p in sorted(g.lag)})
+            rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class RecordCount:
+    """Committed records of a topic counted up to ``ends``; ``highs`` are the watermarks it was taken at."""
+
+    topic: str
+    ends: dict[int, int]
+    highs: tuple[tuple[int, int], ...]
+    records: int
+
+
+def count_records(settings: Settings, topic: str, offsets: list[PartitionOffsets],
+                  previous: RecordCount | None = None) -> RecordCount:
+    """Exact count of the records in ``topic``, reading only what arrived since ``previous``.
+
+    Offsets over-count a transactional topic (every commit marker takes one), and the DLQ and late
+    topics are written in the workers' transactions, so the counts come from a read_committed replay
+    (raw bytes, nothing decoded) instead; each refresh reads only the new offsets.
+    """
+    highs = tuple((p.partition, p.high) for p in offsets)
+    if previous is not None and previous.highs == highs:
+        return previous
+    from kstream_lab.api import replay, resolve
+
+    done = previous.ends if previous is not None else {}
+    starts = {p.partition: max(p.low, done.get(p.partition, p.low)) for p in offsets}
+    rng = resolve(topic, start=starts, end="latest", settings=settings)
+    todo = {p: r for p, r in rng.partitions.items() if r.end > r.start}
+    records = previous.records if previous is not None else 0
+    if todo:
+        frame = replay(topic, start={p: r.start for p, r in todo.items()}, end={p: r.end for p, r in todo.items()},
+                       value_format="raw", settings=settings)
+        records += frame.height
+    return RecordCount(topic, {**done, **{p: r.end for p, r in rng.partitions.items()}}, highs, records)
 
 
 def latest_dead_letters(settings: Settings, topic: str, offsets: list[PartitionOffsets], n: int = 10) -> list[dict]:
     """The newest ``n`` DLQ records (by failed.at) with their reasons, read through kstream_lab.replay."""
-    starts = {p.partition: max(p.low, p.high - n) for p in offsets if p.high > p.low}
+    starts = {p.partition: max(p.low, p.high - 2 * n) for p in offsets if p.high > p.low}  # markers use offsets
     if not starts:
         return []
     from kstream_lab.api import replay
@@ -155,5 +190,5 @@ def _ms_label(ms: int) -> str:
     from datetime import UTC, datetime
 
     if ms <= 0:
-        return "-"
+        return "—"
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

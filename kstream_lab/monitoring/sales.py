@@ -153,7 +153,7 @@ def minute_table(totals: pl.DataFrame, *, newest_first: bool = True, limit: int 
     wide = wide.sort("window_start", descending=newest_first).head(limit)
     out: dict[str, list] = {"minute (UTC)": [minute_label(ws) for ws in wide["window_start"]]}
     for tier in tiers:
-        out[tier] = [format_cents(v) if v is not None else "-" for v in wide[tier]]
+        out[tier] = [format_cents(v) if v is not None else "—" for v in wide[tier]]
     out["all tiers"] = [format_cents(v) for v in wide["all_cents"]]
     out["orders"] = [f"{v:,}" for v in wide["orders"]]
     out["status"] = ["final" if f else "open" for f in wide["final"]]
@@ -161,11 +161,13 @@ def minute_table(totals: pl.DataFrame, *, newest_first: bool = True, limit: int 
 
 
 def chart_frame(totals: pl.DataFrame) -> pl.DataFrame:
-    """Long frame for a stacked bar chart: minute, tier, dollars (display only), orders."""
+    """Long frame for stacked bars: minute, tier, tier_rank (stack order), sales_usd (display only), orders."""
+    tiers = tier_order(totals["tier"].unique().to_list())
     return totals.select(
         pl.col("minute"), pl.col("tier"),
-        (pl.col("total_cents") / 100).alias("sales ($)"), pl.col("count").alias("orders"),
-    ).sort("minute", "tier")
+        pl.col("tier").replace_strict({t: i for i, t in enumerate(tiers)}, return_dtype=pl.Int32).alias("tier_rank"),
+        (pl.col("total_cents") / 100).alias("sales_usd"), pl.col("count").alias("orders"),
+    ).sort("minute", "tier_rank")
 
 
 def minute_label(window_start_ms: int) -> str:

@@ -108,11 +108,11 @@ def counters_table(workers: Iterable[WorkerMetrics]) -> list[dict]:
     for w in workers:
         if not w.up:
             rows.append({"worker": w.service, "status": w.error, "consumed": None, "produced": None,
-                         "errors": None, "dlq": None, "late": None, "breakers": ""})
+                         "errors": None, "dlq": None, "late": None, "breakers": "—"})
             continue
         breakers = ", ".join(f"{k}: {v}" for k, v in sorted(w.breakers().items()))
         rows.append({"worker": w.service, "status": "up", "consumed": w.total("kstream_consumed_total"),
                      "produced": w.total("kstream_produced_total"), "errors": w.total("kstream_errors_total"),
                      "dlq": w.total("kstream_dlq_total"), "late": w.total("kstream_late_total"),
-                     "breakers": breakers or "-"})
+                     "breakers": breakers or "none"})
     return rows

@@ -44,19 +44,22 @@ def test_throughput_table_marks_missing_topics() -> None:
     now = snap(4.0, {"raw": [1000], "enr": [996], "agg": [30], "late": [4]}, missing=("dlq",))
     rows = throughput_table(TOPICS, HealthReport(now, rates_between(before, now)))
     assert rows == [
-        {"topic": "raw", "role": "in (orders)", "messages": 1000, "per second": "250.0"},
-        {"topic": "enr", "role": "enriched", "messages": 996, "per second": "249.0"},
-        {"topic": "agg", "role": "out (aggregates)", "messages": 30, "per second": "7.5"},
-        {"topic": "dlq", "role": "dead letters", "messages": None, "per second": "topic missing"},
-        {"topic": "late", "role": "late events", "messages": 4, "per second": "1.0"},
+        {"topic": "raw", "role": "in (orders)", "offsets": 1000, "per second": "250.0"},
+        {"topic": "enr", "role": "enriched", "offsets": 996, "per second": "249.0"},
+        {"topic": "agg", "role": "out (aggregates)", "offsets": 30, "per second": "7.5"},
+        {"topic": "dlq", "role": "dead letters", "offsets": None, "per second": "topic missing"},
+        {"topic": "late", "role": "late events", "offsets": 4, "per second": "1.0"},
     ]
 
 
-def test_lag_table_has_one_row_per_group_and_partition() -> None:
-    report = HealthReport(snap(0, {"raw": [10, 20]}), {}, {"raw": [GroupLag("enricher", {0: 10, 1: 15}, {0: 0, 1: 5})]})
+def test_lag_table_has_one_row_per_group_and_topic_with_a_column_per_partition() -> None:
+    lags = {"raw": [GroupLag("enricher", {0: 10, 1: 15}, {0: 0, 1: 5})],
+            "agg": [GroupLag("sink", {0: 3}, {0: 1}), GroupLag("audit", {}, {0: 4})]}
+    report = HealthReport(snap(0, {"raw": [10, 20], "agg": [4]}), {}, lags)
     assert lag_table(report) == [
-        {"group": "enricher", "topic": "raw", "partition": 0, "committed": 10, "lag": 0},
-        {"group": "enricher", "topic": "raw", "partition": 1, "committed": 15, "lag": 5},
+        {"group": "enricher", "topic": "raw", "total": 5, "p0": 0, "p1": 5},
+        {"group": "sink", "topic": "agg", "total": 1, "p0": 1},
+        {"group": "audit", "topic": "agg", "total": 4, "p0": 4},
     ]
 
 

@@ -91,16 +91,17 @@ def test_minute_table_is_newest_first_with_tiers_in_rank_order(sink_file) -> Non
     table = minute_table(load_minute_totals(SinkTarget("duckdb", str(sink_file(ROWS)))))
     assert table.columns == ["minute (UTC)", "bronze", "silver", "gold", "platinum", "all tiers", "orders", "status"]
     assert table.rows() == [
-        ("2026-09-21 14:15", "-", "$31.25", "$500.00", "$1,234,567.89", "$1,235,099.14", "13", "open"),
-        ("2026-09-21 14:14", "$0.01", "$9.99", "$223.46", "-", "$233.46", "5", "final"),
+        ("2026-09-21 14:15", "—", "$31.25", "$500.00", "$1,234,567.89", "$1,235,099.14", "13", "open"),
+        ("2026-09-21 14:14", "$0.01", "$9.99", "$223.46", "—", "$233.46", "5", "final"),
     ]
     assert minute_label(T0) == "2026-09-21 14:14"
 
 
 def test_chart_frame_is_long_by_minute_and_tier(sink_file) -> None:
     chart = chart_frame(load_minute_totals(SinkTarget("duckdb", str(sink_file(ROWS)))))
-    assert chart.columns == ["minute", "tier", "sales ($)", "orders"]
-    assert chart.height == 6 and chart["orders"].sum() == 18
+    assert chart.columns == ["minute", "tier", "tier_rank", "sales_usd", "orders"]
+    assert chart.select("tier", "tier_rank", "orders").rows() == [
+        ("bronze", 0, 1), ("silver", 1, 1), ("gold", 2, 3), ("silver", 1, 3), ("gold", 2, 3), ("platinum", 3, 7)]
 
 
 def test_sink_target_follows_the_pipeline_file(tmp_path: Path) -> None:
