@@ -46,6 +46,7 @@ class Accepted(BaseModel):
     order_id: str
     partition: int
     offset: int
+    timestamp: int
     trace_id: str | None
 
 
@@ -85,7 +86,8 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
         trace_id = trace_id_of(headers)
         log.info("order accepted", extra={"event_id": order_id, "partition": ack.partition, "offset": ack.offset,
                                           "trace_id": trace_id})
-        return Accepted(order_id=order_id, partition=ack.partition, offset=ack.offset, trace_id=trace_id)
+        return Accepted(order_id=order_id, partition=ack.partition, offset=ack.offset, timestamp=record["timestamp"],
+                        trace_id=trace_id)
 
     @app.get("/healthz")
     def healthz() -> dict:
