@@ -36,6 +36,12 @@ class FatalKafkaError(BrokerError):
     """librdkafka reported a fatal error (e.g. the producer was fenced); the process must exit."""
 
 
+class RetryBatch(Exception):
+    """Raised by a processor when a dependency is briefly unavailable (e.g. the schema registry):
+    the batch is aborted, re-consumed from the committed offsets and retried after a backoff, instead
+    of dead-lettering good records or crashing the worker."""
+
+
 class _AbortTransaction(Exception):
     """Internal: the open transaction must be aborted and the batch re-consumed."""
 
@@ -108,6 +114,7 @@ class TransactionalLoop:
             "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 100})
         self.in_transaction = False
         self.batches = 0
+        self._retry_delay = 0.0
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -160,10 +167,18 @@ class TransactionalLoop:
             log.warning("aborting transaction and rewinding: %s", exc)
             self._abort_and_rewind()
             return
+        except RetryBatch as exc:
+            self._retry_delay = min(5.0, self._retry_delay * 2 or 0.2)
+            log.warning("retrying the batch in %.1fs: %s", self._retry_delay, exc)
+            METRICS.errors.labels(self.service, "retry_batch").inc()
+            self._abort_and_rewind()
+            self.stop.wait(self._retry_delay)
+            return
         except BaseException:
             self._abort_quietly()
             raise
         self.batches += 1
+        self._retry_delay = 0.0
         METRICS.transactions.labels(self.service, "committed").inc()
         METRICS.consumed.labels(self.service, self.config.input_topic).inc(len(batch))
         for topic, n in out.sent.items():

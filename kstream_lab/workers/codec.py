@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 
 from kstream_lab.errors import ConfigError, DeserializationError, ValidationError
+from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.settings import Settings
@@ -43,7 +44,12 @@ def value_decoder(settings: Settings, spec: TopicSpec) -> Decoder:
         decode = AvroRecordDecoder(SchemaRegistry(settings))
 
         def avro_decoder(value: bytes | None, topic: str, partition: int, offset: int) -> dict:
-            return decode(value, topic=topic, partition=partition, offset=offset)
+            try:
+                return decode(value, topic=topic, partition=partition, offset=offset)
+            except DeserializationError as exc:
+                if "writer schema unavailable" in exc.message:  # registry down: not the record's fault
+                    raise RetryBatch(str(exc)) from None
+                raise
 
         return avro_decoder
     raise ConfigError(f"topic {spec.name} has value_format {spec.value_format}; workers need json or avro")

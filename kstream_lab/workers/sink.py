@@ -16,6 +16,7 @@ import time
 from kstream_lab.errors import RecordError
 from kstream_lab.kafka.consuming import BatchConsumer
 from kstream_lab.kafka.producing import BatchProducer
+from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import AggregateSink, coalesce
@@ -42,21 +43,9 @@ class SinkWorker:
         try:
             for batch in consumer.batches(self.stop):
                 t0 = time.perf_counter()
-                rows = []
-                for r in batch:
-                    try:
-                        row = self.decode(r.value, r.topic, r.partition, r.offset)
-                        require(row, {k: v for k, v in AGGREGATE_FIELDS.items() if k != "final"},
-                                topic=r.topic, partition=r.partition, offset=r.offset)
-                        if not isinstance(row.get("final"), bool):
-                            raise RecordError("field 'final' is not a boolean", topic=r.topic,
-                                              partition=r.partition, offset=r.offset)
-                    except RecordError as exc:
-                        METRICS.dlq.labels(self.service).inc()
-                        dlq.produce(self.config.dlq, key=r.key, value=r.value, partition=r.partition,
-                                    headers=dlq_headers(exc, topic=r.topic, partition=r.partition, offset=r.offset))
-                        continue
-                    rows.append(row)
+                rows = self._decode_with_retry(batch, dlq)
+                if rows is None:  # stopping while a dependency was down: the batch is re-read next time
+                    return
                 dlq.flush()
                 self.rows_written += self.sink.upsert(coalesce(rows))
                 consumer.commit()
@@ -65,3 +54,34 @@ class SinkWorker:
             consumer.close()
             dlq.flush(10)
             self.sink.close()
+
+    def _decode_with_retry(self, batch: list, dlq: BatchProducer) -> list[dict] | None:
+        delay = 0.2
+        while not self.stop.is_set():
+            try:
+                return self._decode(batch, dlq)
+            except RetryBatch as exc:
+                log.warning("retrying the batch in %.1fs: %s", delay, exc)
+                self.stop.wait(delay)
+                delay = min(5.0, delay * 2)
+        return None
+
+    def _decode(self, batch: list, dlq: BatchProducer) -> list[dict]:
+        rows, dead = [], []
+        for r in batch:
+            try:
+                row = self.decode(r.value, r.topic, r.partition, r.offset)
+                require(row, {k: v for k, v in AGGREGATE_FIELDS.items() if k != "final"},
+                        topic=r.topic, partition=r.partition, offset=r.offset)
+                if not isinstance(row.get("final"), bool):
+                    raise RecordError("field 'final' is not a boolean", topic=r.topic, partition=r.partition,
+                                      offset=r.offset)
+            except RecordError as exc:
+                dead.append((r, exc))
+                continue
+            rows.append(row)
+        for r, exc in dead:  # only after the whole batch decoded, so a retried batch is not dead-lettered twice
+            METRICS.dlq.labels(self.service).inc()
+            dlq.produce(self.config.dlq, key=r.key, value=r.value, partition=r.partition,
+                        headers=dlq_headers(exc, topic=r.topic, partition=r.partition, offset=r.offset))
+        return rows
