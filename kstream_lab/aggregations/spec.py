@@ -6,6 +6,7 @@ the live aggregator and the back-test cannot drift apart.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,11 +44,12 @@ class MetricSpec(BaseModel):
             raise ValueError("a metric needs exactly one of sum, count, min, max")
         return self
 
-    @property
+    @cached_property
     def op(self) -> str:
+        """Cached: the streaming fold asks for it for every record and metric."""
         return next(k for k in ("sum", "count", "min", "max") if getattr(self, k) is not None)
 
-    @property
+    @cached_property
     def field(self) -> str | None:
         return None if self.op == "count" else getattr(self, self.op)
 

@@ -92,7 +92,7 @@ class BatchConsumer:
     """A group consumer handing out batches, committing only when told (after the sink's write)."""
 
     def __init__(self, settings: Settings, topic: str, group_id: str, *, service: str,
-                 batch_size: int = 5000, batch_timeout_s: float = 0.2, session_timeout_ms: int = 6000) -> None:
+                 batch_size: int = 5000, batch_timeout_s: float = 0.05, session_timeout_ms: int = 6000) -> None:
         self.topic, self.service = topic, service
         self.batch_size, self.batch_timeout_s = batch_size, batch_timeout_s
         self.consumer = make_consumer(settings, group_id, **{

@@ -92,7 +92,7 @@ class LoopConfig:
     transactional_id: str
     changelog_topic: str | None = None
     batch_size: int = 5000
-    batch_timeout_s: float = 0.2
+    batch_timeout_s: float = 0.05  # at low load this bounds the added latency per hop
     session_timeout_ms: int = 6000
     transaction_timeout_ms: int = 60000
     call_timeout_s: float = 30.0

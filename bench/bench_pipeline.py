@@ -1,0 +1,256 @@
+"""Live pipeline numbers: aggregator and enricher throughput with exactly-once, and end-to-end latency.
+
+* ``aggregator``: events/s of the transactional aggregator (Avro in, fold, changelog, Avro out,
+  offsets in the transaction) with 1 and 2 processes, beside ``fold_only`` -- the same decode + fold
+  in a plain loop over the same bytes, no Kafka: the per-process CPU ceiling of the work itself.
+* ``enricher``: events/s of the transactional enricher (tier lookups against the real customer
+  service, cache warm after the first batches) with 1 and 2 processes.
+* ``e2e``: latency from ``POST /orders`` to the order being counted in the sink row, p50/p99, at
+  500 orders/s, beside the order service's own 202 latency (the first hop).
+
+Throughput is measured from the first to the last committed input offset of the worker's group
+(start-up and group join excluded), median of ``KSTREAM_BENCH_REPEAT`` runs. The broker and registry
+run on free ports in a temp dir. Sizes: KSTREAM_BENCH_AGG_EVENTS (300,000), KSTREAM_BENCH_ENRICH_EVENTS
+(100,000), KSTREAM_BENCH_E2E_SECONDS (20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bench.bench_replay import local_cluster
+
+RESULTS = Path(__file__).resolve().parent / "results"
+AGG_EVENTS = int(os.environ.get("KSTREAM_BENCH_AGG_EVENTS", "300000"))
+ENRICH_EVENTS = int(os.environ.get("KSTREAM_BENCH_ENRICH_EVENTS", "100000"))
+E2E_SECONDS = float(os.environ.get("KSTREAM_BENCH_E2E_SECONDS", "20"))
+E2E_RATE = 500.0
+REPEAT = int(os.environ.get("KSTREAM_BENCH_REPEAT", "3"))
+
+
+def pipeline_copy(tmp: Path, shared: dict[str, str] | None = None) -> Path:
+    """A renamed pipeline copy (fresh groups, ids, outputs); ``shared`` maps roles to existing topics."""
+    from tests.integration.pipeline.harness import write_pipeline
+
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    path = write_pipeline(d)
+    data = yaml.safe_load(path.read_text())
+    for role, name in (shared or {}).items():
+        old = next(t for t in data["topics"] if t.rsplit("-", 1)[0] == role)
+        data["topics"][name] = data["topics"].pop(old)
+        for agg in data["aggregations"].values():
+            agg["source"] = name if agg["source"] == old else agg["source"]
+        for worker in data["workers"].values():
+            for k, v in worker.items():
+                if v == old:
+                    worker[k] = name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def produce_input(settings, role: str, count: int) -> str:
+    """``count`` Avro orders (enriched when role is orders_enriched) in a fresh 6-partition topic."""
+    from kstream_lab.generator import loyalty_tier_for
+    from kstream_lab.generator.produce import produce_orders
+    from kstream_lab.kafka.topics import apply_topics
+    from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
+    from kstream_lab.schemas.serde import value_serializer
+
+    schema = "EnrichedOrder" if role == "orders_enriched" else "Order"
+    spec = TopicSpec(name=f"bench-{role}-{time.time_ns()}", partitions=6, value_format="avro", schema=schema,
+                     retention_ms=-1)
+    apply_topics(settings, [spec])
+    inner = value_serializer(settings, spec)
+
+    def serialize(obj: dict, t: str) -> bytes:
+        if role == "orders_enriched":
+            obj = {**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}
+        return inner(obj, t)
+
+    window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
+    produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=1_700_000_000_000,
+                   progress=False)
+    return spec.name
+
+
+def committed_total(settings, group: str, topic: str) -> int:
+    from kstream_lab.kafka.fetch import committed_offsets
+
+    return sum(o for o in committed_offsets(settings, group, topic, list(range(6))).values() if o > 0)
+
+
+def timed_run(settings, pipe, worker: str, processes: int, topic: str, total: int) -> float:
+    """Start ``processes`` instances, return events/s between first and last committed offsets."""
+    group = pipe.workers[worker]["group_id"]
+    for i in range(processes):
+        pipe.start(worker, instance=i)
+    t_first = first = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = committed_total(settings, group, topic)
+        now = time.monotonic()
+        if t_first is None and done > 0:
+            t_first, first = now, done
+        if done >= total:
+            pipe.stop_all()
+            return (total - first) / (now - t_first)
+        time.sleep(0.05)
+    raise RuntimeError(f"{worker} did not finish")
+
+
+def fold_only(settings, topic: str, count: int) -> float:
+    """Decode + fold of the same records in a plain loop: the CPU ceiling per process."""
+    from kstream_lab.aggregations.fold import PartitionWindows
+    from kstream_lab.kafka.consuming import read_topic
+    from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
+    from kstream_lab.workers.codec import value_decoder
+
+    spec = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation()
+    records = read_topic(settings, topic)
+    decode = value_decoder(settings, TopicSpec(name=topic, partitions=6, value_format="avro", schema="EnrichedOrder"))
+    states = {p: PartitionWindows(spec, p) for p in range(6)}
+    t0 = time.perf_counter()
+    for r in records:
+        states[r.partition].process(decode(r.value, r.topic, r.partition, r.offset))
+    for st in states.values():
+        st.changelog_entries()
+    return len(records) / (time.perf_counter() - t0)
+
+
+def throughput(settings, tmp: Path) -> dict:
+    from tests.integration.pipeline.harness import Pipeline
+
+    out: dict = {}
+    for worker, role, count in (("aggregator", "orders_enriched", AGG_EVENTS), ("enricher", "orders_raw",
+                                                                               ENRICH_EVENTS)):
+        topic = produce_input(settings, role, count)
+        res: dict = {"events": count}
+        if worker == "aggregator":
+            runs = [fold_only(settings, topic, count) for _ in range(REPEAT)]
+            res["fold_only"] = {"events_per_s": statistics.median(runs), "runs": runs}
+        for processes in (1, 2):
+            runs = []
+            for _ in range(REPEAT):
+                path = pipeline_copy(tmp, {role: topic})
+                pipe = Pipeline(settings, path, path.parent)
+                pipe.create_topics()
+                if worker == "enricher":
+                    pipe.start("customer-service")
+                try:
+                    runs.append(timed_run(settings, pipe, worker, processes, topic, count))
+                finally:
+                    pipe.stop_all()
+            res[f"eos_{processes}_process"] = {"events_per_s": statistics.median(runs), "runs": runs}
+            print(worker, processes, [round(r) for r in runs], flush=True)
+        out[worker] = res
+    return out
+
+
+def e2e_latency(settings, tmp: Path) -> dict:
+    """POST at 500/s; latency until the sink row of the order's (window, tier, partition) counts it."""
+    from kstream_lab.generator.customers import customer_id, loyalty_tier_for
+    from tests.integration.pipeline.harness import Pipeline
+
+    path = pipeline_copy(tmp)
+    pipe = Pipeline(settings, path, path.parent)
+    pipe.create_topics()
+    for name in ("customer-service", "order-service", "enricher", "aggregator", "sink"):
+        pipe.start(name)
+    url = f"http://127.0.0.1:{pipe.workers['order_service']['port']}/orders"
+    seen: dict[tuple, list[tuple[int, float]]] = {}  # key -> [(count, first time seen)]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            for r in pipe.sink_rows():
+                key = (r["window_start"], r["tier"], r["source_partition"])
+                hist = seen.setdefault(key, [])
+                if not hist or hist[-1][0] < r["count"]:
+                    hist.append((r["count"], t))
+            time.sleep(0.05)  # readers must not starve the sink of its file lock
+
+    orders: list[tuple[float, float, dict, str]] = []
+    n = int(E2E_SECONDS * E2E_RATE)
+
+    async def post_all() -> float:
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=64)) as client:
+            async def post(i: int) -> None:
+                cust = customer_id(i % 5000)
+                t0 = time.monotonic()
+                resp = await client.post(url, json={"customer_id": cust, "total_cents": 100 + i % 900,
+                                                    "item_count": 1})
+                orders.append((t0, time.monotonic(), resp.json(), cust))
+
+            tasks, start = [], time.monotonic()
+            for i in range(n):
+                ahead = start + i / E2E_RATE - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                tasks.append(asyncio.create_task(post(i)))
+            await asyncio.gather(*tasks)
+            return start
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    start = asyncio.run(post_all())
+    achieved = n / (time.monotonic() - start)
+    time.sleep(5)
+    stop.set()
+    watcher.join()
+    pipe.stop_all()
+    # the k-th order (by offset) of a (window, tier, partition) is in the sink once its count reaches k
+    by_key: dict[tuple, list[tuple[int, float]]] = {}
+    for t0, _t1, acc, cust in orders:
+        ws = acc["timestamp"] - acc["timestamp"] % 60_000
+        by_key.setdefault((ws, loyalty_tier_for(cust), acc["partition"]), []).append((acc["offset"], t0))
+    latencies, missing = [], 0
+    for key, items in by_key.items():
+        hist = seen.get(key, [])
+        for k, (_off, t0) in enumerate(sorted(items), start=1):
+            t_seen = next((t for c, t in hist if c >= k), None)
+            if t_seen is None:
+                missing += 1
+            else:
+                latencies.append(t_seen - t0)
+    acks = sorted(t1 - t0 for t0, t1, _a, _c in orders)
+    latencies.sort()
+    if not latencies:
+        raise RuntimeError(f"no order was seen in the sink; see the logs in {path.parent}")
+    q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))]  # noqa: E731
+    return {"orders": n, "target_rate": E2E_RATE, "achieved_rate": achieved, "not_seen": missing,
+            "post_to_sink_ms": {"p50": 1000 * q(latencies, 0.5), "p99": 1000 * q(latencies, 0.99),
+                                "max": 1000 * latencies[-1]},
+            "post_to_202_ms": {"p50": 1000 * q(acks, 0.5), "p99": 1000 * q(acks, 0.99)}}
+
+
+def main() -> None:
+    with local_cluster() as settings, tempfile.TemporaryDirectory(prefix="kstream-bench-pipe-") as tmp:
+        results = {"machine": f"{platform.machine()}, {os.cpu_count()} cpu", "repeat": REPEAT,
+                   "python": sys.version.split()[0]}
+        results["e2e"] = e2e_latency(settings, Path(tmp))
+        print("e2e", results["e2e"], flush=True)
+        results["throughput"] = throughput(settings, Path(tmp))
+    agg = results["throughput"]["aggregator"]
+    results["targets"] = {"aggregator_eos_events_per_s_per_process": 50_000,
+                          "aggregator_met": agg["eos_1_process"]["events_per_s"] >= 50_000,
+                          "e2e_p99_ms": 1000, "e2e_met": results["e2e"]["post_to_sink_ms"]["p99"] <= 1000}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pipeline.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
