@@ -28,9 +28,10 @@ from kstream_lab.kafka.clients import make_admin, make_consumer
 from kstream_lab.settings import Settings
 
 _ts = itemgetter(1)
-# Large fetches and a deep prefetch queue: replay is throughput-bound, and the ends are fixed anyway.
-FETCH_TUNING = {"fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 8 * 1024 * 1024,
-                "queued.max.messages.kbytes": 256 * 1024, "fetch.wait.max.ms": 50}
+# Big fetches but a modest prefetch queue: replay is throughput-bound, and librdkafka's queue counts
+# against the peak memory of the read (its defaults keep up to 100k messages per partition queued).
+FETCH_TUNING = {"fetch.max.bytes": 32 * 1024 * 1024, "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "queued.max.messages.kbytes": 32 * 1024, "queued.min.messages": 20_000, "fetch.wait.max.ms": 50}
 _value, _key, _part, _off, _stamp, _hdrs, _err = (Message.value, Message.key, Message.partition, Message.offset,
                                                   Message.timestamp, Message.headers, Message.error)
 

@@ -48,6 +48,7 @@ class BatchDecoder:
         self.bad = 0
         self.first_bad: tuple[int, int, str] | None = None
         self._avro = None
+        self.schema_ids: set[int] = set()
 
     # ---- public ------------------------------------------------------------------------------
     def decode(self, raw: RawBatch) -> pl.DataFrame:
@@ -161,6 +162,7 @@ class BatchDecoder:
 
             self._avro = SchemaRegistry(self.settings)
         batch = decode_avro_batch(values, self._avro)
+        self.schema_ids.update(batch.schema_ids)
         if not batch.failures:
             return batch.frame, None
         return batch.frame, batch.indices.tolist()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import polars as pl
 
 from kstream_lab.errors import KStreamLabError
+
+if TYPE_CHECKING:  # DuckDB loads on first use: a replay into Polars should not pay for it
+    import duckdb
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, *, table: bool = False) -> None:
@@ -58,6 +61,8 @@ def referenced_topics(query: str, topics: list[str]) -> list[str]:
 
 def run_sql(query: str, frames: dict[str, pl.DataFrame], con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
     """Register the frames as views on ``con`` (a fresh in-memory DuckDB by default) and run the query."""
+    import duckdb
+
     con = con if con is not None else duckdb.connect()
     for name, frame in frames.items():
         register(con, name, frame)

@@ -220,11 +220,21 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
 
 def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
                batch_size: int = 50_000) -> pl.DataFrame:
-    """The whole range as one DataFrame (rechunked), ordered by partition and offset."""
+    """The whole range as one DataFrame, ordered by partition, then offset.
+
+    Each fetch batch is split by partition as it arrives and the pieces are concatenated in partition
+    order without a final copy (the frame stays chunked), so the peak is about one frame plus a batch.
+    """
     decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors)
-    frames = list(iter_frames(settings, rng, batch_size=batch_size, decoder=decoder))
-    if not frames:
+    pieces: dict[int, list[pl.DataFrame]] = {}
+    for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):
+        part = decoder.meta_name("partition")
+        if frame[part].n_unique() == 1:
+            pieces.setdefault(frame[part][0], []).append(frame)
+            continue
+        for (p,), sub in frame.partition_by(part, as_dict=True, maintain_order=True).items():
+            pieces.setdefault(p, []).append(sub)
+    ordered = [f for p in sorted(pieces) for f in pieces[p]]
+    if not ordered:
         return decoder.empty_frame()
-    df = pl.concat(frames, how="diagonal_relaxed", rechunk=False) if len(frames) > 1 else frames[0]
-    part, off = decoder.meta_name("partition"), decoder.meta_name("offset")
-    return df.sort([part, off]).rechunk()
+    return pl.concat(ordered, how="diagonal_relaxed", rechunk=False) if len(ordered) > 1 else ordered[0]

@@ -8,6 +8,7 @@ committed offsets are set by hand. test_backtest_live.py does the same against t
 from __future__ import annotations
 
 import json
+import time
 
 import polars as pl
 import pytest
@@ -26,7 +27,8 @@ from kstream_lab.schemas.serde import json_serializer
 
 from ...conftest import ROOT
 
-ORDERS, START_MS = 12_000, 1_700_000_000_000
+ORDERS = 12_000
+START_MS = (int(time.time()) - 3_600) * 1000  # recent: old timestamps would fall to time-based retention
 
 
 def enriched_json(obj: dict, topic: str) -> bytes:
