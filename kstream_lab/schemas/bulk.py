@@ -49,6 +49,7 @@ class DecodedBatch:
     frame: pl.DataFrame
     indices: np.ndarray
     failures: list[DecodeFailure] = field(default_factory=list)
+    schema_ids: list[int] = field(default_factory=list)  # writer schema ids seen (for run lineage)
 
     @property
     def failed_indices(self) -> list[int]:
@@ -241,7 +242,9 @@ def decode_avro_batch(values: list[bytes | None], registry: WriterSchemas, *, re
         frames += group_frames
         kept += group.kept
         failures += group.failures
-    return _assemble(frames, kept, failures, len(unique) > 1)
+    batch = _assemble(frames, kept, failures, len(unique) > 1)
+    batch.schema_ids = unique.tolist()
+    return batch
 
 
 def _assemble(frames: list[pl.DataFrame], kept: list[np.ndarray], failures: list[DecodeFailure],
