@@ -117,8 +117,21 @@ def render_health(view: HealthView) -> None:
 def sales_panel() -> None:
     live("sales_view", lambda: sales_view(ctx, int(minutes)), render_sales)
     view = st.session_state["sales_view"]
-    if view.totals is not None:
-        st.session_state["minutes_seen"] = sorted(set(view.totals["window_start"].to_list()), reverse=True)
+    if view.totals is None:
+        return
+    seen = sorted(set(view.totals["window_start"].to_list()), reverse=True)
+    st.selectbox("Back-test a minute", [None, *seen], key="bt_minute", on_change=jump_to_minute,
+                 format_func=lambda ws: "pick a minute…" if ws is None else f"{minute_label(ws)} UTC")
+    if st.session_state.pop("bt_jump", False):
+        st.rerun(scope="app")  # the back-test form lives outside this fragment
+
+
+def jump_to_minute() -> None:
+    """Point the back-test at the picked minute (a callback may set widget state; the body may not)."""
+    picked = st.session_state.get("bt_minute")
+    if picked is not None:
+        rng = range_for_minute(picked)
+        st.session_state.update(bt_start=rng.start, bt_end="", bt_focus=rng.focus_ms, bt_jump=True)
 
 
 @st.fragment(run_every=refresh_s)
@@ -128,15 +141,13 @@ def health_panel() -> None:
 
 @st.fragment
 def backtest_panel() -> None:
-    st.session_state.setdefault("bt_start", "15m ago")
+    st.session_state.setdefault("bt_start", "earliest")
     st.session_state.setdefault("bt_end", "")
-    minutes_seen = st.session_state.get("minutes_seen", [])
-    if minutes_seen:
-        labels = {ws: f"{minute_label(ws)} UTC" for ws in minutes_seen}
-        picked = st.selectbox("Jump to a minute", [None, *minutes_seen], format_func=lambda ws: labels.get(ws, "—"))
-        if picked is not None and st.session_state.get("bt_picked") != picked:
-            rng = range_for_minute(picked, ctx.window_ms, ctx.grace_ms)
-            st.session_state.update(bt_picked=picked, bt_start=rng.start, bt_end=rng.end)
+    st.caption("Re-run the aggregation over a range of the enriched topic and compare with the live final "
+               "windows (pick a minute above, or type a range).")
+    if st.session_state.get("bt_focus") is not None:
+        st.caption(f"Focus: the minute {minute_label(st.session_state['bt_focus'])} UTC (whole committed range "
+                   "back-tested, that minute shown per tier)")
     with st.form("backtest"):
         c1, c2 = st.columns(2)
         start = c1.text_input("Start", key="bt_start", help="earliest, an ISO time, '@<epoch ms>' or '15m ago'")
@@ -144,7 +155,7 @@ def backtest_panel() -> None:
         submitted = st.form_submit_button("Run back-test")
     if not submitted:
         return
-    rng = parse_range(start, end or "")
+    rng = parse_range(start, end or "", st.session_state.get("bt_focus"))
     with st.spinner(f"Back-testing {ctx.topics.enriched} {rng.describe()}..."):
         try:
             view = run_backtest(ctx.settings, ctx.spec.path, rng)
@@ -157,6 +168,9 @@ def backtest_panel() -> None:
     if view.windows.is_empty():
         st.info("No windows in this range.")
         return
+    if view.focus:
+        st.caption(f"Minute {minute_label(rng.focus_ms)} UTC: live vs back-test, summed over partitions")
+        st.table(view.focus, hide_index=True)
     st.caption("Mismatching windows" if not view.diff.is_empty() else "No mismatching windows")
     if not view.diff.is_empty():
         st.dataframe(view.diff, hide_index=True)

@@ -83,7 +83,19 @@ def test_dashboard_shows_the_new_minutes_total_to_the_cent(pipeline: Pipeline, s
         expect(card.locator('[data-testid="stMetricValue"]')).to_have_text(f"{n:,}", timeout=30_000)
     reasons = page.locator("table tr", has_text=f"{pipeline.topic('orders_raw')}[")
     expect(reasons).to_have_count(min(10, poison), timeout=30_000)
-    page.set_viewport_size({"width": 1400, "height": 2400})  # Streamlit scrolls inside its main block
+    # From the minute to a back-test: pick it, run, and the replay must agree with the live result.
+    page.get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name=f"{minute_label(minute)} UTC").click()
+    expect(page.get_by_text(f"Focus: the minute {minute_label(minute)} UTC", exact=False)).to_be_visible(timeout=15_000)
+    page.get_by_role("button", name="Run back-test").click()
+    verdict = page.get_by_text("Verdict: MATCH: every judged window equals the live result", exact=True)
+    expect(verdict).to_be_visible(timeout=60_000)
+    for tier, cents in per_tier.items():
+        focus_row = page.locator("table tr").filter(has=page.get_by_role("cell", name=tier, exact=True)).filter(
+            has_text="match")
+        expect(focus_row).to_contain_text(f"{format_cents(cents)}{format_cents(cents)}")
+
+    page.set_viewport_size({"width": 1400, "height": 2600})  # Streamlit scrolls inside its main block
     page.wait_for_timeout(1_000)
     page.screenshot(path=str(artifacts / "dashboard.png"))
     (artifacts / "expected.txt").write_text(f"minute {minute_label(minute)} UTC: {format_cents(total)} "

@@ -63,9 +63,9 @@ def test_lag_table_has_one_row_per_group_and_topic_with_a_column_per_partition()
     ]
 
 
-def test_a_picked_minute_becomes_a_range_that_judges_it() -> None:
-    rng = range_for_minute(1_790_000_040_000, 60_000, 10_000)
-    assert (rng.start, rng.end) == ("@1789999980000", "@1790000170000")
+def test_a_picked_minute_back_tests_everything_committed_and_focuses_on_it() -> None:
+    rng = range_for_minute(1_790_000_040_000)
+    assert (rng.start, rng.end, rng.focus_ms) == ("earliest", None, 1_790_000_040_000)
     assert parse_range("  ", "") == parse_range("earliest", "  ")
     assert parse_range("15m ago", "").describe() == "[15m ago, latest)"
 
@@ -83,3 +83,28 @@ def test_view_of_a_matching_and_a_differing_report() -> None:
     bad = view_of(report(["match", "differ", "live_only"]))
     assert not bad.ok and bad.verdict == "DIFFER: 2 window(s) differ from the live result"
     assert bad.diff["status"].to_list() == ["differ", "live_only"]
+
+
+def test_focus_sums_one_minute_per_tier_over_partitions() -> None:
+    ws = 1_790_000_040_000
+    windows = pl.DataFrame({
+        "window_start": [ws, ws, ws, ws + 60_000, ws],
+        "tier": ["gold", "gold", "bronze", "gold", "platinum"],
+        "source_partition": [0, 1, 0, 0, 2],
+        "live_total": [1_001, 2_002, 5, 9, None], "backtest_total": [1_001, 2_002, 5, 9, 77],
+        "delta": [0, 0, 0, 0, 77],
+        "live_count": [1, 2, 1, 1, None], "backtest_count": [1, 2, 1, 1, 1],
+        "status": ["match", "match", "match", "match", "open"],
+    })
+    rep = report(["match"])
+    rep.windows = windows
+    view = view_of(rep, ws)
+    assert view.focus == [
+        {"tier": "bronze", "live": "$0.05", "back-test": "$0.05", "live orders": 1, "back-test orders": 1,
+         "windows": "match"},
+        {"tier": "gold", "live": "$30.03", "back-test": "$30.03", "live orders": 3, "back-test orders": 3,
+         "windows": "match"},
+        {"tier": "platinum", "live": "$0.00", "back-test": "$0.77", "live orders": 0, "back-test orders": 1,
+         "windows": "open"},
+    ]
+    assert view_of(rep, ws + 120_000).focus == [] and view_of(rep).focus == []

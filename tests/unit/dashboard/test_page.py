@@ -96,7 +96,8 @@ def test_picking_a_minute_fills_the_backtest_range_and_a_failed_run_is_a_message
     sink_file(ROWS)
     at = run_page()
     at.selectbox[0].select(T0).run()
-    assert [t.value for t in at.text_input] == [f"@{T0 - 60_000}", f"@{T0 + 130_000}"]
+    assert [t.value for t in at.text_input] == ["earliest", ""]
+    assert any(c.value.startswith("Focus: the minute 2026-09-21 14:14 UTC") for c in at.caption)
     at.button[0].click().run()
     assert not at.exception
     failed = [t for t in texts(at.error) if t.startswith("Back-test failed: ")]
