@@ -8,6 +8,8 @@ import json
 import fastavro
 import pytest
 from fastavro.validation import validate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.errors import DeserializationError
@@ -246,3 +248,21 @@ def test_v1_data_decodes_with_a_v2_reader_schema():
     rec = orders(1)[0]
     decode = AvroRecordDecoder(StaticSchemas({1: ORDER}), reader_schema=v2)
     assert decode(encode(ORDER, rec)) == {**rec, "channel": "web"}
+
+
+PRIMS = ["int", "long", "float", "double", "string", "bytes", "boolean"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(PRIMS), min_size=1, max_size=6), st.sampled_from(PRIMS))
+def test_compatibility_properties(types, added):
+    fields = [{"name": f"f{i}", "type": t} for i, t in enumerate(types)]
+    base = json.dumps({"type": "record", "name": "R", "fields": fields})
+    for level in ("BACKWARD", "FORWARD", "FULL", "FULL_TRANSITIVE"):
+        assert problems(level, base, base) == []  # a schema always reads its own data
+    defaults = {"int": 0, "long": 0, "float": 0.0, "double": 0.0, "string": "", "bytes": "", "boolean": False}
+    grown = with_field(base, name="extra", type=added, default=defaults[added])
+    assert problems("FULL", grown, base) == []  # a defaulted field can come and go
+    bare = with_field(base, name="extra", type=added)
+    assert [p.split(":")[0] for p in problems("BACKWARD", bare, base)] == ["READER_FIELD_MISSING_DEFAULT_VALUE"]
+    assert problems("FORWARD", bare, base) == []
