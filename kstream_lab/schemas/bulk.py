@@ -225,7 +225,7 @@ def decode_avro_batch(values: list[bytes | None], registry: WriterSchemas, *, re
         try:
             writer_text = registry.writer_schema(schema_id)
         except RegistryError as exc:
-            if exc.status == 0:  # the registry is unreachable: not the records' fault
+            if exc.status == 0 or exc.status >= 500:  # the registry's fault, not the records
                 raise
             reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
             failures += [DecodeFailure(i, f"{reason} {schema_id}: {exc.message}") for i in idx.tolist()]

@@ -266,3 +266,14 @@ def test_compatibility_properties(types, added):
     bare = with_field(base, name="extra", type=added)
     assert [p.split(":")[0] for p in problems("BACKWARD", bare, base)] == ["READER_FIELD_MISSING_DEFAULT_VALUE"]
     assert problems("FORWARD", bare, base) == []
+
+
+def test_an_unreachable_registry_is_not_a_record_error():
+    from kstream_lab.kafka.registry import RegistryError
+
+    class Down:
+        def writer_schema(self, schema_id: int) -> str:
+            raise RegistryError("schema registry at http://127.0.0.1:1 did not answer")
+
+    with pytest.raises(RegistryError, match="did not answer"):  # not DeserializationError: no DLQ
+        AvroRecordDecoder(Down())(encode(ORDER, orders(1)[0]), topic="t", partition=0, offset=0)
