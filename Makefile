@@ -42,5 +42,6 @@ bench: setup
 	$(BIN)/python -m bench.run_all
 
 clean:
+	-$(KL) registry down 2>/dev/null
 	-$(KL) broker down 2>/dev/null
 	rm -rf $(VENV) .kstream_lab reports .pytest_cache .ruff_cache

@@ -45,7 +45,10 @@ class RecordError(KStreamLabError):
         hint: str | None = None,
     ) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
-        where = f" at {topic}[{partition}]@{offset}" if topic is not None else ""
+        where = ""
+        if topic is not None:
+            where = f" at {topic}" + (f"[{partition}]" if partition is not None else "") + (
+                f"@{offset}" if offset is not None else "")
         super().__init__(f"{message}{where}", hint=hint)
 
 

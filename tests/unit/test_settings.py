@@ -25,3 +25,11 @@ def test_env_points_everything_at_another_cluster(monkeypatch):
     assert conf["sasl.username"] == "order-producer" and conf["sasl.password"] == "s3cret"
     assert conf["client.id"] == "nb-1"
     assert "s3cret" not in repr(s)
+
+
+def test_record_errors_say_where_only_as_far_as_known():
+    from kstream_lab.errors import DeserializationError, SerializationError
+
+    assert str(DeserializationError("bad", topic="t", partition=2, offset=7)) == "bad at t[2]@7"
+    assert str(SerializationError("field 'x'", topic="orders_raw")) == "field 'x' at orders_raw"
+    assert str(SerializationError("no topic")) == "no topic"
