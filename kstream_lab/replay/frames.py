@@ -29,7 +29,7 @@ def register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, *, 
     tmp = f"__kstream_lab_{abs(hash(name))}"
     con.register(tmp, arrow)
     try:
-        con.execute(f'CREATE OR REPLACE TABLE "{_ident(name)}" AS SELECT * FROM "{tmp}"')
+        con.execute(f'CREATE OR REPLACE TABLE "{_ident(name)}" AS SELECT * FROM "{tmp}"').fetchall()
     finally:
         con.unregister(tmp)
 

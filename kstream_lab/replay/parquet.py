@@ -1,11 +1,12 @@
 """Larger-than-memory replay: a topic range written as partitioned Parquet, chunk by chunk.
 
-Layout: ``<out>/partition-<p>/part-<first offset, 20 digits>.parquet`` plus ``_range.json`` (the
-resolved range, format, counts). File names sort in offset order, so a lazy scan of
-``<out>/**/*.parquet`` sees each partition's records in order. Memory stays at a few fetch batches
-plus at most ``chunk_rows`` buffered rows per partition (flushed early when the total buffered passes
-``2 * chunk_rows``). Files are written to a temporary name and renamed, so a reader never sees half
-a file; a rerun into the same directory replaces the previous export.
+Layout: ``<out>/partition-<p>/part-<first offset, 20 digits>.parquet`` (``chunk_rows`` rows each, a
+partition's last file shorter) plus ``_range.json`` (the resolved range, format, counts). File names
+sort in offset order, so a lazy scan of ``<out>/**/*.parquet`` sees each partition's records in
+order. Memory stays at a few fetch batches plus under ``chunk_rows`` buffered rows per partition
+(all flushed early when the total buffered passes ``2 * chunk_rows``). Files are written to a
+temporary name and renamed, so a reader never sees half a file; a rerun into the same directory
+replaces the previous export.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class _ChunkWriter:
             self.buffers.setdefault(p, []).append(sub)
             self.sizes[p] = self.sizes.get(p, 0) + sub.height
             if self.sizes[p] >= self.chunk_rows:
-                self.flush(p)
+                self.flush(p, whole_chunks_only=True)
         if sum(self.sizes.values()) >= 2 * self.chunk_rows:
             self.flush_all()
 
@@ -107,17 +108,24 @@ class _ChunkWriter:
         for p in list(self.buffers):
             self.flush(p)
 
-    def flush(self, p: int) -> None:
+    def flush(self, p: int, *, whole_chunks_only: bool = False) -> None:
+        """Write the buffer in files of ``chunk_rows``; keep a partial last chunk when asked to."""
         frames = self.buffers.pop(p, [])
         self.sizes.pop(p, None)
         if not frames:
             return
         df = pl.concat(frames, how="diagonal_relaxed")
-        first = df[self.decoder.meta_name("offset")][0]
+        keep = df.height % self.chunk_rows if whole_chunks_only else 0
+        if keep:
+            self.buffers[p], self.sizes[p] = [df.tail(keep)], keep
+            df = df.head(df.height - keep)
         folder = self.out / f"partition-{p}"
         folder.mkdir(exist_ok=True)
-        tmp = folder / f".part-{first:020d}.parquet.tmp"
-        df.write_parquet(tmp, compression="zstd", statistics=True)
-        tmp.rename(folder / f"part-{first:020d}.parquet")
+        offset = self.decoder.meta_name("offset")
+        for piece in df.iter_slices(self.chunk_rows):
+            first = piece[offset][0]
+            tmp = folder / f".part-{first:020d}.parquet.tmp"
+            piece.write_parquet(tmp, compression="zstd", statistics=True)
+            tmp.rename(folder / f"part-{first:020d}.parquet")
+            self.files += 1
         self.records += df.height
-        self.files += 1
