@@ -61,6 +61,18 @@ class BrokerStatus:
     topics: list[str]
 
 
+def new_cluster_id() -> str:
+    """A random Kafka cluster id (URL-safe base64 of a UUID, no padding).
+
+    Like Kafka's own Uuid.randomUuid, ids starting with "-" are drawn again: the storage tool's
+    argument parser would take such an id for an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -204,7 +216,7 @@ class LocalBroker:
     def _cluster_id(self) -> str:
         path = self.home / "cluster.id"
         if not path.exists():
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            path.write_text(new_cluster_id())
         return path.read_text().strip()
 
     def _format(self, java: str, lib: Path, props: Path) -> None:
