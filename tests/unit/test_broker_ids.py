@@ -10,4 +10,5 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch):
     monkeypatch.setattr(local.uuid, "uuid4", lambda: next(draws))
     cid = local.new_cluster_id()
     assert cid == "AAAAAAAAAAAAAAAAAAAAAQ" and len(cid) == 22
+    monkeypatch.undo()
     assert all(not local.new_cluster_id().startswith("-") for _ in range(2000))
