@@ -28,10 +28,11 @@ from kstream_lab.kafka.clients import make_admin, make_consumer
 from kstream_lab.settings import Settings
 
 _ts = itemgetter(1)
-# Big fetches but a modest prefetch queue: replay is throughput-bound, and librdkafka's queue counts
-# against the peak memory of the read (its defaults keep up to 100k messages per partition queued).
-FETCH_TUNING = {"fetch.max.bytes": 32 * 1024 * 1024, "max.partition.fetch.bytes": 4 * 1024 * 1024,
-                "queued.max.messages.kbytes": 32 * 1024, "queued.min.messages": 20_000, "fetch.wait.max.ms": 50}
+# Moderate fetches and a small prefetch queue: librdkafka's queue and the fetch buffers its messages
+# pin count against the peak memory of the read (its defaults keep up to 100k messages per partition
+# queued). KSTREAM_CLIENT_CONFIG overrides any of these.
+FETCH_TUNING = {"fetch.max.bytes": 16 * 1024 * 1024, "max.partition.fetch.bytes": 2 * 1024 * 1024,
+                "queued.max.messages.kbytes": 8 * 1024, "queued.min.messages": 20_000, "fetch.wait.max.ms": 50}
 _value, _key, _part, _off, _stamp, _hdrs, _err = (Message.value, Message.key, Message.partition, Message.offset,
                                                   Message.timestamp, Message.headers, Message.error)
 
@@ -113,7 +114,8 @@ def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, i
         return
     consumer = make_consumer(
         settings, f"kstream-lab-replay-{uuid.uuid4().hex[:8]}", read_committed=True,
-        **{"enable.partition.eof": True, "auto.offset.reset": "error", **FETCH_TUNING})
+        **{"enable.partition.eof": True, "auto.offset.reset": "error",
+           **{k: v for k, v in FETCH_TUNING.items() if k not in settings.client_config}})
     try:
         consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in sorted(ends)])
         yield from _fetch_loop(consumer, topic, ends, batch_size, stall_timeout, stop)
