@@ -7,6 +7,9 @@ Variants, each run in its own subprocess (so ``ru_maxrss`` is that variant's pea
 * ``naive``: the same loop with json.loads / fastavro per record and a DataFrame from the dicts;
 * ``replay``: ``kstream_lab.replay(topic)`` (bulk decode overlapped with fetching, metadata columns).
 
+Beside them, ``decode_only`` times the Python side alone on the same values held in memory: per
+record (json.loads / fastavro) + DataFrame from dicts vs the replay's bulk decoder.
+
 The broker and registry are started on free ports in a temporary directory, so the numbers never
 depend on whatever else runs. Size with KSTREAM_BENCH_RECORDS (default 1,000,000).
 """
@@ -171,6 +174,53 @@ def measure(variant: str, topic: str, fmt: str) -> dict:
             "frame_mb": runs[0]["frame_bytes"] / 2**20}
 
 
+def decode_only(settings, topic: str, fmt: str) -> dict:
+    """Python-side decode alone (values already in memory): per record + dicts vs bulk, median of 3."""
+    import fastavro
+    import polars as pl
+
+    import kstream_lab
+    from kstream_lab.kafka.fetch import RawBatch
+    from kstream_lab.kafka.registry import SchemaRegistry
+    from kstream_lab.replay.decode import BatchDecoder
+
+    values = kstream_lab.replay(topic, value_format="raw", settings=settings)["value"].to_list()
+    registry = SchemaRegistry(settings)
+    schemas: dict = {}
+
+    def naive() -> None:
+        if fmt == "json":
+            rows = [json.loads(v) for v in values]
+        else:
+            rows = []
+            for v in values:
+                sid = int.from_bytes(v[1:5], "big")
+                if sid not in schemas:
+                    schemas[sid] = fastavro.parse_schema(json.loads(registry.writer_schema(sid)))
+                rows.append(fastavro.schemaless_reader(io.BytesIO(v[5:]), schemas[sid]))
+        pl.DataFrame(rows)
+
+    def bulk() -> None:
+        decoder = BatchDecoder(settings, topic, fmt)
+        frames = []
+        for i in range(0, len(values), 50_000):
+            chunk = values[i:i + 50_000]
+            n = len(chunk)
+            frames.append(decoder.decode(RawBatch(topic, chunk, [None] * n, [0] * n, list(range(n)), [0] * n, None)))
+        pl.concat(frames)
+
+    out = {}
+    for name, fn in (("naive", naive), ("bulk", bulk)):
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(time.perf_counter() - t0)
+        out[f"{name}_records_per_s"] = len(values) / statistics.median(runs)
+    out["bulk_vs_naive"] = out["bulk_records_per_s"] / out["naive_records_per_s"]
+    return out
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cluster's teardown on SIGTERM too
     results: dict = {"records": RECORDS, "repeat": REPEAT, "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
@@ -183,12 +233,17 @@ def main() -> None:
             res["replay_vs_ceiling"] = rp["records_per_s"] / res["ceiling"]["records_per_s"]
             res["replay_vs_naive"] = rp["records_per_s"] / res["naive"]["records_per_s"]
             res["peak_rss_vs_frame"] = rp["peak_rss_mb"] / rp["frame_mb"]
+            above = rp["peak_rss_mb"] - res["ceiling"]["peak_rss_mb"]  # what replay adds to the bare client
+            res["peak_rss_above_ceiling_vs_frame"] = above / rp["frame_mb"]
+            res["decode_only"] = decode_only(settings, topic, fmt)
             results["formats"][fmt] = res
             print(f"{fmt}: " + ", ".join(f"{v} {res[v]['records_per_s']:,.0f} rec/s "
                                          f"(peak {res[v]['peak_rss_mb']:.0f} MB)"
                                          for v in ("ceiling", "naive", "replay"))
                   + f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
-                    f" peak RSS / frame {res['peak_rss_vs_frame']:.2f}x", flush=True)
+                    f" peak RSS / frame {res['peak_rss_vs_frame']:.2f}x; decode only: bulk "
+                    f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "
+                    f"{res['decode_only']['bulk_vs_naive']:.2f}x naive", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "replay.json").write_text(json.dumps(results, indent=2))
 
