@@ -93,17 +93,19 @@ def export(topic: str, out: str | Path, start: Position = "earliest", end: Posit
 
 def backtest(start: Position = "earliest", end: Position | None = None, *,
              spec: AggregationSpec | str | Path | None = None, window: str | int | None = None,
-             grace: str | int | None = None, group_id: str | None = None, live_topic: str | None = None,
+             grace: str | int | None = None, group_by: list[str] | None = None, group_id: str | None = None,
+             live_topic: str | None = None,
              source: str | Path | None = None, live: pl.DataFrame | None = None,
              settings: Settings | None = None) -> BacktestReport:
     """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
 
-    ``spec``: an AggregationSpec or a pipeline file (default: KSTREAM_PIPELINE_FILE). ``window``/``grace``
-    make it a what-if (report.what_if). ``source``: a topic, or a directory written by :func:`export`
+    ``spec``: an AggregationSpec or a pipeline file (default: KSTREAM_PIPELINE_FILE). ``window``/``grace``/
+    ``group_by`` add a what-if run (report.what_if). ``source``: a topic, or a directory written by :func:`export`
     (lazy scan, larger than memory). See ``kstream_lab.replay.backtest`` for what is compared.
     """
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
 
     req = BacktestRequest.build(settings or get_settings(), spec=spec, start=start, end=end, window=window,
-                                grace=grace, group_id=group_id, live_topic=live_topic, source=source)
+                                grace=grace, group_by=group_by, group_id=group_id, live_topic=live_topic,
+                                source=source)
     return run_backtest(req, live=live)

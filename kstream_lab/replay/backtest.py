@@ -57,7 +57,7 @@ class BacktestRequest:
     @classmethod
     def build(cls, settings: Settings, *, spec: AggregationSpec | str | Path | None, start: Position,
               end: Position | None, window: str | int | None = None, grace: str | int | None = None,
-              group_id: str | None = None, live_topic: str | None = None,
+              group_by: list[str] | None = None, group_id: str | None = None, live_topic: str | None = None,
               source: str | Path | None = None) -> BacktestRequest:
         if isinstance(spec, AggregationSpec):
             agg, cfg = spec, AggregatorConfig(input=spec.source)
@@ -68,12 +68,14 @@ class BacktestRequest:
         overrides = {k: v for k, v in (("group_id", group_id), ("output", live_topic)) if v}
         cfg = cfg.model_copy(update=overrides)
         whatif = None
-        if window is not None or grace is not None:
+        if window is not None or grace is not None or group_by is not None:
             try:
                 whatif = agg.with_window(size_ms=None if window is None else parse_duration_ms(window),
                                          grace_ms=None if grace is None else parse_duration_ms(grace))
             except ValueError as exc:
                 raise ConfigError(f"bad what-if window: {exc}") from None
+            if group_by is not None:
+                whatif = whatif.model_copy(update={"group_by": tuple(group_by)})
         return cls(settings, agg, cfg, start, end, source or cfg.input, whatif)
 
 
@@ -130,7 +132,7 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     assert ranges is not None
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
-    cols = _needed_columns(req.spec)
+    cols = _needed_columns(req.spec, req.what_if_spec)
     lazy = frame.lazy().select(cols) if isinstance(frame, pl.DataFrame | pl.LazyFrame) else frame
     result = run_batch(req.spec, lazy)
     live_finals = _live_finals(live_frame, req.spec, req.aggregator, ranges)
@@ -147,8 +149,8 @@ def _count_metric(spec: AggregationSpec) -> str | None:
     return next((n for n, m in spec.metrics.items() if m.op == "count"), None)
 
 
-def _needed_columns(spec: AggregationSpec) -> list[str]:
-    cols = ["partition", "offset", spec.time_field, *spec.group_by]
+def _needed_columns(spec: AggregationSpec, extra: AggregationSpec | None = None) -> list[str]:
+    cols = ["partition", "offset", spec.time_field, *spec.group_by, *(extra.group_by if extra else ())]
     cols += [m.field for m in spec.metrics.values() if m.field]
     return list(dict.fromkeys(cols))
 

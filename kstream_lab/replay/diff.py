@@ -54,7 +54,11 @@ def compare_windows(spec: AggregationSpec, result: BatchResult, live: pl.DataFra
 
 @dataclass
 class WhatIf:
-    """A modified spec over the same input: how totals per group move against the live output."""
+    """A modified spec over the same input: how totals per group move against the live output.
+
+    ``by_group`` compares final totals per group column the live output also has (a what-if that
+    groups by something else, or by nothing, is compared at that shared level); ``windows`` is the
+    per-window diff when window size and grouping are unchanged."""
 
     spec: AggregationSpec
     base: AggregationSpec
@@ -69,7 +73,8 @@ class WhatIf:
                  f"(live: {b.size_ms / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
                  f"{self.late_what_if:,}"]
         for row in self.by_group.iter_rows(named=True):
-            name = ", ".join(str(row[c]) for c in self.by_group.columns[:len(self.spec.group_by)]) or "all"
+            groups = [c for c in self.by_group.columns if not c.startswith(("live_", "what_if_"))]
+            name = ", ".join(str(row[c]) for c in groups) or "all"
             lines.append(f"  {name}: " + ", ".join(
                 f"{alias(m)} {row[f'live_{alias(m)}']:,} -> {row[f'what_if_{alias(m)}']:,} "
                 f"({row[f'what_if_{alias(m)}'] - row[f'live_{alias(m)}']:+,})" for m in self.spec.metrics
@@ -85,13 +90,16 @@ def what_if(base: AggregationSpec, spec: AggregationSpec, frame: pl.LazyFrame, l
     """Run ``spec`` over the same input; compare final totals per group (and per window when comparable)."""
     result = run_batch(spec, frame)
     summable = [m for m, ms in spec.metrics.items() if ms.op in ("sum", "count") and m in live.columns]
-    groups = list(spec.group_by)
+    groups = [g for g in spec.group_by if g in live.columns]  # regrouping: compare at the shared level
+    finals = result.finals
+    if groups != list(spec.group_by):
+        finals = finals.group_by(["source_partition", "window_start", *groups]).agg(pl.col(summable).sum())
 
     def totals(df: pl.DataFrame, prefix: str) -> pl.DataFrame:
         aggs = [pl.col(m).sum().alias(f"{prefix}_{alias(m)}") for m in summable]
         return df.group_by(groups).agg(aggs) if groups else df.select(aggs)
 
-    live_t, new_t = totals(live, "live"), totals(result.finals, "what_if")
+    live_t, new_t = totals(live, "live"), totals(finals, "what_if")
     if groups:
         by_group = live_t.join(new_t, on=groups, how="full", coalesce=True, nulls_equal=True).sort(groups)
     else:

@@ -103,3 +103,12 @@ def test_what_if_moves_totals_per_tier():
     assert wi.late_what_if == 0 and wi.windows is None
     assert wi.by_group.rows() == [("gold", 105, 2, 155, 3)]
     assert any("gold: total 105 -> 155 (+50)" in line for line in wi.summary())
+
+
+def test_what_if_regrouped_is_compared_at_the_shared_level():
+    frame = _frame([(0, 0, 1_000, "gold", 100), (0, 1, 2_000, "silver", 5), (0, 2, 300_000, "gold", 1)])
+    base = run_batch(SPEC, frame)
+    live = base.finals.select("source_partition", "window_start", "loyalty_tier", "total_cents", "count")
+    wi = what_if(SPEC, SPEC.model_copy(update={"group_by": ()}), frame.lazy(), live, {"loyalty_tier": "tier"}, base)
+    assert wi.by_group.rows() == [(105, 2, 105, 2)] and wi.windows is None
+    assert wi.summary()[1] == "  all: total 105 -> 105 (+0), count 2 -> 2 (+0)"
