@@ -36,7 +36,7 @@ from kstream_lab.errors import ConfigError
 from kstream_lab.kafka.fetch import committed_offsets
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.replay.diff import WhatIf, compare_windows, what_if
-from kstream_lab.replay.parquet import read_manifest, scan_export
+from kstream_lab.replay.parquet import RANGE_FILE, read_manifest, scan_export
 from kstream_lab.replay.reader import Position, RangeError, ReplayRange, read_range, resolve_range
 from kstream_lab.settings import Settings
 from kstream_lab.workers.config import AggregatorConfig, workers_config
@@ -120,7 +120,7 @@ class BacktestReport:
 def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> BacktestReport:
     t0 = time.monotonic()
     notes: list[str] = []
-    if isinstance(req.source, Path) or Path(str(req.source)).is_dir():
+    if isinstance(req.source, Path) or (Path(str(req.source)) / RANGE_FILE).exists():
         frame, ranges, topic = _from_parquet(Path(req.source))
     else:
         frame, ranges, topic = None, None, str(req.source)
@@ -129,6 +129,8 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
         rng = _input_range(req, topic, committed, notes)
         ranges = rng.as_offsets()
         frame = read_range(req.settings, rng, value_format="auto")
+    else:
+        frame, ranges = _cap_export(frame, ranges, committed, notes)
     assert ranges is not None
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
@@ -210,6 +212,19 @@ def _warmup_bounds(req: BacktestRequest, topic: str, ranges: dict[int, tuple[int
     notes.append(f"note: sub-range start; windows starting at or before the prior watermark are 'warmup' "
                  f"({', '.join(f'p{p}<={t}' for p, t in sorted(out.items()))})")
     return out
+
+
+def _cap_export(frame: pl.LazyFrame, ranges: dict[int, tuple[int, int]], committed: dict[int, int] | None,
+                notes: list[str]) -> tuple[pl.LazyFrame, dict[int, tuple[int, int]]]:
+    """An export may reach past what the aggregator has processed: judge only up to its offsets."""
+    if committed is None:
+        return frame, ranges
+    caps = {p: max(s, min(e, committed.get(p, s))) for p, (s, e) in ranges.items()}
+    if caps == {p: e for p, (_s, e) in ranges.items()}:
+        return frame, ranges
+    notes.append("note: the export reaches past the aggregator's committed offsets; capped at them")
+    cap = pl.col("partition").replace_strict(caps, default=0, return_dtype=pl.Int64)
+    return frame.filter(pl.col("offset") < cap), {p: (s, caps[p]) for p, (s, _e) in ranges.items()}
 
 
 def _from_parquet(path: Path) -> tuple[pl.LazyFrame, dict[int, tuple[int, int]], str]:
