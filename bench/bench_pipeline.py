@@ -30,6 +30,9 @@ from pathlib import Path
 import yaml
 
 from bench.bench_replay import local_cluster
+from kstream_lab.generator.orders import recent_start_ms
+
+START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AGG_EVENTS = int(os.environ.get("KSTREAM_BENCH_AGG_EVENTS", "300000"))
@@ -81,7 +84,7 @@ def produce_input(settings, role: str, count: int) -> str:
         return inner(obj, t)
 
     window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
-    produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=1_700_000_000_000,
+    produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=START_MS,
                    progress=False)
     return spec.name
 
@@ -266,7 +269,7 @@ def e2e_latency(settings, tmp: Path, rate: float = E2E_RATE) -> dict:
 def main() -> None:
     with local_cluster() as settings, tempfile.TemporaryDirectory(prefix="kstream-bench-pipe-") as tmp:
         results = {"machine": f"{platform.machine()}, {os.cpu_count()} cpu", "repeat": REPEAT,
-                   "python": sys.version.split()[0]}
+                   "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()}
         if "e2e" in PARTS:
             results["e2e"] = e2e_latency(settings, Path(tmp))
             print("e2e", results["e2e"], flush=True)
@@ -277,6 +280,7 @@ def main() -> None:
     if {"e2e", "throughput"} != PARTS:
         print(json.dumps(results, indent=2))
         return
+    results["load_average_at_end"] = os.getloadavg()  # the machine is shared: read the numbers against it
     agg = results["throughput"]["aggregator"]
     results["targets"] = {"aggregator_eos_events_per_s_per_process": 50_000,
                           "aggregator_met": agg["eos_1_process"]["events_per_s"] >= 50_000,
