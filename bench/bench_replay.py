@@ -30,10 +30,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from kstream_lab.generator.orders import recent_start_ms
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORDS = int(os.environ.get("KSTREAM_BENCH_RECORDS", "1000000"))
 REPEAT = int(os.environ.get("KSTREAM_BENCH_REPEAT", "3"))
-START_MS = 1_700_000_000_000
+START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
 
 
 @contextmanager

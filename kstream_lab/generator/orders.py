@@ -18,6 +18,18 @@ from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.generator.customers import customer_id, loyalty_tier_for
 
 
+def recent_start_ms(minutes_back: int = 30, size_ms: int = 60_000) -> int:
+    """A window-aligned event time ``minutes_back`` ago.
+
+    Producers here use event time as the Kafka record timestamp, and Kafka deletes segments whose
+    timestamps are older than the topic's retention: seeded data must be recent to stay readable.
+    """
+    import time
+
+    now = int(time.time() * 1000)
+    return now - now % size_ms - minutes_back * 60_000
+
+
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (as in the Java client's default partitioner)."""
     length, seed, m, r = len(data), 0x9747B28C, 0x5BD1E995, 24

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kstream_lab.errors import ConfigError
 from kstream_lab.notebooks import registry
-from kstream_lab.notebooks.lineage import load_reads, summarize
+from kstream_lab.lineage import load_reads, summarize
 from kstream_lab.settings import Settings
 
 

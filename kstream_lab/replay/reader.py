@@ -22,6 +22,7 @@ import queue
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.admin import offsets_for_times
 from kstream_lab.kafka.fetch import PartitionBounds, fetch_batches, snapshot_bounds
+from kstream_lab.lineage import RangeRead, record_reads
 from kstream_lab.replay.decode import BatchDecoder
 from kstream_lab.settings import Settings
 
@@ -200,6 +202,7 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
 
     thread = threading.Thread(target=pump, name=f"replay-fetch-{rng.topic}", daemon=True)
     thread.start()
+    counts: Counter = Counter()
     try:
         while True:
             item = q.get()
@@ -207,7 +210,11 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
                 break
             if isinstance(item, BaseException):
                 raise item
-            yield decoder.decode(item)
+            frame = decoder.decode(item)
+            counts.update(dict(frame[decoder.meta_name("partition")].value_counts().iter_rows()))
+            yield frame
+        record_reads(settings, [RangeRead(rng.topic, p, start, end, counts.get(p, 0), sorted(decoder.schema_ids))
+                                for p, (start, end) in sorted(rng.as_offsets().items())])
     finally:
         stop.set()
         while thread.is_alive():

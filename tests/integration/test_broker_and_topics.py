@@ -11,6 +11,7 @@ import pytest
 
 from kstream_lab.broker import LocalBroker
 from kstream_lab.errors import BrokerError, TopicError
+from kstream_lab.generator.orders import recent_start_ms
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.admin import describe_topic, watermarks
 from kstream_lab.kafka.topics import apply_topics, plan_changes
@@ -18,6 +19,8 @@ from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.serde import json_serializer
 
 from ..conftest import ROOT, free_port
+
+START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -44,7 +47,7 @@ def test_generator_counts_and_truth(kafka_settings, topic_factory, tmp_path):
     window = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation().window
     truth = tmp_path / "truth.parquet"
     summary = produce_orders(kafka_settings, TopicSpec(name=name, partitions=6), json_serializer, window,
-                             count=5_000, seed=3, start_ms=1_700_000_000_000, late_fraction=0.02,
+                             count=5_000, seed=3, start_ms=START_MS, late_fraction=0.02,
                              poison_fraction=0.01, truth=truth, progress=False)
     desc = describe_topic(kafka_settings, name)
     assert desc.messages == 5_000
@@ -83,7 +86,7 @@ def test_data_survives_down_and_up(kafka_settings, tmp_path):
         apply_topics(s, [TopicSpec(name="persist", partitions=3)])
         window = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation().window
         produce_orders(s, TopicSpec(name="persist", partitions=3), json_serializer, window, count=3_000,
-                       seed=9, start_ms=1_700_000_000_000, progress=False)
+                       seed=9, start_ms=START_MS, progress=False)
         before = [(p.partition, p.low, p.high) for p in watermarks(s, "persist")]
         cluster_id = (broker.home / "cluster.id").read_text()
         assert broker.down() is True

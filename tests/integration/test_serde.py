@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kstream_lab.errors import DeserializationError, SerializationError
-from kstream_lab.generator.orders import OrderGenerator
+from kstream_lab.generator.orders import OrderGenerator, recent_start_ms
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.admin import watermarks
 from kstream_lab.kafka.clients import make_consumer
@@ -17,6 +17,8 @@ from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.schemas.serde import value_decoder, value_serializer
 
 from ..conftest import ROOT
+
+START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
 
 WINDOW = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation().window
 
@@ -50,8 +52,8 @@ def test_generated_orders_round_trip_through_avro(kafka_settings, avro_orders_to
     settings = kafka_settings.model_copy(update={"pipeline_file": ROOT / "pipelines/orders.yaml"})
     spec = avro_orders_topic
     summary = produce_orders(settings, spec, value_serializer(settings, spec), WINDOW, count=1500, seed=11,
-                             start_ms=1_700_000_000_000, poison_fraction=0.02, progress=False)
-    expected = {g.key: g for g in OrderGenerator(seed=11, start_ms=1_700_000_000_000, partitions=3, window=WINDOW,
+                             start_ms=START_MS, poison_fraction=0.02, progress=False)
+    expected = {g.key: g for g in OrderGenerator(seed=11, start_ms=START_MS, partitions=3, window=WINDOW,
                                                  poison_fraction=0.02, interval_ms=20.0).take(1500)}
     registry = SchemaRegistry(settings)
     latest = registry.version(f"{spec.name}-value")

@@ -18,7 +18,7 @@ from kstream_lab.notebooks.schedules import Scheduler, load_schedules
 from kstream_lab.settings import Settings
 
 READER = """
-from kstream_lab.notebooks.lineage import RangeRead, record_reads
+from kstream_lab.lineage import RangeRead, record_reads
 from kstream_lab.settings import Settings
 record_reads(Settings(), [RangeRead(topic, 0, 5, 17, 12, [3]), RangeRead(topic, 1, 0, 4, 4, [3]),
                           RangeRead(topic, 0, 17, 20, 3, [4])])
@@ -129,5 +129,6 @@ def test_misfire_policy_coalesces_within_grace(nb_settings, tmp_path):
 def test_bad_schedule_file(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("jobs:\n  x: {cron: 'every day', notebook: a, colour: 1}\n")
-    with pytest.raises(ConfigError, match="jobs.x.cron: Value error, not a cron expression.*jobs.x.colour: unknown key"):
+    expected = "jobs.x.cron: Value error, not a cron expression.*jobs.x.colour: unknown key"
+    with pytest.raises(ConfigError, match=expected):
         load_schedules(f)
