@@ -6,10 +6,12 @@ every dead letter findable at its source (topic/partition/offset) and explain th
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+log = logging.getLogger(__name__)
 HEADER_NAMES = ("error.class", "error.message", "source.topic", "source.partition", "source.offset",
                 "attempts", "failed.at")
 
@@ -36,6 +38,10 @@ def send_to_dlq(out: Any, dlq_topic: str, message: Any, exc: BaseException, *, a
                           attempts=attempts)
     headers += [(k, v) for k, v in (message.headers() or ()) if k in ("traceparent", "tracestate")]
     out.send(dlq_topic, key=message.key(), value=message.value(), partition=message.partition(), headers=headers)
+    key = message.key()
+    log.warning("dead-lettered to %s: %s", dlq_topic, type(exc).__name__, extra={
+        "event_id": key.decode(errors="replace") if key else None, "topic": message.topic(),
+        "partition": message.partition(), "offset": message.offset(), "error": getattr(exc, "message", str(exc))})
 
 
 @dataclass(frozen=True)
