@@ -94,6 +94,11 @@ class Pipeline:
             agg["window"] = {"size": size, "grace": grace}
         self.file.write_text(yaml.safe_dump(data, sort_keys=False))
 
+    def set_sink_target(self, target: str) -> None:
+        data = yaml.safe_load(self.file.read_text())
+        data["workers"]["sink"]["target"] = target
+        self.file.write_text(yaml.safe_dump(data, sort_keys=False))
+
     def create_topics(self) -> None:
         apply_topics(self.settings, list(self.spec.topics.values()))
 

@@ -74,3 +74,29 @@ def test_duckdb_readers_read_while_the_sink_writes(tmp_path: Path) -> None:
     reads, seen = map(int, out.split())
     assert reads > 10 and 0 < seen <= written
     assert len(sink.read()) == written and written >= 60
+
+
+def test_sink_worker_writes_the_pipeline_into_postgres(live_pipeline, postgres_dsn: str) -> None:
+    """The same pipeline with ``workers.sink.target: postgresql://...``: rows equal the truth."""
+    from tests.integration.pipeline.harness import expected_rows, sink_by_key
+    from tests.integration.pipeline.test_pipeline_totals import produce_truth
+
+    pipe = live_pipeline
+    db = f"sink_{pipe.topic('orders_raw').rsplit('-', 1)[1]}"
+    admin = PostgresSink(postgres_dsn)
+    admin.conn.autocommit = True
+    admin.conn.execute(f"CREATE DATABASE {db}")
+    admin.close()
+    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{db}"
+    pipe.set_sink_target(dsn)
+    truth = produce_truth(pipe, count=5000, seed=21)
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    for name in ("customer-service", "enricher", "aggregator", "sink"):
+        pipe.start(name)
+    reader = PostgresSink(dsn)
+    try:
+        pipe.wait_for(lambda: sink_by_key(reader.read()) == expected, timeout=120, what="postgres to match the truth")
+        assert sum(r["count"] for r in reader.read()) == truth.filter(truth["kind"] == "ok").height
+    finally:
+        reader.close()
