@@ -82,8 +82,13 @@ def test_sigkill_aggregator_twice_and_enricher_once(live_pipeline: Pipeline) -> 
     pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match the truth after kills")
     assert_pipeline_results(pipe, truth, expected)
 
-    # a read_committed reader sees every record exactly once: enriched orders, and per window a
-    # strictly increasing series of updates with exactly one final, last
+    assert_read_committed_exactly_once(pipe, truth)
+    assert "restored partition" in pipe.log("aggregator")
+
+
+def assert_read_committed_exactly_once(pipe: Pipeline, truth: pl.DataFrame) -> None:
+    """A read_committed reader sees every enriched order once, and per window a strictly increasing
+    series of updates with at most one final, last."""
     enriched = pipe.read("orders_enriched")
     assert Counter(Counter(r.key for r in enriched).values()) == {1: truth.filter(pl.col("kind") != "poison").height}
     series: dict[bytes, list[dict]] = defaultdict(list)
@@ -93,7 +98,32 @@ def test_sigkill_aggregator_twice_and_enricher_once(live_pipeline: Pipeline) -> 
         seen = [(v["count"], v["final"]) for v in values]  # a final may repeat the last update's count
         assert seen == sorted(set(seen)), f"duplicate or reordered updates for {key!r}: {seen}"
         assert all(not final for _count, final in seen[:-1])
-    assert "restored partition" in pipe.log("aggregator")
+
+
+def test_partitions_move_between_two_aggregators(live_pipeline: Pipeline) -> None:
+    """A second aggregator joins mid-run (partitions move to it, state restored from the changelog),
+    then the first one is stopped (they move back): results are still exact, nothing duplicated."""
+    pipe = live_pipeline
+    rate = 2500.0
+    pipe.set_window("5s", "3s")
+    producer = BackgroundProducer(pipe, ORDERS, rate, seed=13)
+    for name in ("customer-service", "enricher", "aggregator", "sink"):
+        pipe.start(name)
+    producer.start()
+    run_s = ORDERS / rate
+    time.sleep(0.3 * run_s)
+    pipe.start("aggregator", instance=1)
+    time.sleep(0.3 * run_s)
+    code, seconds = pipe.terminate("aggregator")
+    assert code == 0 and seconds < 10
+    truth = producer.truth()
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match after rebalances")
+    assert_pipeline_results(pipe, truth, expected)
+    assert_read_committed_exactly_once(pipe, truth)
+    second = pipe.log("aggregator-1")
+    assert "revoked partitions" in second and second.count("assigned partitions") >= 2
 
 
 def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pipeline) -> None:
