@@ -8,14 +8,18 @@ poster and every pipeline process cleanly; the broker keeps running for the next
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import typer
 
 from kstream_lab.broker import LocalBroker
 from kstream_lab.cli.common import pipeline, settings
+from kstream_lab.errors import KStreamLabError
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.topics import apply_topics
 from kstream_lab.registry import LocalRegistry
@@ -31,8 +35,10 @@ def demo_cmd(
     count: int = typer.Option(0, "--count", min=0, help="generated orders produced straight to orders_raw first"),
     seed: int = typer.Option(1, "--seed"),
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P"),
+    dashboard_port: int = typer.Option(8501, "--dashboard-port", min=1, max=65535),
+    dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard", help="also serve the live dashboard"),
 ) -> None:
-    """Run the live pipeline: apps, workers, orders posted over HTTP, a refreshing summary."""
+    """Run the live pipeline: apps, workers, the dashboard, orders posted over HTTP, a refreshing summary."""
     s = settings()
     if s.uses_local_broker:
         broker = LocalBroker(s)
@@ -57,15 +63,57 @@ def demo_cmd(
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    board = None
     try:
         for st in sup.up():
             typer.echo(f"{st.name:<17} pid {st.pid:<7} {st.url}")
+        if dashboard:
+            board = start_dashboard(s, Path(spec.path), dashboard_port)
+            typer.echo(f"{'dashboard':<17} pid {board.pid:<7} http://127.0.0.1:{dashboard_port}")
         _run_live(sup, s, rate, seed, duration, stop)
     finally:
         typer.echo("stopping the pipeline ...")
+        if board is not None:
+            typer.echo(f"  {'dashboard':<17} {stop_dashboard(board)}")
         for name, outcome in sup.down().items():
             typer.echo(f"  {name:<17} {outcome}")
         signal.signal(signal.SIGINT, previous)
+
+
+def start_dashboard(s, pipeline_path: Path, port: int, timeout: float = 60.0) -> subprocess.Popen:
+    """`kstream-lab dashboard` as a child with its log under the data dir; wait until it is healthy."""
+    log_dir = s.data_dir / "pipeline" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "kstream_lab", "dashboard", "--port", str(port), "--pipeline",
+           str(pipeline_path.resolve())]
+    with (log_dir / "dashboard.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise KStreamLabError(f"the dashboard exited with code {proc.returncode}",
+                                  hint=f"see {log_dir / 'dashboard.log'}; --no-dashboard skips it")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise KStreamLabError(f"the dashboard did not answer on port {port} within {timeout:.0f}s",
+                          hint="--dashboard-port picks another port; --no-dashboard skips it")
+
+
+def stop_dashboard(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+        return "stopped"
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        return "killed"
 
 
 def _run_live(sup: Supervisor, s, rate: float, seed: int, duration: float | None, stop: threading.Event) -> None:

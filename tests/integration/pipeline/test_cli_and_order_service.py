@@ -14,7 +14,7 @@ import httpx
 
 from kstream_lab.generator.customers import loyalty_tier_for
 from kstream_lab.observability.tracing import trace_id_of
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.integration.pipeline.harness import Pipeline
 
 
@@ -65,14 +65,15 @@ def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline
 def test_demo_runs_bounded_and_stops_everything(live_pipeline: Pipeline) -> None:
     pipe = live_pipeline
     run = subprocess.run([sys.executable, "-m", "kstream_lab", "demo", "--duration", "8", "--rate", "40",
-                          "--pipeline", str(pipe.file)], cwd=ROOT, env=os.environ.copy(), capture_output=True,
-                         text=True, timeout=180)
+                          "--pipeline", str(pipe.file), "--dashboard-port", str(free_port())], cwd=ROOT,
+                         env=os.environ.copy(), capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     assert "orders accepted" in out and "aggregator" in out
     accepted = [int(line.split("orders accepted")[1].split()[0]) for line in out.splitlines()
                 if "orders accepted" in line]
     assert accepted[-1] > 100
-    assert out.count(" stopped") == 5 and "did not drain" not in out, out
+    assert "dashboard         pid" in out and "http://127.0.0.1:" in out
+    assert out.count(" stopped") == 6 and "did not drain" not in out, out
     rows = pipe.sink_rows()
     assert sum(r["count"] for r in rows) == accepted[-1]
