@@ -76,7 +76,7 @@ def main() -> None:
             bt.append(timed(backtest))
             gb.append(timed(plain))
         late = run_batch(spec, scan()).late.height
-    result = {"events": EVENTS, "repeat": REPEAT, "late_records": late,
+    result = {"events": EVENTS, "repeat": REPEAT, "late_records": late, "load_average_1m": os.getloadavg()[0],
               "backtest_s": statistics.median(bt), "plain_group_by_s": statistics.median(gb),
               "runs_backtest_s": bt, "runs_plain_s": gb}
     result["ratio"] = result["backtest_s"] / result["plain_group_by_s"]

@@ -237,7 +237,7 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cluster's teardown on SIGTERM too
     results: dict = {"records": RECORDS, "repeat": REPEAT, "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
-                     "formats": {}}
+                     "load_average_1m_start": os.getloadavg()[0], "formats": {}}
     with local_cluster() as settings:
         topics = {fmt: produce(settings, fmt) for fmt in ("json", "avro")}
         for fmt, topic in topics.items():  # every subprocess first, while this process is still small
@@ -259,6 +259,7 @@ def main() -> None:
                     f" peak RSS / frame {res['peak_rss_vs_frame']:.2f}x; decode only: bulk "
                     f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "
                     f"{res['decode_only']['bulk_vs_naive']:.2f}x naive", flush=True)
+    results["load_average_1m_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "replay.json").write_text(json.dumps(results, indent=2))
 
