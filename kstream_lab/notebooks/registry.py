@@ -7,13 +7,15 @@ file, and the scheduler, the CLI and notebooks must all be able to record and li
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
+from typing import Any, TypeVar
 
 from kstream_lab.settings import Settings
+from kstream_lab.sinks.duckdb import with_connection
+
+T = TypeVar("T")
 
 DDL = """
 create table if not exists notebook_runs (
@@ -53,61 +55,44 @@ def db_path(settings: Settings) -> Path:
     return settings.data_dir / "notebook_runs.duckdb"
 
 
-def _connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def _run(settings: Settings, fn: Callable[[Any], T], *, write: bool = False) -> T:
+    """Run ``fn(conn)`` on a short connection; create the table first if needed."""
     path = db_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=read_only and path.exists())
-            break
-        except duckdb.IOException:  # another process holds the write lock for a moment
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    if not (read_only and path.exists()):
-        con.execute(DDL)
-    return con
+    if write or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def ddl_then(conn: Any) -> T:
+            conn.execute(DDL)
+            return fn(conn)
+
+        return with_connection(path, ddl_then, read_only=False)
+    return with_connection(path, fn, read_only=True)
 
 
 def save(settings: Settings, run: RunRecord) -> None:
-    con = _connect(settings)
-    try:
-        con.execute(
-            "insert or replace into notebook_runs values (?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)",
-            [run.run_id, run.notebook, run.job, json.dumps(run.parameters), run.started_at, run.duration_s,
-             run.status, run.error, run.output_ipynb, run.output_html,
-             json.dumps(run.lineage) if run.lineage is not None else None, run.git_commit])
-    finally:
-        con.close()
+    row = [run.run_id, run.notebook, run.job, json.dumps(run.parameters), run.started_at, run.duration_s,
+           run.status, run.error, run.output_ipynb, run.output_html,
+           json.dumps(run.lineage) if run.lineage is not None else None, run.git_commit]
+    _run(settings, lambda c: c.execute(
+        "insert or replace into notebook_runs values (?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)", row),
+        write=True)
 
 
 def list_runs(settings: Settings, *, notebook: str | None = None, job: str | None = None, limit: int = 50):
     """Runs, newest first, as a Polars frame."""
-    if not db_path(settings).exists():
-        con = _connect(settings)
-    else:
-        con = _connect(settings, read_only=True)
-    try:
-        where, args = [], []
-        if notebook:
-            where.append("notebook = ?")
-            args.append(notebook)
-        if job:
-            where.append("job = ?")
-            args.append(job)
-        sql = "select * from notebook_runs" + (f" where {' and '.join(where)}" if where else "")
-        return con.sql(sql + " order by started_at desc limit ?", params=[*args, limit]).pl()
-    finally:
-        con.close()
+    where, args = [], []
+    if notebook:
+        where.append("notebook = ?")
+        args.append(notebook)
+    if job:
+        where.append("job = ?")
+        args.append(job)
+    sql = "select * from notebook_runs" + (f" where {' and '.join(where)}" if where else "")
+    return _run(settings, lambda c: c.sql(sql + " order by started_at desc limit ?", params=[*args, limit]).pl())
 
 
 def get_run(settings: Settings, run_id: str) -> dict | None:
-    con = _connect(settings, read_only=db_path(settings).exists())
-    try:
-        rows = con.sql("select * from notebook_runs where run_id = ?", params=[run_id]).pl()
-    finally:
-        con.close()
+    rows = _run(settings, lambda c: c.sql("select * from notebook_runs where run_id = ?", params=[run_id]).pl())
     return rows.to_dicts()[0] if rows.height else None
 
 

@@ -13,12 +13,14 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kstream_lab.errors import ConfigError
-from kstream_lab.notebooks import registry
 from kstream_lab.lineage import load_reads, summarize
+from kstream_lab.notebooks import registry
 from kstream_lab.settings import Settings
 
 
@@ -57,6 +59,27 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return None
 
 
+@contextmanager
+def kernel_environment(lineage_file: Path) -> Iterator[None]:
+    """The environment the kernel inherits: where to report lineage, and no inherited plot backend.
+
+    Importing Streamlit (the dashboard, its tests) sets ``MPLBACKEND=Agg`` for the whole process;
+    a kernel that inherits it renders no figures, so reports would silently lose their plots.
+    Without it, ipykernel chooses its inline backend. Both variables are restored afterwards.
+    """
+    saved = {k: os.environ.get(k) for k in ("KSTREAM_LINEAGE_FILE", "MPLBACKEND")}
+    os.environ["KSTREAM_LINEAGE_FILE"] = str(lineage_file)
+    os.environ.pop("MPLBACKEND", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_notebook(settings: Settings, name: str, parameters: dict | None = None, *, job: str | None = None,
                  timeout_s: int = 600) -> registry.RunRecord:
     """Execute ``name`` with ``parameters``; record and return the run (status succeeded/failed)."""
@@ -81,22 +104,16 @@ def run_notebook(settings: Settings, name: str, parameters: dict | None = None, 
     registry.save(settings, run)
     with tempfile.TemporaryDirectory() as tmp:
         lineage_file = Path(tmp) / "lineage.jsonl"
-        env_backup = os.environ.get("KSTREAM_LINEAGE_FILE")
-        os.environ["KSTREAM_LINEAGE_FILE"] = str(lineage_file)
-        try:
-            pm.execute_notebook(str(path), str(out_nb), parameters=run.parameters, kernel_name="python3",
-                                cwd=str(path.parent.resolve().parent), progress_bar=False,
-                                execution_timeout=timeout_s, log_output=False)
-            run.status = "succeeded"
-        except PapermillExecutionError as exc:
-            run.status, run.error = "failed", f"{exc.ename}: {exc.evalue}"
-        except Exception as exc:  # kernel died, timeout, bad notebook: record it, never lose the run
-            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            if env_backup is None:
-                os.environ.pop("KSTREAM_LINEAGE_FILE", None)
-            else:
-                os.environ["KSTREAM_LINEAGE_FILE"] = env_backup
+        with kernel_environment(lineage_file):
+            try:
+                pm.execute_notebook(str(path), str(out_nb), parameters=run.parameters, kernel_name="python3",
+                                    cwd=str(path.parent.resolve().parent), progress_bar=False,
+                                    execution_timeout=timeout_s, log_output=False)
+                run.status = "succeeded"
+            except PapermillExecutionError as exc:
+                run.status, run.error = "failed", f"{exc.ename}: {exc.evalue}"
+            except Exception as exc:  # kernel died, timeout, bad notebook: record it, never lose the run
+                run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
         run.lineage = summarize(load_reads(lineage_file))
     run.output_html = _to_html(out_nb)
     run.duration_s = round(time.time() - started, 3)

@@ -84,7 +84,7 @@ def test_dlq_notebook_groups_and_redrives_once(nb_settings, seeded):
 
 
 def test_nbval_runs_every_notebook(seeded, tmp_path):
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # set by `import streamlit`
     res = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
                           "-o", "addopts=", "--rootdir", str(tmp_path), *map(str, sorted(Path(ROOT, "notebooks")
                                                                                     .glob("*.ipynb")))],

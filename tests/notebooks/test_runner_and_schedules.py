@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -61,6 +62,17 @@ def test_run_records_outputs_parameters_and_lineage(nb_settings):
     assert json.loads(row["lineage"]) == run.lineage and row["git_commit"]
     again = rerun_parameters(row)
     assert json.loads(again["start"]) == {"0": 5, "1": 0} and json.loads(again["end"]) == {"0": 20, "1": 4}
+
+
+def test_figures_render_even_if_the_caller_forced_a_headless_backend(nb_settings, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # what `import streamlit` does to its process
+    nb = nb_settings.notebooks_dir / "plot.ipynb"
+    write_nb(nb, "n = 2", "import matplotlib.pyplot as plt\nplt.plot(range(n))\nplt.show()")
+    run = run_notebook(nb_settings, "plot")
+    assert run.status == "succeeded", run.error
+    outputs = json.loads(Path(run.output_ipynb).read_text())["cells"][-1]["outputs"]
+    assert [o["output_type"] for o in outputs] == ["display_data"] and "image/png" in outputs[0]["data"]
+    assert os.environ["MPLBACKEND"] == "Agg"
 
 
 def test_failed_notebook_is_recorded_with_its_error(nb_settings):

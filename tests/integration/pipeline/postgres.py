@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.conftest import free_port
@@ -45,6 +47,25 @@ class PostgresProcess:
         self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "--encoding=UTF8")
         self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-l", str(self.data_dir / "server.log"),
                   "-o", f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}", "start")
+        self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
+        """pg_ctl stop; if that cannot work (e.g. the temp dir was already cleaned up), SIGTERM the
+        postmaster -- a fast shutdown too -- and wait for it."""
+        try:
+            self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
+            return
+        except subprocess.CalledProcessError:
+            pass
+        try:
+            os.kill(self.pid, signal.SIGINT)  # SIGINT = PostgreSQL's fast shutdown
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(self.pid, signal.SIGKILL)
