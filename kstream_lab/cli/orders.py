@@ -21,8 +21,7 @@ def produce_orders_cmd(
     customers: int = typer.Option(10_000, "--customers", min=1),
     truth: Path | None = typer.Option(None, "--truth", help="write the ground truth as Parquet"),
     start_ms: int | None = typer.Option(
-        None, "--start-ms", help="event time (epoch ms) of the first order; it is also the record timestamp, "
-                                 "so times older than the topic's retention are deleted by Kafka"),
+        None, "--start-ms", help="event time (epoch ms) of the first order (default: so the last one is now)"),
     topic: str = typer.Option("orders_raw", "--topic"),
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),

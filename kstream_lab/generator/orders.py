@@ -19,11 +19,7 @@ from kstream_lab.generator.customers import customer_id, loyalty_tier_for
 
 
 def recent_start_ms(minutes_back: int = 30, size_ms: int = 60_000) -> int:
-    """A window-aligned event time ``minutes_back`` ago.
-
-    Producers here use event time as the Kafka record timestamp, and Kafka deletes segments whose
-    timestamps are older than the topic's retention: seeded data must be recent to stay readable.
-    """
+    """A window-aligned event time ``minutes_back`` ago: realistic seeded data for a live pipeline."""
     import time
 
     now = int(time.time() * 1000)

@@ -83,8 +83,7 @@ def produce_orders(
                                                     desc=f"produce {topic.name}") as bar:
         for i, rec in enumerate(gen.take(count)):
             value = rec.poison if rec.value is None else serialize(rec.value, topic.name)
-            producer.produce(topic.name, key=rec.key.encode(), value=value, partition=rec.partition,
-                             timestamp=rec.timestamp if rec.value else None)
+            producer.produce(topic.name, key=rec.key.encode(), value=value, partition=rec.partition)
             summary.kinds[rec.kind] += 1
             summary.per_partition[rec.partition] += 1
             if rec.value is not None:

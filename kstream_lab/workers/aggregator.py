@@ -80,7 +80,7 @@ class AggregatorProcessor:
             if step.late:
                 late += 1
                 out.send(self.late, key=m.key(), value=m.value(), partition=p,
-                         headers=child_trace_headers(m.headers()), timestamp=record[self.spec.time_field])
+                         headers=child_trace_headers(m.headers()))
                 continue
             upd = step.update
             pending[(p, upd.window_start, upd.group)] = (upd, m)
@@ -102,4 +102,4 @@ class AggregatorProcessor:
         group = ":".join("" if g is None else str(g) for g in result.group)
         key = f"{result.window_start}:{group}:{result.source_partition}".encode()
         out.send(self.output, key=key, value=self.encode_aggregate(value), partition=result.source_partition,
-                 headers=child_trace_headers(trigger.headers()), timestamp=result.window_start)
+                 headers=child_trace_headers(trigger.headers()))

@@ -61,7 +61,7 @@ class EnricherProcessor:
                 self._dead_letter(out, m, exc)
                 continue
             out.send(self.output, key=m.key(), value=value, partition=m.partition(),
-                     headers=child_trace_headers(m.headers()), timestamp=order["timestamp"])
+                     headers=child_trace_headers(m.headers()))
 
     def _dead_letter(self, out: Output, m: Any, exc: RecordError) -> None:
         METRICS.dlq.labels(self.service).inc()

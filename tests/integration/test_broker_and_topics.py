@@ -20,7 +20,7 @@ from kstream_lab.schemas.serde import json_serializer
 
 from ..conftest import ROOT, free_port
 
-START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
+START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ from kstream_lab.schemas.serde import value_decoder, value_serializer
 
 from ..conftest import ROOT
 
-START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
+START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 
 WINDOW = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation().window
 

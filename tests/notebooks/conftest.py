@@ -21,7 +21,7 @@ from kstream_lab.schemas.serde import value_serializer
 from tests.conftest import ROOT, free_port
 from tests.integration.pipeline.harness import Pipeline, expected_rows, sink_by_key
 
-START_MS = recent_start_ms()  # recent: record timestamps older than retention are deleted
+START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 
 ORDERS = 3_000
 
