@@ -7,11 +7,7 @@ formatted log dirs), the generated server.properties, the pid file and the broke
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -21,6 +17,7 @@ from pathlib import Path
 from kstream_lab.broker.jars import fetch_jars, kafka_version
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.admin import ping
+from kstream_lab.processes import port_free, read_pid, terminate
 from kstream_lab.settings import Settings
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
@@ -73,30 +70,6 @@ def new_cluster_id() -> str:
             return cid
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child still answers kill(0); treat it as dead
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _dir_size(path: Path) -> int:
     """Bytes on disk (Kafka preallocates index files, so apparent sizes overstate)."""
     return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) if path.exists() else 0
@@ -124,7 +97,7 @@ class LocalBroker:
         java = self._java()
         for port, name in ((self.settings.broker_port, "KSTREAM_BROKER_PORT"),
                            (self.settings.controller_port, "KSTREAM_CONTROLLER_PORT")):
-            if not _port_free(port):
+            if not port_free(port):
                 raise BrokerError(f"port {port} on 127.0.0.1 is already in use",
                                   hint=f"stop whatever listens there or set {name} to a free port")
         lib = fetch_jars(self.settings.kafka_cache_dir)
@@ -147,21 +120,9 @@ class LocalBroker:
         Returns True when the broker stopped cleanly (or was not running).
         """
         pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return True
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                self._reap(pid)
-                self.pid_file.unlink(missing_ok=True)
-                return True
-            time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
-        self._reap(pid)
+        clean = True if pid is None else terminate(pid, timeout, poll=0.2)
         self.pid_file.unlink(missing_ok=True)
-        return False
+        return clean
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -179,11 +140,7 @@ class LocalBroker:
 
     def pid(self) -> int | None:
         """The broker's pid if its pid file names a live process."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return read_pid(self.pid_file)
 
     def log_tail(self, lines: int = 50) -> str:
         if not self.log_file.exists():
@@ -249,10 +206,3 @@ class LocalBroker:
 
     def _client_settings(self) -> Settings:
         return self.settings.model_copy(update={"bootstrap_servers": self.bootstrap})
-
-    @staticmethod
-    def _reap(pid: int) -> None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-
-

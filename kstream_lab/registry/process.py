@@ -6,9 +6,7 @@ files; its data is the `_schemas` topic, so deleting this directory loses nothin
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from kstream_lab.broker.local import _alive, _port_free
 from kstream_lab.kafka.admin import ping
 from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.processes import port_free, read_pid, terminate
 from kstream_lab.settings import Settings
 
 
@@ -47,7 +45,7 @@ class LocalRegistry:
         if (pid := self.pid()) is not None:
             raise RegistryError(f"the local registry is already running (pid {pid}) at {self.url}",
                                 hint="use it as is, or stop it with `kstream-lab registry down`")
-        if not _port_free(self.settings.registry_port):
+        if not port_free(self.settings.registry_port):
             raise RegistryError(f"port {self.settings.registry_port} on 127.0.0.1 is already in use",
                                 hint="stop whatever listens there or set KSTREAM_REGISTRY_PORT to a free port")
         ping(self.settings, timeout=5)  # BrokerError with a hint when Kafka is down
@@ -66,30 +64,12 @@ class LocalRegistry:
     def down(self, *, timeout: float = 15.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; True when it stopped cleanly or was not running."""
         pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return True
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        clean = False
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                clean = True
-                break
-            time.sleep(0.1)
-        if not clean:
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        clean = True if pid is None else terminate(pid, timeout, poll=0.1)
         self.pid_file.unlink(missing_ok=True)
         return clean
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return read_pid(self.pid_file)
 
     def status(self) -> RegistryStatus:
         pid = self.pid()

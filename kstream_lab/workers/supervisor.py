@@ -10,7 +10,6 @@ SIGKILL only after the timeout.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import httpx
 
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.processes import read_pid, terminate
 from kstream_lab.settings import Settings
 from kstream_lab.workers.config import workers_config
 
@@ -34,27 +34,6 @@ class ComponentStatus:
     running: bool
     url: str
     log: Path
-
-
-def _alive(pid: int) -> bool:
-    """True for a live process (zombies count as dead; our own exited children are reaped)."""
-    try:
-        done, _status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 class Supervisor:
@@ -83,11 +62,7 @@ class Supervisor:
         return f"http://127.0.0.1:{port}/metrics" if port else ""
 
     def pid(self, name: str) -> int | None:
-        try:
-            pid = int(self.pid_file(name).read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return read_pid(self.pid_file(name))
 
     def status(self) -> list[ComponentStatus]:
         out = []
@@ -145,14 +120,6 @@ class Supervisor:
                 result[name] = "not running"
                 self.pid_file(name).unlink(missing_ok=True)
                 continue
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                result[name] = "killed"
-            else:
-                result[name] = "stopped"
+            result[name] = "stopped" if terminate(pid, timeout) else "killed"
             self.pid_file(name).unlink(missing_ok=True)
         return result
