@@ -71,16 +71,20 @@ class TopicDescription:
         return sum(p.messages for p in self.partitions)
 
 
+def topic_partitions(client, topic: str, timeout: float = 10.0) -> list[int]:
+    """The topic's partition ids (sorted), from a consumer's or admin client's metadata; TopicError if unknown."""
+    tmd = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    if tmd is None or tmd.error is not None or not tmd.partitions:
+        raise TopicError(f"unknown topic {topic!r}", hint="see `kstream-lab topics list`")
+    return sorted(tmd.partitions)
+
+
 def watermarks(settings: Settings, topic: str, timeout: float = 10.0) -> list[PartitionOffsets]:
     """Low/high watermarks per partition (high is the next offset to be written)."""
     consumer = make_consumer(settings, "kstream-lab-watermarks", read_committed=False)
     try:
-        md = consumer.list_topics(topic, timeout=timeout)
-        tmd = md.topics.get(topic)
-        if tmd is None or tmd.error is not None or not tmd.partitions:
-            raise TopicError(f"unknown topic {topic!r}", hint="see `kstream-lab topics list`")
         out = []
-        for p in sorted(tmd.partitions):
+        for p in topic_partitions(consumer, topic, timeout):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             out.append(PartitionOffsets(p, low, high))
         return out

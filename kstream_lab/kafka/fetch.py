@@ -24,6 +24,7 @@ from threading import Event
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from kstream_lab.errors import BrokerError, TopicError
+from kstream_lab.kafka.admin import topic_partitions
 from kstream_lab.kafka.clients import make_admin, make_consumer
 from kstream_lab.settings import Settings
 
@@ -66,13 +67,9 @@ def snapshot_bounds(settings: Settings, topic: str, partitions: list[int] | None
     """Low offset and last stable offset per partition, now; TopicError for unknown topics/partitions."""
     consumer = make_consumer(settings, "kstream-lab-replay", read_committed=True)
     try:
-        md = consumer.list_topics(topic, timeout=timeout)
-        tmd = md.topics.get(topic)
-        if tmd is None or tmd.error is not None or not tmd.partitions:
-            raise TopicError(f"unknown topic {topic!r}", hint="see `kstream-lab topics list`")
-        have = sorted(tmd.partitions)
+        have = topic_partitions(consumer, topic, timeout)
         wanted = have if partitions is None else sorted(set(partitions))
-        missing = [p for p in wanted if p not in tmd.partitions]
+        missing = [p for p in wanted if p not in have]
         if missing:
             raise TopicError(f"topic {topic!r} has no partition(s) {missing}", hint=f"it has {have}")
         out = {}
