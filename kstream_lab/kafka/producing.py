@@ -11,6 +11,16 @@ from kstream_lab.kafka.clients import make_producer
 from kstream_lab.settings import Settings
 
 
+def produce_waiting(producer: Any, topic: str, **kwargs: Any) -> None:
+    """``produce()``, serving delivery callbacks while librdkafka's local queue is full instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 class BatchProducer:
     """Idempotent producer that serves its delivery callbacks as it goes and flushes on exit."""
 
@@ -36,14 +46,10 @@ class BatchProducer:
             kwargs["timestamp"] = timestamp
         if headers:
             kwargs["headers"] = headers
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                raise BrokerError(f"produce to {topic} failed: {exc}") from None
+        try:
+            produce_waiting(self._producer, topic, **kwargs)
+        except KafkaException as exc:
+            raise BrokerError(f"produce to {topic} failed: {exc}") from None
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:

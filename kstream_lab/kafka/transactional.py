@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.clients import make_consumer, make_producer
 from kstream_lab.kafka.consuming import read_partitions_to_end, update_lag
+from kstream_lab.kafka.producing import produce_waiting
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.settings import Settings
 
@@ -60,12 +61,7 @@ class Output:
             kwargs["headers"] = headers
         if timestamp:
             kwargs["timestamp"] = timestamp
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_waiting(self._producer, topic, **kwargs)
         self.sent[topic] = self.sent.get(topic, 0) + 1
 
 
