@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,4 +131,6 @@ def lab_cmd(port: int = typer.Option(8888), no_browser: bool = typer.Option(Fals
     cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={s.notebooks_dir}", f"--port={port}"]
     if no_browser:
         cmd.append("--no-browser")
+    if os.geteuid() == 0:  # containers and CI machines often run as root; Jupyter refuses without this
+        cmd.append("--allow-root")
     raise typer.Exit(subprocess.call(cmd))

@@ -144,3 +144,29 @@ def test_bad_schedule_file(tmp_path):
     expected = "jobs.x.cron: Value error, not a cron expression.*jobs.x.colour: unknown key"
     with pytest.raises(ConfigError, match=expected):
         load_schedules(f)
+
+
+def test_lab_serves_jupyterlab_with_the_kernel_registered(nb_settings, tmp_path):
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "kstream_lab", "lab", "--no-browser", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        answer = None
+        while time.monotonic() < deadline and answer is None:
+            assert proc.poll() is None, "jupyter lab exited"
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/api", timeout=2)
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert answer is not None and answer.status_code == 200 and "version" in answer.json()
+        assert httpx.get(f"http://127.0.0.1:{port}/lab", timeout=5).status_code in (200, 302)  # 302: token login
+        spec = json.loads((Path(sys.prefix) / "share/jupyter/kernels/python3/kernel.json").read_text())
+        assert spec["argv"][0] == sys.executable and spec["display_name"] == "kstream_lab (.venv)"
+    finally:
+        proc.terminate()
+        proc.wait(30)
