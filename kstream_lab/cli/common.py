@@ -27,3 +27,15 @@ def human_bytes(n: int) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return f"{n} B"
+
+
+def ensure_local_registry(s: Settings) -> None:
+    """Start the embedded schema registry when it is the one configured (no KSTREAM_SCHEMA_REGISTRY_URL)
+    and not running, as users of the local default expect; a real registry is used as configured."""
+    if s.schema_registry_url is not None:
+        return
+    from kstream_lab.registry import LocalRegistry
+
+    registry = LocalRegistry(s)
+    if registry.pid() is None:
+        typer.echo(f"schema registry up at {registry.up()}")

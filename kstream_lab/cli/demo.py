@@ -18,11 +18,10 @@ import httpx
 import typer
 
 from kstream_lab.broker import LocalBroker
-from kstream_lab.cli.common import pipeline, settings
+from kstream_lab.cli.common import ensure_local_registry, pipeline, settings
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.topics import apply_topics
-from kstream_lab.registry import LocalRegistry
 from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.sinks.base import open_sink
 from kstream_lab.workers.live_demo import OrderPoster, drain, summary_lines
@@ -44,10 +43,7 @@ def demo_cmd(
         broker = LocalBroker(s)
         if broker.pid() is None:
             typer.echo(f"kafka up at {broker.up()}")
-    if s.schema_registry_url is None:  # the local registry; a real one is used as configured
-        registry = LocalRegistry(s)
-        if registry.pid() is None:
-            typer.echo(f"schema registry up at {registry.up()}")
+    ensure_local_registry(s)
     if pipeline_file is not None:  # schemas are read next to the pipeline file
         s = s.model_copy(update={"pipeline_file": pipeline_file})
     spec = pipeline(pipeline_file)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from kstream_lab.cli.common import pipeline, settings
+from kstream_lab.cli.common import ensure_local_registry, pipeline, settings
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.admin import ping
 from kstream_lab.schemas.serde import value_serializer
@@ -31,6 +31,8 @@ def produce_orders_cmd(
     s = settings()
     ping(s)
     tspec = spec.topic(topic)
+    if tspec.value_format == "avro":
+        ensure_local_registry(s)
     window = spec.aggregation().window
     summary = produce_orders(
         s, tspec, value_serializer(s, tspec), window, count=count, seed=seed, start_ms=start_ms,

@@ -106,3 +106,20 @@ def test_port_in_use_is_refused_cleanly(kafka_settings, tmp_path):
     with pytest.raises(BrokerError, match="already in use"):
         broker.up()
     assert not broker.pid_file.exists()
+
+
+def test_done_when_sequence_starts_the_local_registry_for_avro(kafka_settings, tmp_path):
+    """`broker up && topics apply pipelines/orders.yaml && produce-orders`: no separate `registry up`."""
+    env = {"KSTREAM_DATA_DIR": str(tmp_path / "d"), "KSTREAM_BROKER_PORT": str(free_port()),
+           "KSTREAM_CONTROLLER_PORT": str(free_port()), "KSTREAM_REGISTRY_PORT": str(free_port())}
+    try:
+        assert cli("broker", "up", env=env).returncode == 0
+        assert cli("topics", "apply", "pipelines/orders.yaml", env=env).returncode == 0
+        res = cli("produce-orders", "--count", "2000", "--seed", "1", "--no-progress", env=env)
+        assert res.returncode == 0, res.stderr
+        assert "schema registry up at" in res.stdout and "produced 2000 records to orders_raw" in res.stdout
+        assert "topic orders_raw: 6 partitions, 2000 messages" in cli("topics", "describe", "orders_raw",
+                                                                      env=env).stdout
+    finally:
+        cli("registry", "down", env=env)
+        cli("broker", "down", env=env)
