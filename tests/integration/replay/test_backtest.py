@@ -8,7 +8,6 @@ committed offsets are set by hand. test_backtest_live.py does the same against t
 from __future__ import annotations
 
 import json
-import time
 
 import polars as pl
 import pytest
@@ -17,6 +16,7 @@ from confluent_kafka import TopicPartition
 import kstream_lab
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.generator import loyalty_tier_for
+from kstream_lab.generator.orders import recent_start_ms
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.clients import make_consumer
 from kstream_lab.kafka.fetch import snapshot_bounds
@@ -28,7 +28,9 @@ from kstream_lab.schemas.serde import json_serializer
 from ...conftest import ROOT
 
 ORDERS = 12_000
-START_MS = (int(time.time()) - 3_600) * 1000  # recent: old timestamps would fall to time-based retention
+# An hour back and window-aligned: the same seed then gives the same windows, closes and late set every run
+# (an unaligned start made which windows are final, and so the what-if's direction, depend on the clock).
+START_MS = recent_start_ms(minutes_back=60)
 
 
 def enriched_json(obj: dict, topic: str) -> bytes:
