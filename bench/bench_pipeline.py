@@ -116,22 +116,59 @@ def timed_run(settings, pipe, worker: str, processes: int, topic: str, total: in
 
 
 def fold_only(settings, topic: str, count: int) -> float:
-    """Decode + fold of the same records in a plain loop: the CPU ceiling per process."""
-    from kstream_lab.aggregations.fold import PartitionWindows
+    """The aggregator's own processing (bulk decode + fold + aggregate encoding) over the same bytes in
+    batches of the worker's size, outputs discarded, no Kafka: the per-process CPU ceiling of the work."""
     from kstream_lab.kafka.consuming import read_topic
-    from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
-    from kstream_lab.workers.codec import value_decoder
+    from kstream_lab.workers.config import workers_config
+    from kstream_lab.workers.runner import aggregator_processor
 
-    spec = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation()
-    records = read_topic(settings, topic)
-    decode = value_decoder(settings, TopicSpec(name=topic, partitions=6, value_format="avro", schema="EnrichedOrder"))
-    states = {p: PartitionWindows(spec, p) for p in range(6)}
+    pipe = load_pipeline_spec()
+    processor = aggregator_processor(settings, pipe)
+    processor.assign(list(range(6)), lambda parts: {p: [] for p in parts})
+    batch = workers_config(pipe).aggregator.batch_size
+    messages = [_Message(r) for r in read_topic(settings, topic)]
+    out = _Discard()
     t0 = time.perf_counter()
-    for r in records:
-        states[r.partition].process(decode(r.value, r.topic, r.partition, r.offset))
-    for st in states.values():
-        st.changelog_entries()
-    return len(records) / (time.perf_counter() - t0)
+    for at in range(0, len(messages), batch):
+        processor.process(messages[at:at + batch], out)
+        processor.changelog()
+    return len(messages) / (time.perf_counter() - t0)
+
+
+class _Message:
+    """A consumed record with the Message methods the processor calls."""
+
+    def __init__(self, r) -> None:
+        self.r = r
+
+    def topic(self):
+        return self.r.topic
+
+    def partition(self):
+        return self.r.partition
+
+    def offset(self):
+        return self.r.offset
+
+    def key(self):
+        return self.r.key
+
+    def value(self):
+        return self.r.value
+
+    def headers(self):
+        return self.r.headers
+
+
+class _Discard:
+    def send(self, *args, **kwargs) -> None:
+        pass
+
+
+def load_pipeline_spec():
+    from kstream_lab.pipeline_spec import load_pipeline
+
+    return load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml")
 
 
 def throughput(settings, tmp: Path) -> dict:

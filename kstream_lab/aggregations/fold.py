@@ -11,32 +11,32 @@ vectorised.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream_lab.aggregations.spec import AggregationSpec, MetricSpec
+from kstream_lab.aggregations.spec import AggregationSpec
 
 WATERMARK_KEY = "__watermark__"
 SPEC_KEY = "__spec__"
 
 
-def initial(metric: MetricSpec) -> int | None:
-    return 0 if metric.op in ("sum", "count") else None
+def initial_value(op: str) -> int | None:
+    """A metric's accumulator before any record: 0 for sum/count, None (no value yet) for min/max."""
+    return 0 if op in ("sum", "count") else None
 
 
-def fold(metric: MetricSpec, acc: int | None, record: Mapping[str, Any]) -> int | None:
-    """One metric's accumulator after one more record (nulls are skipped, as SQL does)."""
-    if metric.op == "count":
+def fold_value(op: str, acc: int | None, value: int | None) -> int | None:
+    """One metric's accumulator after one more record's value (nulls are skipped, as SQL does)."""
+    if op == "count":
         return (acc or 0) + 1
-    value = record.get(metric.field)  # type: ignore[arg-type]
     if value is None:
         return acc
-    if metric.op == "sum":
+    if op == "sum":
         return (acc or 0) + value
     if acc is None:
         return value
-    return min(acc, value) if metric.op == "min" else max(acc, value)
+    return min(acc, value) if op == "min" else max(acc, value)
 
 
 def window_start(ts: int, size_ms: int) -> int:
@@ -74,6 +74,27 @@ class Step:
 
 
 @dataclass
+class BatchSteps:
+    """What a run of records did, by input position.
+
+    ``closed`` holds the windows the run closed, in closing order, each with the position of the
+    record whose event time closed it. ``updated`` holds the windows the run changed that are still
+    open, each with the position of the last record that changed it: a consumer that emits these
+    once per batch sees fewer updates, never different results (Kafka Streams' record cache does
+    the same).
+    """
+
+    late: list[int] = field(default_factory=list)
+    closed: list[tuple[int, WindowResult]] = field(default_factory=list)
+    updated: list[tuple[int, WindowResult]] = field(default_factory=list)
+
+
+def metric_columns(spec: AggregationSpec) -> list[str]:
+    """The record fields the metrics read (besides the time field and the grouping)."""
+    return sorted({m.field for m in spec.metrics.values() if m.field})
+
+
+@dataclass
 class PartitionWindows:
     """Open windows and the watermark of one input partition."""
 
@@ -85,34 +106,68 @@ class PartitionWindows:
     closed_keys: set[tuple[int, tuple]] = field(default_factory=set)
 
     def process(self, record: Mapping[str, Any]) -> Step:
-        spec, size, grace = self.spec, self.spec.window.size_ms, self.spec.window.grace_ms
-        ts = int(record[spec.time_field])
-        start = window_start(ts, size)
-        if self.watermark is not None and start + size + grace <= self.watermark:
+        """One record (the batch fold over a run of one, for callers that go record by record)."""
+        spec = self.spec
+        steps = self.process_columns([int(record[spec.time_field])],
+                                     [tuple(record.get(g) for g in spec.group_by)],
+                                     {f: [record.get(f)] for f in metric_columns(spec)})
+        if steps.late:
             return Step(late=True)
-        key = (start, tuple(record.get(g) for g in spec.group_by))
-        acc = self.windows.get(key)
-        if acc is None:
-            acc = {name: initial(m) for name, m in spec.metrics.items()}
-            self.windows[key] = acc
-        for name, metric in spec.metrics.items():
-            acc[name] = fold(metric, acc[name], record)
-        self.dirty.add(key)
-        self.watermark = ts if self.watermark is None else max(self.watermark, ts)
-        return Step(late=False, update=self._result(key, final=False), closed=self._close_due())
+        return Step(late=False, update=steps.updated[0][1], closed=tuple(w for _, w in steps.closed))
+
+    def process_columns(self, times: Sequence[int], groups: Sequence[tuple],
+                        values: Mapping[str, Sequence[Any]]) -> BatchSteps:
+        """Fold a run of records, given as columns in offset order (DESIGN.md section 3).
+
+        ``times`` are event times in epoch ms, ``groups`` the group-by tuples and ``values`` the
+        metric fields' columns. Record by record: late if its window closed before it came (no
+        state change); otherwise folded in, the watermark advanced, and windows that the new
+        watermark reaches are closed. Columns instead of dicts, and a close check only when the
+        watermark passes the earliest open window's end, keep this at about a microsecond a record.
+        """
+        size = self.spec.window.size_ms
+        span = size + self.spec.window.grace_ms
+        plan = [(name, m.op, values[m.field] if m.field else None) for name, m in self.spec.metrics.items()]
+        windows, steps, touched = self.windows, BatchSteps(), {}
+        wm = self.watermark
+        next_close = min(k[0] for k in windows) + span if windows else None
+        for i, ts in enumerate(times):
+            start = ts - ts % size
+            if wm is not None and start + span <= wm:
+                steps.late.append(i)
+                continue
+            key = (start, groups[i])
+            acc = windows.get(key)
+            if acc is None:
+                acc = windows[key] = {name: initial_value(op) for name, op, _ in plan}
+                if next_close is None or start + span < next_close:
+                    next_close = start + span
+            for name, op, column in plan:
+                acc[name] = fold_value(op, acc[name], None if column is None else column[i])
+            touched[key] = i
+            if wm is None or ts > wm:
+                wm = ts
+                if next_close is not None and next_close <= wm:
+                    next_close = self._close(wm, i, steps, touched)
+        self.watermark = wm
+        self.dirty.update(touched)
+        steps.updated = [(i, self._result(k, final=False)) for k, i in sorted(touched.items(),
+                                                                               key=lambda kv: _sort_key(kv[0]))]
+        return steps
+
+    def _close(self, watermark: int, trigger: int, steps: BatchSteps, touched: dict) -> int | None:
+        """Close every window the watermark reached; return the next window end + grace (or None)."""
+        span = self.spec.window.size_ms + self.spec.window.grace_ms
+        for k in sorted((k for k in self.windows if k[0] + span <= watermark), key=_sort_key):
+            steps.closed.append((trigger, self._result(k, final=True)))
+            del self.windows[k]
+            touched.pop(k, None)
+            self.dirty.discard(k)
+            self.closed_keys.add(k)
+        return min(k[0] for k in self.windows) + span if self.windows else None
 
     def open_results(self) -> list[WindowResult]:
         return [self._result(k, final=False) for k in sorted(self.windows, key=_sort_key)]
-
-    def _close_due(self) -> tuple[WindowResult, ...]:
-        size, grace = self.spec.window.size_ms, self.spec.window.grace_ms
-        due = sorted((k for k in self.windows if k[0] + size + grace <= self.watermark), key=_sort_key)
-        out = tuple(self._result(k, final=True) for k in due)
-        for k in due:
-            del self.windows[k]
-            self.dirty.discard(k)
-            self.closed_keys.add(k)
-        return out
 
     def _result(self, key: tuple[int, tuple], *, final: bool) -> WindowResult:
         start, group = key
@@ -171,14 +226,20 @@ def _sort_key(key: tuple[int, tuple]) -> tuple:
     return (start, tuple((g is None, "" if g is None else str(g)) for g in group))
 
 
-def fold_partition(spec: AggregationSpec, partition: int, records: Iterable[Mapping[str, Any]]):
-    """Run the streaming engine over a whole partition: (final windows, open windows, late indices)."""
+def fold_partition(spec: AggregationSpec, partition: int, records: Sequence[Mapping[str, Any]], *,
+                   batch: int | None = None):
+    """Run the streaming engine over a whole partition in runs of ``batch`` records (all at once by
+    default), as the aggregator does per consumed batch: (final windows, open windows, late indices)."""
     state = PartitionWindows(spec, partition)
     finals: list[WindowResult] = []
     late: list[int] = []
-    for i, rec in enumerate(records):
-        step = state.process(rec)
-        if step.late:
-            late.append(i)
-        finals.extend(step.closed)
+    step = batch or max(1, len(records))
+    fields = metric_columns(spec)
+    for at in range(0, len(records), step):
+        run = records[at:at + step]
+        steps = state.process_columns([int(r[spec.time_field]) for r in run],
+                                      [tuple(r.get(g) for g in spec.group_by) for r in run],
+                                      {f: [r.get(f) for r in run] for f in fields})
+        late += [at + i for i in steps.late]
+        finals += [w for _, w in steps.closed]
     return finals, state.open_results(), late

@@ -8,9 +8,11 @@ DeserializationError/ValidationError carrying topic/partition/offset, which the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from kstream_lab.errors import ConfigError, DeserializationError, ValidationError
+from kstream_lab.errors import ConfigError, DeserializationError, RecordError, ValidationError
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.schemas.serde import value_serializer
@@ -18,6 +20,22 @@ from kstream_lab.settings import Settings
 
 Decoder = Callable[[bytes | None, str, int, int], dict]
 Encoder = Callable[[dict], bytes]
+
+
+@dataclass
+class Columns:
+    """Decoded fields of a batch, column-wise: ``rows[j]`` is the input position of row j.
+
+    ``errors`` maps input positions that did not decode or lack a required integer field to the
+    RecordError (with coordinates) that sends them to the DLQ.
+    """
+
+    columns: dict[str, list[Any]]
+    rows: list[int]
+    errors: dict[int, RecordError] = field(default_factory=dict)
+
+
+ColumnDecoder = Callable[[list[bytes | None], str, list[int], list[int]], Columns]
 
 
 def _json_decoder(value: bytes | None, topic: str, partition: int, offset: int) -> dict:
@@ -38,7 +56,7 @@ def value_decoder(settings: Settings, spec: TopicSpec) -> Decoder:
     if spec.value_format == "json":
         return _json_decoder
     if spec.value_format == "avro":
-        from kstream_lab.kafka.registry import SchemaRegistry
+        from kstream_lab.kafka.registry import RegistryError, SchemaRegistry
         from kstream_lab.schemas.avro import AvroRecordDecoder
 
         decode = AvroRecordDecoder(SchemaRegistry(settings))
@@ -46,6 +64,8 @@ def value_decoder(settings: Settings, spec: TopicSpec) -> Decoder:
         def avro_decoder(value: bytes | None, topic: str, partition: int, offset: int) -> dict:
             try:
                 return decode(value, topic=topic, partition=partition, offset=offset)
+            except RegistryError as exc:  # unreachable or 5xx: retry the batch, never dead-letter it
+                raise RetryBatch(f"schema registry unavailable: {exc.message}") from None
             except DeserializationError as exc:
                 if "writer schema unavailable" in exc.message:  # registry down: not the record's fault
                     raise RetryBatch(str(exc)) from None
@@ -74,3 +94,81 @@ def require(record: Mapping, types: Mapping[str, type | tuple[type, ...]], *, to
         if not isinstance(value, typ) or isinstance(value, bool):
             raise ValidationError(f"field {name!r} is {value!r}, expected {getattr(typ, '__name__', typ)}",
                                   topic=topic, partition=partition, offset=offset)
+
+
+def column_decoder(settings: Settings, spec: TopicSpec, *, ints: Sequence[str], others: Sequence[str] = ()
+                   ) -> ColumnDecoder:
+    """``(values, topic, partitions, offsets) -> Columns`` of the fields ``ints`` (required integers)
+    and ``others`` (any type, may be null), for workers that fold whole batches.
+
+    Avro decodes in bulk (the container trick, about ten times per-record fastavro); a registry
+    that cannot be reached is :class:`RetryBatch`, never a dead letter. JSON goes record by record
+    (it serves quick test copies of the pipeline, not volume).
+    """
+    if spec.value_format == "avro":
+        from kstream_lab.kafka.registry import SchemaRegistry
+
+        registry = SchemaRegistry(settings)
+        return lambda values, topic, partitions, offsets: _avro_columns(registry, values, topic, partitions,
+                                                                        offsets, ints, others)
+    decode = value_decoder(settings, spec)
+    return lambda values, topic, partitions, offsets: records_to_columns(decode, values, topic, partitions,
+                                                                         offsets, ints, others)
+
+
+def records_to_columns(decode: Decoder, values: list[bytes | None], topic: str, partitions: list[int],
+                       offsets: list[int], ints: Sequence[str], others: Sequence[str]) -> Columns:
+    """Decode record by record with ``decode`` and check ``ints``; the generic path."""
+    types = {name: int for name in ints}
+    out = Columns({name: [] for name in (*ints, *others)}, [])
+    for i, value in enumerate(values):
+        try:
+            record = decode(value, topic, partitions[i], offsets[i])
+            if any(type(record.get(f)) is not int for f in ints):
+                require(record, types, topic=topic, partition=partitions[i], offset=offsets[i])
+        except RecordError as exc:
+            out.errors[i] = exc
+            continue
+        out.rows.append(i)
+        for name, column in out.columns.items():
+            column.append(record.get(name))
+    return out
+
+
+def _avro_columns(registry: Any, values: list[bytes | None], topic: str, partitions: list[int],
+                  offsets: list[int], ints: Sequence[str], others: Sequence[str]) -> Columns:
+    from kstream_lab.kafka.registry import RegistryError
+    from kstream_lab.schemas.bulk import decode_avro_batch
+
+    try:
+        batch = decode_avro_batch(values, registry)
+    except RegistryError as exc:  # unreachable or 5xx: the registry's fault, not the records'
+        raise RetryBatch(f"schema registry unavailable: {exc.message}") from None
+    errors: dict[int, RecordError] = {
+        f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
+        for f in batch.failures}
+    frame, rows = batch.frame, batch.indices.tolist()
+    bad = _bad_int_rows(frame, ints)
+    if bad:
+        for j, reason in bad.items():
+            i = rows[j]
+            errors[i] = ValidationError(reason, topic=topic, partition=partitions[i], offset=offsets[i])
+        keep = [j for j in range(len(rows)) if j not in bad]
+        frame, rows = frame[keep], [rows[j] for j in keep]
+    columns = {name: frame[name].to_list() if name in frame.columns else [None] * len(rows)
+               for name in (*ints, *others)}
+    return Columns(columns, rows, errors)
+
+
+def _bad_int_rows(frame: Any, ints: Sequence[str]) -> dict[int, str]:
+    """Rows whose required integer fields are missing, null or not integers: row -> reason."""
+    bad: dict[int, str] = {}
+    for name in ints:
+        if name not in frame.columns:
+            return {j: f"field {name!r} is missing, expected int" for j in range(frame.height)}
+        column = frame[name]
+        if not column.dtype.is_integer():
+            return {j: f"field {name!r} is {column.dtype}, expected int" for j in range(frame.height)}
+        for j in column.is_null().arg_true().to_list():
+            bad.setdefault(j, f"field {name!r} is None, expected int")
+    return bad

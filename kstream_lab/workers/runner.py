@@ -21,7 +21,7 @@ from kstream_lab.pipeline_spec import PipelineSpec
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import open_sink
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import value_decoder, value_encoder
+from kstream_lab.workers.codec import column_decoder, value_decoder, value_encoder
 from kstream_lab.workers.config import workers_config
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.sink import SinkWorker
@@ -60,8 +60,8 @@ def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event
     return TransactionalLoop(settings, loop_cfg, processor, service="enricher", stop=stop)
 
 
-def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event,
-                     instance: int) -> TransactionalLoop:
+def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorProcessor:
+    """The aggregator's processing (decode, fold, encode) as configured, without the Kafka loop."""
     cfg = workers_config(spec).aggregator
     agg = spec.aggregation(cfg.aggregation)
     if agg.source != cfg.input:
@@ -71,9 +71,16 @@ def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Eve
     if changelog.partitions != src.partitions:
         raise KStreamLabError(f"{changelog.name} has {changelog.partitions} partitions, {src.name} has "
                               f"{src.partitions}", hint="state for partition p lives in changelog partition p")
-    processor = AggregatorProcessor(agg, decode=value_decoder(settings, src),
-                                    encode_aggregate=value_encoder(settings, spec.topic(cfg.output)),
-                                    output=cfg.output, late=cfg.late, dlq=cfg.dlq, group_columns=cfg.group_columns)
+    ints, others = AggregatorProcessor.fields(agg)
+    return AggregatorProcessor(agg, decode=column_decoder(settings, src, ints=ints, others=others),
+                               encode_aggregate=value_encoder(settings, spec.topic(cfg.output)),
+                               output=cfg.output, late=cfg.late, dlq=cfg.dlq, group_columns=cfg.group_columns)
+
+
+def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event,
+                     instance: int) -> TransactionalLoop:
+    cfg = workers_config(spec).aggregator
+    processor = aggregator_processor(settings, spec)
     loop_cfg = LoopConfig(input_topic=cfg.input, group_id=cfg.group_id, changelog_topic=cfg.changelog,
                           transactional_id=f"{cfg.transactional_id}-{instance}", batch_size=cfg.batch_size)
     return TransactionalLoop(settings, loop_cfg, processor, service="aggregator", stop=stop)

@@ -57,10 +57,10 @@ def _frame(parts):
                                       "total_cents": pl.Int64, "loyalty_tier": pl.Utf8})
 
 
-def _fold_all(spec, parts):
+def _fold_all(spec, parts, batch=None):
     finals, opens, late = [], [], set()
     for p, recs in parts.items():
-        f, o, lt = fold_partition(spec, p, recs)
+        f, o, lt = fold_partition(spec, p, recs, batch=batch)
         finals += f
         opens += o
         late |= {(p, i) for i in lt}
@@ -85,12 +85,13 @@ records = st.lists(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parts=st.dictionaries(st.integers(0, 5), records, max_size=4),
        size=st.sampled_from([1_000, 60_000, 90_000]), grace=st.sampled_from([0, 10_000, 45_000]),
-       group=st.sampled_from([[], ["loyalty_tier"]]))
-def test_streaming_and_batch_engines_agree(parts, size, grace, group):
+       group=st.sampled_from([[], ["loyalty_tier"]]), batch=st.sampled_from([None, 1, 3, 7]))
+def test_streaming_and_batch_engines_agree(parts, size, grace, group, batch):
+    """Also across batch boundaries: the aggregator folds one consumed batch at a time."""
     spec = SPEC.model_copy(update={"group_by": tuple(group)}).with_window(size_ms=size, grace_ms=grace)
     if not any(parts.values()):
         return
-    fold_rows, fold_late = _fold_all(spec, parts)
+    fold_rows, fold_late = _fold_all(spec, parts, batch)
     batch_rows, batch_late = _batch_all(spec, parts)
     assert fold_late == batch_late
     assert sorted(fold_rows, key=_key) == sorted(batch_rows, key=_key)

@@ -7,7 +7,7 @@ import json
 
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import _json_decoder
+from kstream_lab.workers.codec import _json_decoder, records_to_columns
 from kstream_lab.workers.dlq import DeadLetter
 from tests.unit.workers.fakes import RecordingOutput, json_msgs
 
@@ -20,8 +20,13 @@ def order(i: int, ts: int, tier: str = "gold", cents: int = 100) -> dict:
     return {"order_id": f"o{i}", "timestamp": ts, "loyalty_tier": tier, "total_cents": cents}
 
 
+def json_columns(values, topic, partitions, offsets):
+    ints, others = AggregatorProcessor.fields(SPEC)
+    return records_to_columns(_json_decoder, values, topic, partitions, offsets, ints, others)
+
+
 def processor() -> AggregatorProcessor:
-    proc = AggregatorProcessor(SPEC, decode=_json_decoder, encode_aggregate=lambda v: json.dumps(v).encode(),
+    proc = AggregatorProcessor(SPEC, decode=json_columns, encode_aggregate=lambda v: json.dumps(v).encode(),
                                output="agg", late="late", dlq="dlq", group_columns={"loyalty_tier": "tier"})
     proc.assign([0], lambda parts: {p: [] for p in parts})
     return proc
@@ -71,7 +76,7 @@ def test_restore_from_changelog_continues_exactly() -> None:
     for start in range(0, 30, 10):
         first.process(json_msgs("in", 0, records[start:start + 10], start), out_b)
         changelog += first.changelog()[0]
-    restored = AggregatorProcessor(SPEC, decode=_json_decoder, encode_aggregate=lambda v: json.dumps(v).encode(),
+    restored = AggregatorProcessor(SPEC, decode=json_columns, encode_aggregate=lambda v: json.dumps(v).encode(),
                                    output="agg", late="late", dlq="dlq", group_columns={"loyalty_tier": "tier"})
     restored.assign([0], lambda parts: {0: changelog})
     for start in range(30, 60, 10):
