@@ -15,7 +15,7 @@ import polars as pl
 
 from kstream_lab.replay.frames import referenced_topics, register, run_sql, to_parquet
 from kstream_lab.replay.parquet import ExportSummary, export_parquet
-from kstream_lab.replay.reader import Position, ReplayRange, read_range, resolve_range
+from kstream_lab.replay.reader import BATCH_RECORDS, Position, ReplayRange, read_range, resolve_range
 from kstream_lab.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def resolve(topic: str, start: Position = "earliest", end: Position = "latest", 
 
 def replay(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
            value_format: str = "auto", settings: Settings | None = None, *, errors: str = "skip",
-           batch_size: int = 50_000) -> pl.DataFrame:
+           batch_size: int = BATCH_RECORDS) -> pl.DataFrame:
     """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
 
     Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,

@@ -21,7 +21,7 @@ import polars as pl
 from tqdm import tqdm
 
 from kstream_lab.replay.decode import BatchDecoder
-from kstream_lab.replay.reader import ReplayRange, iter_frames
+from kstream_lab.replay.reader import BATCH_RECORDS, ReplayRange, iter_frames
 from kstream_lab.settings import Settings
 
 RANGE_FILE = "_range.json"
@@ -45,7 +45,7 @@ class ExportSummary:
 
 
 def export_parquet(settings: Settings, rng: ReplayRange, out: str | Path, *, value_format: str = "auto",
-                   errors: str = "skip", chunk_rows: int = 500_000, batch_size: int = 50_000,
+                   errors: str = "skip", chunk_rows: int = 500_000, batch_size: int = BATCH_RECORDS,
                    progress: bool = True) -> ExportSummary:
     """Stream the range into partitioned Parquet files with bounded memory and a progress bar."""
     out = Path(out)

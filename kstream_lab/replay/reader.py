@@ -172,18 +172,21 @@ def _resolve(settings: Settings, topic: str, bounds: dict[int, PartitionBounds],
 
 
 _DONE = object()
+# Records per fetch batch (each of one partition) handed to the decoder. Big enough for bulk decoding
+# to pay off, small enough that one partial batch per partition plus the queue stay a few MB.
+BATCH_RECORDS = 20_000
 
 
 def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
-                batch_size: int = 50_000, stall_timeout: float = 30.0,
+                batch_size: int = BATCH_RECORDS, stall_timeout: float = 30.0,
                 decoder: BatchDecoder | None = None) -> Iterator[pl.DataFrame]:
-    """Decoded frames of the range, one per fetch batch, in fetch order.
+    """Decoded frames of the range, one per fetch batch (one partition each, in offset order).
 
     A background thread fetches (librdkafka + column extraction) while this thread decodes (Polars
     releases the GIL); a small bounded queue between them keeps memory at a few batches.
     """
     decoder = decoder or BatchDecoder(settings, rng.topic, value_format, errors=errors)
-    q: queue.Queue = queue.Queue(maxsize=3)
+    q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def pump() -> None:
@@ -211,7 +214,8 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
             if isinstance(item, BaseException):
                 raise item
             frame = decoder.decode(item)
-            counts.update(dict(frame[decoder.meta_name("partition")].value_counts().iter_rows()))
+            if frame.height:  # a fetch batch holds one partition
+                counts[frame[decoder.meta_name("partition")][0]] += frame.height
             yield frame
         record_reads(settings, [RangeRead(rng.topic, p, start, end, counts.get(p, 0), sorted(decoder.schema_ids))
                                 for p, (start, end) in sorted(rng.as_offsets().items())])
@@ -226,21 +230,18 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
 
 
 def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
-               batch_size: int = 50_000) -> pl.DataFrame:
+               batch_size: int = BATCH_RECORDS) -> pl.DataFrame:
     """The whole range as one DataFrame, ordered by partition, then offset.
 
-    Each fetch batch is split by partition as it arrives and the pieces are concatenated in partition
-    order without a final copy (the frame stays chunked), so the peak is about one frame plus a batch.
+    Fetch batches hold one partition each, in offset order, so the frames are concatenated in
+    partition order without a copy (the result stays chunked): the peak is about one frame plus the
+    batches in flight.
     """
     decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors)
     pieces: dict[int, list[pl.DataFrame]] = {}
     for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):
-        part = decoder.meta_name("partition")
-        if frame[part].n_unique() == 1:
-            pieces.setdefault(frame[part][0], []).append(frame)
-            continue
-        for (p,), sub in frame.partition_by(part, as_dict=True, maintain_order=True).items():
-            pieces.setdefault(p, []).append(sub)
+        if frame.height:
+            pieces.setdefault(frame[decoder.meta_name("partition")][0], []).append(frame)
     ordered = [f for p in sorted(pieces) for f in pieces[p]]
     if not ordered:
         return decoder.empty_frame()
