@@ -109,8 +109,8 @@ def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, i
                   stop: Event | None = None) -> Iterator[RawBatch]:
     """Yield every committed record with ``start <= offset < end`` per partition, then stop.
 
-    Each batch holds records of one partition in offset order (up to ``batch_size``); batches of
-    different partitions interleave.
+    Each batch holds records of one partition in offset order, ``batch_size`` or a little more (a
+    consumed chunk is never split); batches of different partitions interleave.
 
     ``ranges`` maps partition -> (start, end). Raises BrokerError if no partition makes progress for
     ``stall_timeout`` seconds, and TopicError if offsets vanish (retention) during the read.
