@@ -119,6 +119,8 @@ def timed_run(settings, pipe, worker: str, processes: int, topic: str, total: in
 def fold_only(settings, topic: str, count: int) -> float:
     """The aggregator's own processing (bulk decode + fold + aggregate encoding) over the same bytes in
     batches of the worker's size, outputs discarded, no Kafka: the per-process CPU ceiling of the work."""
+    from confluent_kafka import Message
+
     from kstream_lab.kafka.consuming import read_topic
     from kstream_lab.workers.config import workers_config
     from kstream_lab.workers.runner import aggregator_processor
@@ -127,38 +129,14 @@ def fold_only(settings, topic: str, count: int) -> float:
     processor = aggregator_processor(settings, pipe)
     processor.assign(list(range(6)), lambda parts: {p: [] for p in parts})
     batch = workers_config(pipe).aggregator.batch_size
-    messages = [_Message(r) for r in read_topic(settings, topic)]
+    messages = [Message(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                        headers=list(r.headers)) for r in read_topic(settings, topic)]
     out = _Discard()
     t0 = time.perf_counter()
     for at in range(0, len(messages), batch):
         processor.process(messages[at:at + batch], out)
         processor.changelog()
     return len(messages) / (time.perf_counter() - t0)
-
-
-class _Message:
-    """A consumed record with the Message methods the processor calls."""
-
-    def __init__(self, r) -> None:
-        self.r = r
-
-    def topic(self):
-        return self.r.topic
-
-    def partition(self):
-        return self.r.partition
-
-    def offset(self):
-        return self.r.offset
-
-    def key(self):
-        return self.r.key
-
-    def value(self):
-        return self.r.value
-
-    def headers(self):
-        return self.r.headers
 
 
 class _Discard:

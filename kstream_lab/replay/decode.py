@@ -175,7 +175,7 @@ class BatchDecoder:
         except pl.exceptions.PolarsError:
             keys = pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None for k in raw.keys],
                              dtype=pl.String)
-        headers = (pl.Series([None] * n, dtype=HEADERS) if raw.headers is None else pl.Series(
+        headers = (pl.repeat(None, n, dtype=HEADERS, eager=True) if raw.headers is None else pl.Series(
             [None if h is None else [{"key": k, "value": v} for k, v in h] for h in raw.headers], dtype=HEADERS))
         cols = {
             "topic": pl.repeat(self.topic, n, dtype=pl.String, eager=True),
