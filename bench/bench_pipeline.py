@@ -1,12 +1,13 @@
 """Live pipeline numbers: aggregator and enricher throughput with exactly-once, and end-to-end latency.
 
 * ``aggregator``: events/s of the transactional aggregator (Avro in, fold, changelog, Avro out,
-  offsets in the transaction) with 1 and 2 processes, beside ``fold_only`` -- the same decode + fold
-  in a plain loop over the same bytes, no Kafka: the per-process CPU ceiling of the work itself.
+  offsets in the transaction) with 1 and 2 processes, beside ``fold_only`` -- the same processing
+  over the same bytes without Kafka: the per-process CPU ceiling of the work itself.
 * ``enricher``: events/s of the transactional enricher (tier lookups against the real customer
   service, cache warm after the first batches) with 1 and 2 processes.
 * ``e2e``: latency from ``POST /orders`` to the order being counted in the sink row, p50/p99, at
-  500 orders/s, beside the order service's own 202 latency (the first hop).
+  500 orders/s, beside the order service's own 202 latency (the first hop); measured after a warm-up
+  at the same rate (KSTREAM_BENCH_E2E_WARMUP, 5 s), which is reported apart.
 
 Throughput is measured from the first to the last committed input offset of the worker's group
 (start-up and group join excluded), median of ``KSTREAM_BENCH_REPEAT`` runs. The broker and registry
