@@ -35,16 +35,19 @@ def resolve(topic: str, start: Position = "earliest", end: Position = "latest", 
 
 def replay(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
            value_format: str = "auto", settings: Settings | None = None, *, errors: str = "skip",
-           batch_size: int = BATCH_RECORDS) -> pl.DataFrame:
+           batch_size: int = BATCH_RECORDS, columns: list[str] | None = None) -> pl.DataFrame:
     """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
 
     Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
-    headers, then the decoded value fields (``value`` bytes for raw). ``value_format``: auto, json,
-    avro or raw. ``errors``: "skip" drops undecodable values (logged), "raise" stops at the first.
+    headers, then the decoded value fields (``value`` bytes for raw); ``columns`` keeps only those
+    named, batch by batch, so a long range of a few fields fits in a fraction of the memory.
+    ``value_format``: auto, json, avro or raw. ``errors``: "skip" drops undecodable values (logged),
+    "raise" stops at the first.
     """
     settings = settings or get_settings()
     rng = resolve_range(settings, topic, start, end, partitions)
-    return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size)
+    return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size,
+                      columns=columns)
 
 
 def to_duckdb(frame_or_topic: pl.DataFrame | str, name: str | None = None, con: duckdb.DuckDBPyConnection | None = None,

@@ -164,7 +164,8 @@ def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[
           batches: dict[int, RawBatch], batch_size: int) -> Iterator[RawBatch]:
     """Add one consumed chunk to the per-partition batches; yield those that filled up."""
     parts, offs = list(map(_part, msgs)), list(map(_off, msgs))
-    last = dict(zip(parts, offs, strict=True))
+    one = parts.count(parts[0]) == len(parts)  # one partition, the usual case: its offsets ascend
+    last = {parts[0]: offs[-1]} if one else dict(zip(parts, offs, strict=True))
     overshoot = False
     for p, off in last.items():
         end = ends.get(p)

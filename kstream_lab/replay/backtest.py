@@ -128,7 +128,8 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     if frame is None:
         rng = _input_range(req, topic, committed, notes)
         ranges = rng.as_offsets()
-        frame = read_range(req.settings, rng, value_format="auto")
+        frame = read_range(req.settings, rng, value_format="auto",
+                           columns=_needed_columns(req.spec, req.what_if_spec))
     else:
         frame, ranges = _cap_export(frame, ranges, committed, notes)
     assert ranges is not None
@@ -206,8 +207,8 @@ def _warmup_bounds(req: BacktestRequest, topic: str, ranges: dict[int, tuple[int
                      "the first retained offset")
     rng = ReplayRange(topic, {p: replace(bounds.partitions[p], start=s, end=e) for p, (s, e) in prefix.items()},
                       bounds.snapshot_ms)
-    before = read_range(req.settings, rng)
     tf = req.spec.time_field
+    before = read_range(req.settings, rng, columns=["partition", tf])
     out = dict(before.group_by("partition").agg(pl.col(tf).cast(pl.Int64).max()).iter_rows())
     notes.append(f"note: sub-range start; windows starting at or before the prior watermark are 'warmup' "
                  f"({', '.join(f'p{p}<={t}' for p, t in sorted(out.items()))})")

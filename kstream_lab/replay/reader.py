@@ -230,8 +230,9 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
 
 
 def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
-               batch_size: int = BATCH_RECORDS) -> pl.DataFrame:
-    """The whole range as one DataFrame, ordered by partition, then offset.
+               batch_size: int = BATCH_RECORDS, columns: list[str] | None = None) -> pl.DataFrame:
+    """The whole range as one DataFrame, ordered by partition, then offset; only ``columns`` if given
+    (projected batch by batch, so memory holds just those).
 
     Fetch batches hold one partition each, in offset order, so the frames are concatenated in
     partition order without a copy (the result stays chunked): the peak is about one frame plus the
@@ -241,8 +242,17 @@ def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "aut
     pieces: dict[int, list[pl.DataFrame]] = {}
     for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):
         if frame.height:
-            pieces.setdefault(frame[decoder.meta_name("partition")][0], []).append(frame)
+            p = frame[decoder.meta_name("partition")][0]
+            pieces.setdefault(p, []).append(frame if columns is None else _project(frame, columns, rng.topic))
     ordered = [f for p in sorted(pieces) for f in pieces[p]]
     if not ordered:
-        return decoder.empty_frame()
+        empty = decoder.empty_frame()
+        return empty if columns is None else empty.select([c for c in columns if c in empty.columns])
     return pl.concat(ordered, how="diagonal_relaxed", rechunk=False) if len(ordered) > 1 else ordered[0]
+
+
+def _project(frame: pl.DataFrame, columns: list[str], topic: str) -> pl.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise RangeError(f"{topic} has no column(s) {missing}", hint=f"its columns are {frame.columns}")
+    return frame.select(columns)

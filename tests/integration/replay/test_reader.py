@@ -48,6 +48,11 @@ def test_time_boundaries_are_inclusive_start_exclusive_end(kafka_settings, topic
     assert kstream_lab.replay(topic, start=f"@{T0 + 60_000}", settings=kafka_settings).height == 0
     assert kstream_lab.replay(topic, end=f"@{T0}", settings=kafka_settings).height == 0
     assert kstream_lab.replay(topic, end=f"@{T0 + 1}", settings=kafka_settings)["offset"].to_list() == [0]
+    # a projection, kept batch by batch: same rows, only the named columns
+    df = kstream_lab.replay(topic, start=8, columns=["partition", "offset", "total_cents"], settings=kafka_settings)
+    assert df.rows() == [(0, 8, 108), (0, 9, 109), (1, 8, 108), (1, 9, 109)]
+    with pytest.raises(RangeError, match=r"no column\(s\) \['nope'\]"):
+        kstream_lab.replay(topic, columns=["offset", "nope"], settings=kafka_settings)
 
 
 def test_bounded_read_while_a_producer_keeps_writing(kafka_settings, topic_factory, produce_json):
