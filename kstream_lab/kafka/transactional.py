@@ -282,7 +282,10 @@ class TransactionalLoop:
             self.consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close: %s", exc)
-        self.producer.flush(5)
+        try:
+            self.producer.flush(5)
+        except KafkaException as exc:  # a fenced (fatal) producer refuses even this; the cause is already raised
+            log.warning("producer flush: %s", exc.args[0].str())
 
 
 def _next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:

@@ -106,11 +106,12 @@ class Pipeline:
         delete_topics(self.settings, list(self.spec.topics))
 
     # ---- processes ------------------------------------------------------------------------------
-    def start(self, name: str, *, instance: int = 0, key: str | None = None) -> subprocess.Popen:
+    def start(self, name: str, *, instance: int = 0, key: str | None = None,
+              extra: list[str] | None = None) -> subprocess.Popen:
         key = key or (name if instance == 0 else f"{name}-{instance}")
         log = (self.tmp / f"{key}.log").open("ab")
         cmd = [sys.executable, "-m", "kstream_lab", "worker", name, "--pipeline", str(self.file),
-               "--instance", str(instance)]
+               "--instance", str(instance), *(extra or [])]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
         self.procs[key] = proc
         if name == "customer-service":

@@ -126,6 +126,30 @@ def test_partitions_move_between_two_aggregators(live_pipeline: Pipeline) -> Non
     assert "revoked partitions" in second and second.count("assigned partitions") >= 2
 
 
+def test_a_twin_with_the_same_transactional_id_fences_the_first(live_pipeline: Pipeline) -> None:
+    """A second process started with the same instance number (same transactional id) fences the
+    first: its next transactional call fails fatally and it exits with code 3; the twin takes over
+    and the results stay exact, nothing duplicated."""
+    pipe = live_pipeline
+    rate, count = 2500.0, 30_000
+    pipe.set_window("5s", "3s")
+    producer = BackgroundProducer(pipe, count, rate, seed=17)
+    for name in ("customer-service", "enricher", "aggregator", "sink"):
+        pipe.start(name)
+    producer.start()
+    time.sleep(0.3 * count / rate)
+    pipe.start("aggregator", key="aggregator-twin", extra=["--metrics-port", "0"])
+    assert pipe.procs.pop("aggregator").wait(timeout=90) == 3, pipe.log("aggregator")[-2000:]
+    assert re.search(r"fatal: .*fenced", pipe.log("aggregator"), re.I), pipe.log("aggregator")[-2000:]
+    assert "Traceback" not in pipe.log("aggregator")
+    truth = producer.truth()
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match after fencing")
+    assert_pipeline_results(pipe, truth, expected)
+    assert_read_committed_exactly_once(pipe, truth)
+
+
 def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pipeline) -> None:
     pipe = live_pipeline
     cs = f"http://127.0.0.1:{pipe.workers['customer_service']['port']}"

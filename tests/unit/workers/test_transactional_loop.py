@@ -1,0 +1,172 @@
+"""The transactional loop's error handling (DESIGN.md section 4), driven by scripted client errors:
+retriable -> the same call again; txn_requires_abort -> abort, rewind to the committed offsets and
+rebuild state; fatal -> FatalKafkaError (the worker exits non-zero); RetryBatch -> abort and rewind
+without dead-lettering; and the happy path commits outputs and offsets in one transaction."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, RetryBatch, TransactionalLoop
+from kstream_lab.settings import Settings
+
+
+class ScriptedProducer:
+    """Records transactional calls; ``fail[name]`` is a list of errors raised by successive calls."""
+
+    def __init__(self, fail: dict[str, list[KafkaError]] | None = None) -> None:
+        self.fail, self.calls, self.produced = fail or {}, [], []
+
+    def _step(self, name: str) -> None:
+        self.calls.append(name)
+        errors = self.fail.get(name)
+        if errors:
+            raise KafkaException(errors.pop(0))
+
+    def begin_transaction(self) -> None:
+        self._step("begin")
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout) -> None:
+        self._step("send_offsets")
+        self.offsets = [(tp.partition, tp.offset) for tp in offsets]
+
+    def commit_transaction(self, timeout) -> None:
+        self._step("commit")
+
+    def abort_transaction(self, timeout) -> None:
+        self._step("abort")
+
+    def produce(self, topic, **kwargs) -> None:
+        self.produced.append((topic, kwargs["value"]))
+
+    def poll(self, timeout=0) -> int:
+        return 0
+
+
+class ScriptedConsumer:
+    def __init__(self) -> None:
+        self.seeks: list[tuple[int, int]] = []
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("in", 0), TopicPartition("in", 1)]
+
+    def committed(self, partitions, timeout) -> list[TopicPartition]:
+        return [TopicPartition("in", 0, 40), TopicPartition("in", 1, -1001)]  # p1 never committed
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+    def position(self, partitions):
+        return partitions
+
+    def get_watermark_offsets(self, tp, timeout=None, cached=False):
+        return (0, 100)
+
+
+class EchoProcessor:
+    def __init__(self, raise_retry: int = 0) -> None:
+        self.raise_retry, self.restored, self.revoked = raise_retry, [], []
+
+    def assign(self, partitions, restore) -> None:
+        self.restored.append(partitions)
+
+    def revoke(self, partitions) -> None:
+        self.revoked.append(partitions)
+
+    def process(self, messages, out) -> None:
+        if self.raise_retry:
+            self.raise_retry -= 1
+            raise RetryBatch("schema registry unavailable")
+        for m in messages:
+            out.send("out", key=m.key(), value=m.value(), partition=m.partition())
+
+    def changelog(self) -> dict:
+        return {}
+
+
+def loop(producer: ScriptedProducer, processor: EchoProcessor | None = None) -> TransactionalLoop:
+    settings = Settings(bootstrap_servers="127.0.0.1:1")  # clients are never contacted: both are replaced
+    lp = TransactionalLoop(settings, LoopConfig(input_topic="in", group_id="g", transactional_id="t", retries=3),
+                           processor or EchoProcessor(), service="test", stop=threading.Event())
+    lp.producer, lp.consumer = producer, ScriptedConsumer()
+    return lp
+
+
+BATCH = [Message(topic="in", partition=0, offset=o, key=b"k", value=b"v%d" % o) for o in (40, 41)] + [
+    Message(topic="in", partition=1, offset=7, key=b"k", value=b"w")]
+
+
+def test_a_batch_commits_outputs_and_next_offsets_in_one_transaction() -> None:
+    producer = ScriptedProducer()
+    lp = loop(producer)
+    lp._run_batch(BATCH)
+    assert producer.calls == ["begin", "send_offsets", "commit"]
+    assert producer.offsets == [(0, 42), (1, 8)]
+    assert [v for _t, v in producer.produced] == [b"v40", b"v41", b"w"]
+    assert lp.batches == 1 and not lp.in_transaction
+
+
+def test_retriable_errors_retry_the_same_call() -> None:
+    slow = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
+    producer = ScriptedProducer({"commit": [slow, slow]})
+    lp = loop(producer)
+    lp._run_batch(BATCH)
+    assert producer.calls == ["begin", "send_offsets", "commit", "commit", "commit"]
+    assert lp.batches == 1
+
+
+def test_abortable_errors_abort_rewind_to_committed_offsets_and_rebuild_state() -> None:
+    producer = ScriptedProducer({"send_offsets": [KafkaError(KafkaError._STATE, "abort me", txn_requires_abort=True)]})
+    processor = EchoProcessor()
+    lp = loop(producer, processor)
+    lp._run_batch(BATCH)
+    assert producer.calls == ["begin", "send_offsets", "abort"]
+    assert lp.consumer.seeks == [(0, 40), (1, -2)]  # -2: OFFSET_BEGINNING where nothing was committed
+    assert processor.revoked == [[0, 1]] and processor.restored == [[0, 1]]
+    assert lp.batches == 0 and not lp.in_transaction
+
+
+def test_fatal_errors_end_the_worker() -> None:
+    producer = ScriptedProducer({"commit": [KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True)]})
+    lp = loop(producer)
+    with pytest.raises(FatalKafkaError, match="fenced"):
+        lp._run_batch(BATCH)
+    assert producer.calls == ["begin", "send_offsets", "commit", "abort"]  # the open transaction is ended
+
+
+def test_retry_batch_aborts_and_rewinds_without_dead_letters() -> None:
+    producer = ScriptedProducer()
+    processor = EchoProcessor(raise_retry=1)
+    lp = loop(producer, processor)
+    lp.stop.set()  # no back-off sleep in a unit test
+    lp._run_batch(BATCH)
+    assert producer.calls == ["begin", "abort"] and producer.produced == []
+    assert lp.consumer.seeks == [(0, 40), (1, -2)]
+    lp._run_batch(BATCH)  # the re-consumed batch goes through
+    assert producer.calls[-3:] == ["begin", "send_offsets", "commit"] and len(producer.produced) == 3
+
+
+def test_close_after_fencing_keeps_the_fatal_error() -> None:
+    """A fenced producer raises on flush too; close() must not replace the FatalKafkaError (exit 3)."""
+
+    class FencedProducer(ScriptedProducer):
+        def flush(self, timeout) -> int:
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    class ClosingConsumer(ScriptedConsumer):
+        def close(self) -> None:
+            pass
+
+    lp = loop(FencedProducer({"commit": [KafkaError(KafkaError._FENCED, "fenced", fatal=True)]}))
+    lp.consumer = ClosingConsumer()
+    with pytest.raises(FatalKafkaError):
+        try:
+            lp._run_batch(BATCH)
+        finally:
+            lp.close()
