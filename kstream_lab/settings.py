@@ -8,7 +8,6 @@ the same code at another cluster by constructing or overriding one object.
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -61,12 +60,13 @@ class Settings(BaseSettings):
             return json.loads(value) if value.strip() else {}
         return value
 
-    @cached_property
+    @property
     def bootstrap(self) -> str:
-        """The bootstrap servers clients dial."""
+        """The bootstrap servers clients dial (a plain property: ``model_copy(update=...)`` copies
+        cached values, which would keep pointing at the old ports)."""
         return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
 
-    @cached_property
+    @property
     def registry_url(self) -> str:
         """The schema registry clients talk to."""
         return (self.schema_registry_url or f"http://127.0.0.1:{self.registry_port}").rstrip("/")

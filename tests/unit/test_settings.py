@@ -33,3 +33,11 @@ def test_record_errors_say_where_only_as_far_as_known():
     assert str(DeserializationError("bad", topic="t", partition=2, offset=7)) == "bad at t[2]@7"
     assert str(SerializationError("field 'x'", topic="orders_raw")) == "field 'x' at orders_raw"
     assert str(SerializationError("no topic")) == "no topic"
+
+
+def test_copies_with_other_ports_point_at_the_new_ports() -> None:
+    """Derived addresses are computed, not cached: a model_copy must not keep the old ones."""
+    s = Settings(broker_port=19092, registry_port=18081, bootstrap_servers=None, schema_registry_url=None)
+    assert (s.bootstrap, s.registry_url) == ("127.0.0.1:19092", "http://127.0.0.1:18081")
+    t = s.model_copy(update={"broker_port": 29092, "registry_port": 28081})
+    assert (t.bootstrap, t.registry_url) == ("127.0.0.1:29092", "http://127.0.0.1:28081")
