@@ -76,14 +76,19 @@ def test_sigkill_aggregator_twice_and_enricher_once(live_pipeline: Pipeline) -> 
         time.sleep(max(0.0, at - (time.monotonic() - t0)))
         pipe.kill(name)
         pipe.start(name)
+    assert_exact_and_once(pipe, producer, "after kills")
+    assert "restored partition" in pipe.log("aggregator")
+
+
+def assert_exact_and_once(pipe: Pipeline, producer: BackgroundProducer, when: str) -> None:
+    """Once the producer is done: the sink equals the truth to the cent, DLQ and late topics match,
+    and a read_committed reader sees everything exactly once."""
     truth = producer.truth()
     window = pipe.spec.aggregation().window
     expected = expected_rows(truth, window.size_ms, window.grace_ms)
-    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match the truth after kills")
+    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what=f"the sink to match the truth {when}")
     assert_pipeline_results(pipe, truth, expected)
-
     assert_read_committed_exactly_once(pipe, truth)
-    assert "restored partition" in pipe.log("aggregator")
 
 
 def assert_read_committed_exactly_once(pipe: Pipeline, truth: pl.DataFrame) -> None:
@@ -116,12 +121,7 @@ def test_partitions_move_between_two_aggregators(live_pipeline: Pipeline) -> Non
     time.sleep(0.3 * run_s)
     code, seconds = pipe.terminate("aggregator")
     assert code == 0 and seconds < 10
-    truth = producer.truth()
-    window = pipe.spec.aggregation().window
-    expected = expected_rows(truth, window.size_ms, window.grace_ms)
-    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match after rebalances")
-    assert_pipeline_results(pipe, truth, expected)
-    assert_read_committed_exactly_once(pipe, truth)
+    assert_exact_and_once(pipe, producer, "after rebalances")
     second = pipe.log("aggregator-1")
     assert "revoked partitions" in second and second.count("assigned partitions") >= 2
 
@@ -142,12 +142,7 @@ def test_a_twin_with_the_same_transactional_id_fences_the_first(live_pipeline: P
     assert pipe.procs.pop("aggregator").wait(timeout=90) == 3, pipe.log("aggregator")[-2000:]
     assert re.search(r"fatal: .*fenced", pipe.log("aggregator"), re.I), pipe.log("aggregator")[-2000:]
     assert "Traceback" not in pipe.log("aggregator")
-    truth = producer.truth()
-    window = pipe.spec.aggregation().window
-    expected = expected_rows(truth, window.size_ms, window.grace_ms)
-    pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what="the sink to match after fencing")
-    assert_pipeline_results(pipe, truth, expected)
-    assert_read_committed_exactly_once(pipe, truth)
+    assert_exact_and_once(pipe, producer, "after fencing")
 
 
 def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pipeline) -> None:
