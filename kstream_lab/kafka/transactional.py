@@ -163,6 +163,15 @@ class TransactionalLoop:
             log.warning("aborting transaction and rewinding: %s", exc)
             self._abort_and_rewind()
             return
+        except KafkaException as exc:  # raised by produce() inside the transaction, e.g. once fenced
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                METRICS.errors.labels(self.service, "fatal").inc()
+                self._abort_quietly()
+                raise FatalKafkaError(f"produce: {err.str()}") from None
+            log.warning("aborting transaction and rewinding after a produce error: %s", err.str())
+            self._abort_and_rewind()
+            return
         except RetryBatch as exc:
             self._retry_delay = min(5.0, self._retry_delay * 2 or 0.2)
             log.warning("retrying the batch in %.1fs: %s", self._retry_delay, exc)
@@ -284,8 +293,10 @@ class TransactionalLoop:
             log.warning("consumer close: %s", exc)
         try:
             self.producer.flush(5)
-        except KafkaException as exc:  # a fenced (fatal) producer refuses even this; the cause is already raised
-            log.warning("producer flush: %s", exc.args[0].str())
+        except Exception as exc:  # noqa: BLE001 -- a fenced (fatal) producer fails even this, as a
+            # KafkaException or, with an error left over from a callback, a SystemError; the cause
+            # is already being raised and must not be replaced by this one
+            log.warning("producer flush on close: %s", exc)
 
 
 def _next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:

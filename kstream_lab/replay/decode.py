@@ -113,6 +113,7 @@ class BatchDecoder:
             return False
 
     def _json(self, values: list[bytes | None]) -> tuple[pl.DataFrame, list[int] | None]:
+        self._grow_schema(values)
         if None not in values:
             try:
                 df = self._read_ndjson(b"\n".join(values))  # type: ignore[arg-type]
@@ -121,6 +122,45 @@ class BatchDecoder:
             except (pl.exceptions.PolarsError, ValueError):
                 pass
         return self._json_slow(values)
+
+    def _grow_schema(self, values: list[bytes | None]) -> None:
+        """Fix the schema from the first batch, then add fields that appear later.
+
+        JSON carries no schema, and reading with a fixed one silently drops unknown fields. The
+        first batch is inferred from its first 1,000 records plus a sample spread over it; every
+        later batch's keys are checked on 64 values spread over it (json.loads, ~1 % of the decode),
+        and new fields are appended with dtypes inferred from that sample, so they are kept from
+        this batch on (earlier rows read null). A field rarer than the sample can see is missed.
+        """
+        spread = [v for v in values[:: max(1, len(values) // 64)] if v]
+        if self.value_schema is None:
+            self.value_schema = self._infer(values[:1000] + spread)
+            return
+        keys: set[str] = set()
+        for v in spread:
+            try:
+                obj = json.loads(v)
+            except ValueError:
+                continue  # the decode reports it
+            if isinstance(obj, dict):
+                keys.update(obj)
+        if keys <= set(self.value_schema):
+            return
+        found = self._infer(spread) or {}
+        new = {name: dtype for name, dtype in found.items() if name not in self.value_schema}
+        if new:
+            log.info("%s: new JSON field(s) %s from this batch on", self.topic, sorted(new))
+            self.value_schema = pl.Schema({**self.value_schema, **new})
+
+    @staticmethod
+    def _infer(sample: list[bytes | None]) -> pl.Schema | None:
+        lines = [v for v in sample if v]
+        if not lines:
+            return None
+        try:
+            return pl.read_ndjson(b"\n".join(lines), infer_schema_length=None).schema
+        except (pl.exceptions.PolarsError, ValueError):
+            return None  # bad records in the sample: the decode itself reports them
 
     def _json_slow(self, values: list[bytes | None]) -> tuple[pl.DataFrame, list[int]]:
         """Per-record validation, only for batches with tombstones or poison; bad ones are dropped."""
@@ -142,7 +182,7 @@ class BatchDecoder:
         try:
             return self._read_ndjson(b"\n".join(lines)), good
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise DeserializationError(f"JSON values do not fit the schema of the first batch: {exc}",
+            raise DeserializationError(f"JSON values do not fit the columns read so far: {exc}",
                                        topic=self.topic) from None
 
     def _read_ndjson(self, data: bytes) -> pl.DataFrame:

@@ -73,11 +73,22 @@ def export_parquet(settings: Settings, rng: ReplayRange, out: str | Path, *, val
 
 
 def scan_export(out: str | Path) -> pl.LazyFrame:
-    """A lazy scan over an export (partition directories in offset order)."""
+    """A lazy scan over an export (partition directories in offset order).
+
+    Files written before a JSON field first appeared lack its column: the scan uses the union of
+    the files' schemas and reads missing columns as nulls.
+    """
     files = sorted(Path(out).glob("partition-*/part-*.parquet"))
     if not files:
         raise FileNotFoundError(f"no Parquet files under {out}")
-    return pl.scan_parquet(files, hive_partitioning=False)
+    schemas = [pl.read_parquet_schema(f) for f in files]
+    if all(sch == schemas[0] for sch in schemas):
+        return pl.scan_parquet(files, hive_partitioning=False)
+    union: dict[str, pl.DataType] = {}
+    for sch in schemas:
+        for name, dtype in sch.items():
+            union.setdefault(name, dtype)
+    return pl.scan_parquet(files, hive_partitioning=False, schema=union, missing_columns="insert")
 
 
 def read_manifest(out: str | Path) -> dict:

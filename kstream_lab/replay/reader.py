@@ -240,19 +240,19 @@ def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "aut
     """
     decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors)
     pieces: dict[int, list[pl.DataFrame]] = {}
+    seen: set[str] = set()  # every column a batch had (JSON fields may first appear in a later batch)
     for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):
         if frame.height:
             p = frame[decoder.meta_name("partition")][0]
-            pieces.setdefault(p, []).append(frame if columns is None else _project(frame, columns, rng.topic))
+            seen.update(frame.columns)
+            if columns is not None:
+                frame = frame.select([c for c in columns if c in frame.columns])
+            pieces.setdefault(p, []).append(frame)
     ordered = [f for p in sorted(pieces) for f in pieces[p]]
     if not ordered:
         empty = decoder.empty_frame()
         return empty if columns is None else empty.select([c for c in columns if c in empty.columns])
-    return pl.concat(ordered, how="diagonal_relaxed", rechunk=False) if len(ordered) > 1 else ordered[0]
-
-
-def _project(frame: pl.DataFrame, columns: list[str], topic: str) -> pl.DataFrame:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise RangeError(f"{topic} has no column(s) {missing}", hint=f"its columns are {frame.columns}")
-    return frame.select(columns)
+    if columns is not None and (missing := [c for c in columns if c not in seen]):
+        raise RangeError(f"{rng.topic} has no column(s) {missing}", hint=f"its columns are {sorted(seen)}")
+    frame = pl.concat(ordered, how="diagonal_relaxed", rechunk=False) if len(ordered) > 1 else ordered[0]
+    return frame if columns is None else frame.select(columns)

@@ -170,3 +170,25 @@ def test_close_after_fencing_keeps_the_fatal_error() -> None:
             lp._run_batch(BATCH)
         finally:
             lp.close()
+
+
+def test_produce_errors_inside_the_transaction_are_classified_too() -> None:
+    """Once fenced, produce() itself raises a fatal error; an abortable one rewinds instead."""
+
+    class FailingProduce(ScriptedProducer):
+        def __init__(self, err: KafkaError) -> None:
+            super().__init__()
+            self.err = err
+
+        def produce(self, topic, **kwargs) -> None:
+            raise KafkaException(self.err)
+
+    fenced = FailingProduce(KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error", fatal=True))
+    with pytest.raises(FatalKafkaError, match="Fatal error"):
+        loop(fenced)._run_batch(BATCH)
+    assert fenced.calls == ["begin", "abort"]
+
+    abortable = FailingProduce(KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True))
+    lp = loop(abortable)
+    lp._run_batch(BATCH)
+    assert abortable.calls == ["begin", "abort"] and lp.consumer.seeks == [(0, 40), (1, -2)]

@@ -1,0 +1,47 @@
+"""JSON has no schema: fields that first appear in later batches are kept from then on (earlier rows
+read null), in memory and through a Parquet export whose files then differ in columns."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from kstream_lab.kafka.fetch import RawBatch
+from kstream_lab.replay.decode import BatchDecoder
+from kstream_lab.replay.parquet import scan_export
+from kstream_lab.settings import Settings
+
+
+def raw(records: list[dict], start: int) -> RawBatch:
+    values = [json.dumps(r).encode() for r in records]
+    n = len(values)
+    return RawBatch("t", values, [None] * n, [0] * n, list(range(start, start + n)), [0] * n, None)
+
+
+def test_a_field_that_appears_in_a_later_batch_is_kept() -> None:
+    decoder = BatchDecoder(Settings(), "t", "json")
+    first = decoder.decode(raw([{"id": i, "cents": 10 * i} for i in range(3000)], 0))
+    later = [{"id": i, "cents": i, **({"coupon": f"C{i}"} if i % 10 == 0 else {})} for i in range(3000, 6000)]
+    second = decoder.decode(raw(later, 3000))
+    assert "coupon" not in first.columns and second.schema["coupon"] == pl.String
+    df = pl.concat([first, second], how="diagonal_relaxed")
+    assert df.height == 6000 and df["coupon"].drop_nulls().to_list() == [f"C{i}" for i in range(3000, 6000, 10)]
+    assert df.filter(pl.col("offset") < 3000)["coupon"].null_count() == 3000
+
+
+def test_the_first_batch_schema_looks_past_its_first_thousand_records() -> None:
+    records = [{"id": i, **({"tier": "gold"} if i >= 1500 else {})} for i in range(3000)]
+    frame = BatchDecoder(Settings(), "t", "json").decode(raw(records, 0))
+    assert frame["tier"].drop_nulls().len() == 1500
+
+
+def test_an_export_whose_files_differ_in_columns_scans_as_their_union(tmp_path) -> None:
+    folder = tmp_path / "partition-0"
+    folder.mkdir()
+    pl.DataFrame({"partition": [0, 0], "offset": [0, 1], "id": [1, 2]}).write_parquet(
+        folder / "part-00000000000000000000.parquet")
+    pl.DataFrame({"partition": [0], "offset": [2], "id": [3], "coupon": ["C"]}).write_parquet(
+        folder / "part-00000000000000000002.parquet")
+    df = scan_export(tmp_path).collect()
+    assert df.rows() == [(0, 0, 1, None), (0, 1, 2, None), (0, 2, 3, "C")]
