@@ -48,10 +48,14 @@ class _AbortTransaction(Exception):
 
 
 class Output:
-    """Produces into the open transaction; the only way a processor writes to Kafka."""
+    """Produces into the open transaction; the only way a processor writes to Kafka.
 
-    def __init__(self, producer: Any, service: str) -> None:
-        self._producer, self._service = producer, service
+    A produce error is turned into the loop's own error by ``classify`` (fatal -> the worker exits,
+    anything else -> abort and rewind), exactly like the errors of the transactional calls.
+    """
+
+    def __init__(self, producer: Any, classify: Callable[[str, KafkaError], Exception]) -> None:
+        self._producer, self._classify = producer, classify
         self.sent: dict[str, int] = {}
 
     def send(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int,
@@ -61,7 +65,10 @@ class Output:
             kwargs["headers"] = headers
         if timestamp:
             kwargs["timestamp"] = timestamp
-        produce_waiting(self._producer, topic, **kwargs)
+        try:
+            produce_waiting(self._producer, topic, **kwargs)
+        except KafkaException as exc:  # e.g. once fenced: produce() itself fails fatally
+            raise self._classify(f"produce to {topic}", exc.args[0]) from None
         self.sent[topic] = self.sent.get(topic, 0) + 1
 
 
@@ -103,7 +110,9 @@ class TransactionalLoop:
         self.settings, self.config, self.processor = settings, config, processor
         self.service, self.stop = service, stop
         self.producer = make_producer(settings, transactional_id=config.transactional_id, **{
-            "transaction.timeout.ms": config.transaction_timeout_ms, "linger.ms": 5})
+            "transaction.timeout.ms": config.transaction_timeout_ms, "linger.ms": 5,
+            "error_cb": self._on_client_error})
+        self._fatal_cause: str | None = None
         self.consumer = make_consumer(settings, config.group_id, **{
             "session.timeout.ms": config.session_timeout_ms,
             "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
@@ -148,7 +157,7 @@ class TransactionalLoop:
 
     def _run_batch(self, batch: list[Message]) -> None:
         t0 = time.perf_counter()
-        out = Output(self.producer, self.service)
+        out = Output(self.producer, self._txn_error)
         try:
             self._call(self.producer.begin_transaction)
             self.in_transaction = True
@@ -161,15 +170,6 @@ class TransactionalLoop:
             self.in_transaction = False
         except _AbortTransaction as exc:
             log.warning("aborting transaction and rewinding: %s", exc)
-            self._abort_and_rewind()
-            return
-        except KafkaException as exc:  # raised by produce() inside the transaction, e.g. once fenced
-            err: KafkaError = exc.args[0]
-            if err.fatal():
-                METRICS.errors.labels(self.service, "fatal").inc()
-                self._abort_quietly()
-                raise FatalKafkaError(f"produce: {err.str()}") from None
-            log.warning("aborting transaction and rewinding after a produce error: %s", err.str())
             self._abort_and_rewind()
             return
         except RetryBatch as exc:
@@ -209,18 +209,30 @@ class TransactionalLoop:
                 return fn(*args)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.fatal():
-                    METRICS.errors.labels(self.service, "fatal").inc()
-                    raise FatalKafkaError(f"{fn.__name__}: {err.str()}") from None
-                if err.txn_requires_abort():
-                    raise _AbortTransaction(f"{fn.__name__}: {err.str()}") from None
-                if err.retriable() and attempt < self.config.retries:
+                retry = err.retriable() and not err.fatal() and not err.txn_requires_abort()
+                if retry and attempt < self.config.retries:
                     METRICS.errors.labels(self.service, "retriable").inc()
                     log.warning("retriable error in %s (attempt %d): %s", fn.__name__, attempt + 1, err.str())
                     time.sleep(min(2.0, 0.1 * 2 ** attempt))
                     continue
-                raise _AbortTransaction(f"{fn.__name__}: {err.str()}") from None
+                raise self._txn_error(fn.__name__, err) from None
         raise AssertionError("unreachable")
+
+    def _txn_error(self, what: str, err: KafkaError) -> Exception:
+        """Fatal -> FatalKafkaError (the process must exit); anything else -> abort and rewind."""
+        if not err.fatal():
+            return _AbortTransaction(f"{what}: {err.str()}")
+        METRICS.errors.labels(self.service, "fatal").inc()
+        try:  # a failed produce() only says "Fatal error"; error_cb, or poll() itself, says why
+            self.producer.poll(0)
+        except KafkaException as exc:
+            self._fatal_cause = self._fatal_cause or exc.args[0].str()
+        cause = self._fatal_cause
+        return FatalKafkaError(f"{what}: {err.str()}" + (f" ({cause})" if cause and cause not in err.str() else ""))
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal_cause = err.str()
 
     def _classify_consumer_error(self, err: KafkaError) -> Exception:
         if err.fatal():
