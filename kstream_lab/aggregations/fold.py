@@ -130,7 +130,7 @@ class PartitionWindows:
         plan = [(name, m.op, values[m.field] if m.field else None) for name, m in self.spec.metrics.items()]
         windows, steps, touched = self.windows, BatchSteps(), {}
         wm = self.watermark
-        next_close = min(k[0] for k in windows) + span if windows else None
+        next_close = self._next_close(span)
         for i, ts in enumerate(times):
             start = ts - ts % size
             if wm is not None and start + span <= wm:
@@ -164,6 +164,10 @@ class PartitionWindows:
             touched.pop(k, None)
             self.dirty.discard(k)
             self.closed_keys.add(k)
+        return self._next_close(span)
+
+    def _next_close(self, span: int) -> int | None:
+        """The watermark at which the earliest open window closes (None when none is open)."""
         return min(k[0] for k in self.windows) + span if self.windows else None
 
     def open_results(self) -> list[WindowResult]:

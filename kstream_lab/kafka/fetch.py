@@ -148,14 +148,12 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
                                   hint="is the broker up? were the offsets deleted?")
             continue
         last_progress = time.monotonic()
-        done_before = set(ends) - set(pending)
         if any(map(_err, msgs)):
             msgs = _handle_errors(consumer, topic, msgs, pending)
         if msgs:
             yield from _take(consumer, topic, msgs, ends, pending, batches, batch_size)
-        for p in sorted(set(ends) - set(pending) - done_before):  # finished: its batch will not grow
-            if p in batches:
-                yield batches.pop(p)
+        for p in sorted(p for p in batches if p not in pending):  # finished: its batch will not grow
+            yield batches.pop(p)
     for p in sorted(batches):
         yield batches[p]
 
@@ -178,7 +176,7 @@ def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[
         msgs, parts, offs = [msgs[i] for i in keep], [parts[i] for i in keep], [offs[i] for i in keep]
     if not msgs:
         return
-    if len(last) == 1:  # the usual case: librdkafka hands out one partition's fetched batch at a time
+    if one:  # the usual case: librdkafka hands out one partition's fetched batch at a time
         runs = [(parts[0], msgs, offs)]
     else:
         runs = []

@@ -123,6 +123,11 @@ def _read_container(schema_json: str, count: int, bodies: bytes | pa.Buffer) -> 
     return frame if frame.height == count else None
 
 
+def _bulk_readable(plain: Any) -> bool:
+    """A record schema that Polars' Avro reader decodes (else fastavro, record by record)."""
+    return isinstance(plain, dict) and plain.get("type") == "record" and polars_can_read(plain)
+
+
 def polars_can_read(schema: Any) -> bool:
     """Whether polars' Avro reader handles every type in ``schema`` (it has no maps, nor unions of
     several non-null types); otherwise the group is decoded with fastavro."""
@@ -147,7 +152,7 @@ class _GroupDecoder:
         self.values, self.arr, self.schema_id = values, arr, schema_id
         plain = plain_times(json.loads(writer_text))
         self.schema_json = json.dumps(plain)
-        self.bulk = isinstance(plain, dict) and plain.get("type") == "record" and polars_can_read(plain)
+        self.bulk = _bulk_readable(plain)
         self.writer = fastavro.parse_schema(plain)
         self.frames: list[pl.DataFrame] = []
         self.kept: list[np.ndarray] = []
@@ -259,7 +264,7 @@ def _framed_schema(writer_text: str) -> tuple[str, list[str]] | None:
     """The writer schema with the 5-byte Confluent frame as a leading ``fixed`` field, and its own
     field names; None when Polars cannot read the schema in bulk."""
     plain = plain_times(json.loads(writer_text))
-    if not (isinstance(plain, dict) and plain.get("type") == "record" and polars_can_read(plain)):
+    if not _bulk_readable(plain):
         return None
     framed = {"type": "record", "name": "ConfluentFramed__", "fields": [
         {"name": FRAME_FIELD, "type": {"type": "fixed", "name": "ConfluentFrame__", "size": HEADER}},

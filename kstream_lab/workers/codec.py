@@ -51,6 +51,11 @@ def _json_decoder(value: bytes | None, topic: str, partition: int, offset: int) 
     return obj
 
 
+def registry_down(exc: Exception) -> RetryBatch:
+    """A registry that cannot answer is not the records' fault: retry the batch, never dead-letter it."""
+    return RetryBatch(f"schema registry unavailable: {getattr(exc, 'message', exc)}")
+
+
 def value_decoder(settings: Settings, spec: TopicSpec) -> Decoder:
     """``(value, topic, partition, offset) -> dict`` for the topic's format."""
     if spec.value_format == "json":
@@ -65,7 +70,7 @@ def value_decoder(settings: Settings, spec: TopicSpec) -> Decoder:
             try:
                 return decode(value, topic=topic, partition=partition, offset=offset)
             except RegistryError as exc:  # unreachable or 5xx: retry the batch, never dead-letter it
-                raise RetryBatch(f"schema registry unavailable: {exc.message}") from None
+                raise registry_down(exc) from None
             except DeserializationError as exc:
                 if "writer schema unavailable" in exc.message:  # registry down: not the record's fault
                     raise RetryBatch(str(exc)) from None
@@ -143,7 +148,7 @@ def _avro_columns(registry: Any, values: list[bytes | None], topic: str, partiti
     try:
         batch = decode_avro_batch(values, registry)
     except RegistryError as exc:  # unreachable or 5xx: the registry's fault, not the records'
-        raise RetryBatch(f"schema registry unavailable: {exc.message}") from None
+        raise registry_down(exc) from None
     errors: dict[int, RecordError] = {
         f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
         for f in batch.failures}
