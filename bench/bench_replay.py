@@ -221,9 +221,7 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
         decoder = BatchDecoder(settings, topic, fmt)
         frames = []
         for i in range(0, len(values), 50_000):
-            chunk = values[i:i + 50_000]
-            n = len(chunk)
-            frames.append(decoder.decode(RawBatch(topic, chunk, [None] * n, [0] * n, list(range(n)), [0] * n, None)))
+            frames.append(decoder.decode(RawBatch.of(topic, 0, values[i:i + 50_000])))
         pl.concat(frames)
 
     out = {}

@@ -7,9 +7,11 @@ waiting for a record at ``end - 1``: under read_committed the last offsets befor
 transaction markers or aborted records, and compaction leaves gaps, so a partition is done when a
 record at or past ``end - 1`` arrives, or when librdkafka reports partition EOF at or past ``end``.
 
-Batches are handed over as parallel lists (values, keys, partitions, offsets, timestamps, headers),
-filled with ``map`` over the Message methods -- no per-record Python objects of our own, so the
-decode side can build Arrow columns in one go.
+Batches hold one partition each, in columns filled with ``map`` over the Message methods right
+after each ``consume()``, while the messages are in cache: values packed into one buffer (Arrow's
+layout, read by the decoders without a copy), keys, timestamps and headers as lists, offsets as
+runs. Replay is bound by the Python work per record (the GIL), so the fetch loop does the least it
+can per record: no partition or offset objects for contiguous runs, no Python object kept per value.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from dataclasses import dataclass
 from operator import itemgetter
 from threading import Event
 
+import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from kstream_lab.errors import BrokerError, TopicError
 from kstream_lab.kafka.admin import topic_partitions
 from kstream_lab.kafka.clients import make_admin, make_consumer
+from kstream_lab.packed import PackedBuilder, PackedValues
 from kstream_lab.settings import Settings
 
 _ts = itemgetter(1)
@@ -53,20 +57,68 @@ class PartitionBounds:
     end: int
 
 
-@dataclass
 class RawBatch:
-    """Columnar records of one fetch batch; ``headers`` is None when no record in it had headers."""
+    """Records of one partition in offset order, in columns.
 
-    topic: str
-    values: list[bytes | None]
-    keys: list[bytes | None]
-    partitions: list[int]
-    offsets: list[int]
-    timestamps: list[int]
-    headers: list[list[tuple[str, bytes]] | None] | None
+    Values are packed (``kstream_lab.packed``) chunk by chunk as they are consumed; keys,
+    timestamps and headers are lists; offsets are kept as runs (a contiguous run is just its first
+    offset and length), so the common case costs no per-record offset object at all. ``headers`` is
+    None when no record had headers.
+    """
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+        self._values = PackedBuilder()
+        self._packed: PackedValues | None = None
+        self.keys: list[bytes | None] = []
+        self.timestamps: list[int] = []
+        self.headers: list[list[tuple[str, bytes]] | None] | None = None
+        self._runs: list[tuple[int, int] | list[int]] = []
+
+    @classmethod
+    def of(cls, topic: str, partition: int, values: list[bytes | None], *, keys: list[bytes | None] | None = None,
+           offsets: list[int] | None = None, timestamps: list[int] | None = None,
+           headers: list | None = None) -> RawBatch:
+        """A batch from plain lists (tests, benchmarks, decoding values held in memory)."""
+        n = len(values)
+        batch = cls(topic, partition)
+        batch.add_columns(values, [None] * n if keys is None else keys, [0] * n if timestamps is None else timestamps,
+                          [None] * n if headers is None else headers, list(range(n)) if offsets is None else offsets)
+        return batch
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.timestamps)
+
+    def add(self, msgs: list[Message], first_offset: int | None) -> None:
+        """Append consumed messages of this partition; ``first_offset`` when their offsets are contiguous."""
+        self.add_columns(list(map(_value, msgs)), list(map(_key, msgs)), list(map(_ts, map(_stamp, msgs))),
+                         list(map(_hdrs, msgs)), list(map(_off, msgs)) if first_offset is None else first_offset)
+
+    def add_columns(self, values: list, keys: list, timestamps: list[int], headers: list,
+                    offsets: list[int] | int) -> None:
+        n = len(self)
+        self._values.add(values)
+        self.keys.extend(keys)
+        self.timestamps.extend(timestamps)
+        if self.headers is not None:
+            self.headers.extend(headers)
+        elif any(headers):
+            self.headers = [None] * n + headers
+        self._runs.append((offsets, len(values)) if isinstance(offsets, int) else offsets)
+
+    @property
+    def values(self) -> PackedValues:
+        if self._packed is None:
+            self._packed = self._values.build()
+            self._values = PackedBuilder()
+        return self._packed
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Every record's offset (int64)."""
+        parts = [np.arange(r[0], r[0] + r[1], dtype=np.int64) if isinstance(r, tuple) else np.array(r, dtype=np.int64)
+                 for r in self._runs]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def snapshot_bounds(settings: Settings, topic: str, partitions: list[int] | None = None,
@@ -161,33 +213,28 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
 def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[int, int],
           batches: dict[int, RawBatch], batch_size: int) -> Iterator[RawBatch]:
     """Add one consumed chunk to the per-partition batches; yield those that filled up."""
-    parts, offs = list(map(_part, msgs)), list(map(_off, msgs))
-    one = parts.count(parts[0]) == len(parts)  # one partition, the usual case: its offsets ascend
-    last = {parts[0]: offs[-1]} if one else dict(zip(parts, offs, strict=True))
-    overshoot = False
-    for p, off in last.items():
-        end = ends.get(p)
-        if end is None or off >= end:
-            overshoot = True
-        if end is not None and off >= end - 1:
-            _finish(consumer, topic, pending, p)
-    if overshoot:
-        keep = [i for i, (p, o) in enumerate(zip(parts, offs, strict=True)) if o < ends.get(p, -1)]
-        msgs, parts, offs = [msgs[i] for i in keep], [parts[i] for i in keep], [offs[i] for i in keep]
-    if not msgs:
-        return
-    if one:  # the usual case: librdkafka hands out one partition's fetched batch at a time
-        runs = [(parts[0], msgs, offs)]
+    parts = list(map(_part, msgs))
+    if parts.count(parts[0]) == len(parts):  # the usual case: librdkafka hands out one partition's batch
+        runs = [(parts[0], msgs)]
     else:
-        runs = []
-        for p in sorted(set(parts)):
-            idx = [i for i, q in enumerate(parts) if q == p]
-            runs.append((p, [msgs[i] for i in idx], [offs[i] for i in idx]))
-    for p, run, run_offs in runs:
+        runs = [(p, [m for m, q in zip(msgs, parts, strict=True) if q == p]) for p in sorted(set(parts))]
+    for p, run in runs:
+        end = ends.get(p)
+        if end is None:
+            continue  # not a partition of the range
+        first, last = _off(run[0]), _off(run[-1])
+        # Offsets strictly increase within a partition, so a span of exactly len-1 means no gaps.
+        contiguous = last - first == len(run) - 1
+        if last >= end - 1:
+            _finish(consumer, topic, pending, p)
+        if last >= end:  # past the snapshot: cut there
+            run = run[:max(0, end - first)] if contiguous else [m for m in run if _off(m) < end]
+            if not run:
+                continue
         batch = batches.get(p)
         if batch is None:
-            batch = batches[p] = _empty(topic)
-        _append(batch, run, [p] * len(run), run_offs)
+            batch = batches[p] = RawBatch(topic, p)
+        batch.add(run, first if contiguous else None)
         if len(batch) >= batch_size:
             yield batches.pop(p)
 
@@ -217,21 +264,3 @@ def _handle_errors(consumer, topic: str, msgs: list, pending: dict[int, int]) ->
 def _finish(consumer, topic: str, pending: dict[int, int], partition: int) -> None:
     if pending.pop(partition, None) is not None:
         consumer.pause([TopicPartition(topic, partition)])
-
-
-def _empty(topic: str) -> RawBatch:
-    return RawBatch(topic, [], [], [], [], [], None)
-
-
-def _append(batch: RawBatch, msgs: list, parts: list[int], offs: list[int]) -> None:
-    n = len(batch)
-    batch.values.extend(map(_value, msgs))
-    batch.keys.extend(map(_key, msgs))
-    batch.partitions.extend(parts)
-    batch.offsets.extend(offs)
-    batch.timestamps.extend(map(_ts, map(_stamp, msgs)))
-    headers = list(map(_hdrs, msgs))
-    if batch.headers is not None:
-        batch.headers.extend(headers)
-    elif any(headers):
-        batch.headers = [None] * n + headers

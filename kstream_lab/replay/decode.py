@@ -1,8 +1,8 @@
 """Turning fetched batches into DataFrames: bulk value decoding plus the metadata columns.
 
 Values are decoded a batch at a time, never record by record: JSON by one ``pl.read_ndjson`` over
-the newline-joined values (the schema inferred from the first batch is then fixed, so every batch
-and every Parquet chunk has the same columns); Confluent Avro through ``kstream_lab.schemas``'
+the packed values (``kstream_lab.packed``: already one per line), with the schema inferred from the
+first batch and grown by fields later batches add; Confluent Avro through ``kstream_lab.schemas``'
 batch decoder; ``raw`` keeps the bytes. ``auto`` looks at a sample of the first batch once: magic
 byte 0 with a schema id the registry knows -> avro, a leading ``{`` -> json, otherwise raw.
 
@@ -21,10 +21,14 @@ import json
 import logging
 from collections import Counter
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kstream_lab.errors import ConfigError, DeserializationError
 from kstream_lab.kafka.fetch import RawBatch
+from kstream_lab.packed import PackedValues
 from kstream_lab.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,14 +56,15 @@ class BatchDecoder:
 
     # ---- public ------------------------------------------------------------------------------
     def decode(self, raw: RawBatch) -> pl.DataFrame:
+        packed = raw.values
         if self.format is None:
-            self.format = self._detect(raw.values)
+            self.format = self._detect(packed.take(range(min(1000, len(packed)))))
         if self.format == "raw":
-            values, good = pl.DataFrame({"value": pl.Series(raw.values, dtype=pl.Binary)}), None
+            values, good = pl.DataFrame({"value": binary_column(packed)}), None
         elif self.format == "json":
-            values, good = self._json(raw.values)
+            values, good = self._json(packed)
         else:
-            values, good = self._avro_batch(raw.values)
+            values, good = self._avro_batch(packed)
         if self.value_schema is None:
             self.value_schema = values.schema
         meta = self._meta(raw)
@@ -73,7 +78,7 @@ class BatchDecoder:
 
     def empty_frame(self) -> pl.DataFrame:
         """The frame of an empty range: metadata columns, plus value columns when a schema is known."""
-        meta = self._meta(RawBatch(self.topic, [], [], [], [], [], None))
+        meta = self._meta(RawBatch(self.topic, 0))
         values = pl.DataFrame(schema=self.value_schema or {})
         return pl.concat([meta, values], how="horizontal") if values.width else meta
 
@@ -112,18 +117,18 @@ class BatchDecoder:
             log.info("%s: schema id %d not usable (%s); reading values as raw bytes", self.topic, schema_id, exc)
             return False
 
-    def _json(self, values: list[bytes | None]) -> tuple[pl.DataFrame, list[int] | None]:
-        self._grow_schema(values)
-        if None not in values:
+    def _json(self, packed: PackedValues) -> tuple[pl.DataFrame, list[int] | None]:
+        self._grow_schema(packed)
+        if not packed.nulls:
             try:
-                df = self._read_ndjson(b"\n".join(values))  # type: ignore[arg-type]
-                if df.height == len(values):
+                df = self._read_ndjson(packed.data)  # one value per line already
+                if df.height == len(packed):
                     return df, None
             except (pl.exceptions.PolarsError, ValueError):
                 pass
-        return self._json_slow(values)
+        return self._json_slow(packed.values())
 
-    def _grow_schema(self, values: list[bytes | None]) -> None:
+    def _grow_schema(self, packed: PackedValues) -> None:
         """Fix the schema from the first batch, then add fields that appear later.
 
         JSON carries no schema, and reading with a fixed one silently drops unknown fields. The
@@ -132,9 +137,10 @@ class BatchDecoder:
         and new fields are appended with dtypes inferred from that sample, so they are kept from
         this batch on (earlier rows read null). A field rarer than the sample can see is missed.
         """
-        spread = [v for v in values[:: max(1, len(values) // 64)] if v]
+        n = len(packed)
+        spread = [v for v in packed.take(range(0, n, max(1, n // 64))) if v]
         if self.value_schema is None:
-            self.value_schema = self._infer(values[:1000] + spread)
+            self.value_schema = self._infer(packed.take(range(min(1000, n))) + spread)
             return
         keys: set[str] = set()
         for v in spread:
@@ -190,7 +196,7 @@ class BatchDecoder:
             return pl.read_ndjson(data, infer_schema_length=1000)
         return pl.read_ndjson(data, schema=self.value_schema)
 
-    def _avro_batch(self, values: list[bytes | None]) -> tuple[pl.DataFrame, list[int] | None]:
+    def _avro_batch(self, values: PackedValues) -> tuple[pl.DataFrame, list[int] | None]:
         """Confluent Avro through the schemas package's bulk decoder (the container trick)."""
         try:
             from kstream_lab.schemas.bulk import decode_avro_batch
@@ -219,7 +225,7 @@ class BatchDecoder:
             [None if h is None else [{"key": k, "value": v} for k, v in h] for h in raw.headers], dtype=HEADERS))
         cols = {
             "topic": pl.repeat(self.topic, n, dtype=pl.String, eager=True),
-            "partition": pl.Series(raw.partitions, dtype=pl.Int32),
+            "partition": pl.repeat(raw.partition, n, dtype=pl.Int32, eager=True),
             "offset": pl.Series(raw.offsets, dtype=pl.Int64),
             "timestamp": pl.Series(raw.timestamps, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
             "key": keys,
@@ -233,10 +239,27 @@ class BatchDecoder:
             return
         good_set = set(good)
         first = next(i for i in range(len(raw)) if i not in good_set)
-        where = (raw.partitions[first], raw.offsets[first], f"not decodable as {self.format}")
+        where = (raw.partition, int(raw.offsets[first]), f"not decodable as {self.format}")
         if self.errors == "raise":
             raise DeserializationError(f"value not decodable as {self.format}", topic=self.topic,
                                        partition=where[0], offset=where[1],
                                        hint="pass errors='skip' to drop such records")
         self.bad += missing
         self.first_bad = self.first_bad or where
+
+
+def binary_column(packed: PackedValues) -> pl.Series:
+    """The values as a Binary column, straight from the packed buffer (nulls stay null)."""
+    n = len(packed)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[:n] = packed.starts
+    offsets[n] = len(packed.data)
+    validity = None
+    if packed.nulls:
+        mask = np.ones(n, dtype=bool)
+        mask[packed.nulls] = False
+        validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
+    with_sep = pa.Array.from_buffers(pa.large_binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(packed.data)],
+                                     null_count=len(packed.nulls))
+    return pl.Series("value", pc.binary_slice(with_sep, 0, -1), dtype=pl.Binary)  # drop each value's separator
+

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
 from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.packed import SEP, PackedValues
 from kstream_lab.schemas.avro import HEADER, WriterSchemas, header_problem, plain_times
 
 CHUNK = 65_536
@@ -211,16 +212,19 @@ def _project(frame: pl.DataFrame, reader: dict) -> pl.DataFrame:
     return frame.select(cols)
 
 
-def decode_avro_batch(values: list[bytes | None], registry: WriterSchemas, *, reader_schema: str | None = None,
-                      chunk: int = CHUNK) -> DecodedBatch:
+def decode_avro_batch(values: list[bytes | None] | PackedValues, registry: WriterSchemas, *,
+                      reader_schema: str | None = None, chunk: int = CHUNK) -> DecodedBatch:
     """Decode Confluent-framed Avro values in bulk; see the module docstring for how and why.
 
     With ``reader_schema`` every schema id's rows are resolved to the reader's fields (missing fields
     get their defaults), so data written with v1 and v2 of a schema lands in one set of columns.
     """
-    fast = None if reader_schema else _one_schema_fast_path(values, registry)
-    if fast is not None:
-        return fast
+    if not reader_schema:
+        fast = _one_schema_fast_path(values if isinstance(values, PackedValues) else PackedValues.of(values), registry)
+        if fast is not None:
+            return fast
+    if isinstance(values, PackedValues):
+        values = values.values()
     arr = pa.array(values, type=pa.large_binary())
     ok, ids, _ = _headers(arr)
     failures = [DecodeFailure(i, header_problem(values[i]) or "bad header") for i in np.flatnonzero(~ok).tolist()]
@@ -257,37 +261,40 @@ def decode_avro_batch(values: list[bytes | None], registry: WriterSchemas, *, re
 
 
 FRAME_FIELD = "__confluent_frame__"
+SEP_FIELD = "__separator__"
 
 
 @functools.lru_cache(maxsize=64)
 def _framed_schema(writer_text: str) -> tuple[str, list[str]] | None:
-    """The writer schema with the 5-byte Confluent frame as a leading ``fixed`` field, and its own
-    field names; None when Polars cannot read the schema in bulk."""
+    """The writer schema as packed values lay records out: the 5-byte Confluent frame as a leading
+    ``fixed`` field, the separator after each value as a trailing 1-byte ``fixed`` field; plus the
+    writer's own field names. None when Polars cannot read the schema in bulk."""
     plain = plain_times(json.loads(writer_text))
     if not _bulk_readable(plain):
         return None
     framed = {"type": "record", "name": "ConfluentFramed__", "fields": [
         {"name": FRAME_FIELD, "type": {"type": "fixed", "name": "ConfluentFrame__", "size": HEADER}},
-        *plain["fields"]]}
+        *plain["fields"],
+        {"name": SEP_FIELD, "type": {"type": "fixed", "name": "PackedSeparator__", "size": len(SEP)}}]}
     if plain.get("namespace"):
         framed["namespace"] = plain["namespace"]
     return json.dumps(framed), [f["name"] for f in plain["fields"]]
 
 
-def _one_schema_fast_path(values: list[bytes | None], registry: WriterSchemas) -> DecodedBatch | None:
+def _one_schema_fast_path(packed: PackedValues, registry: WriterSchemas) -> DecodedBatch | None:
     """The common case in one pass: every value framed with the same schema id, none corrupt.
 
-    Framed values are concatenated as they are -- no header stripping -- and read by Polars as
-    records of the writer schema with the frame as a leading 5-byte ``fixed`` field. The frames are
-    checked on the joined bytes first (magic byte and schema id at every record start), so record
-    boundaries are known to be right. Anything else returns None: the general path sorts it out.
+    The packed buffer is read as it is -- no header stripping, no copy per value -- by Polars as
+    records of the writer schema between a leading 5-byte frame field and a trailing separator
+    field. The frames are checked first (magic byte and schema id at every record start), and the
+    separators after the read (each must be where the lengths put it), so record boundaries are
+    known to be right. Anything else returns None: the general path sorts it out.
     """
-    n = len(values)
-    first = values[0] if n else None
-    if not first or len(first) < HEADER or first[0] != 0 or None in values:
+    n = len(packed)
+    if not n or packed.nulls or int(packed.lengths.min()) < HEADER:
         return None
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-    if int(lengths.min()) < HEADER:
+    first = packed.data[:HEADER]
+    if first[0] != 0:
         return None
     schema_id = int.from_bytes(first[1:HEADER], "big")
     try:
@@ -297,20 +304,18 @@ def _one_schema_fast_path(values: list[bytes | None], registry: WriterSchemas) -
     if framed is None:
         return None
     schema_json, columns = framed
-    total = int(lengths.sum())
-    prefix = _container_prefix(schema_json, n, total)
-    data = b"".join([prefix, *values, _SYNC])
-    view = np.frombuffer(data, dtype=np.uint8, offset=len(prefix), count=total)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    view = np.frombuffer(packed.data, dtype=np.uint8)
+    starts = packed.starts
     if not all(bool((view[starts + k] == first[k]).all()) for k in range(HEADER)):
         return None
+    data = b"".join([_container_prefix(schema_json, n, len(packed.data)), packed.data, _SYNC])
     try:
-        frame = pl.read_avro(io.BytesIO(data), columns=columns)
+        frame = pl.read_avro(io.BytesIO(data), columns=[*columns, SEP_FIELD])
     except (Exception, PanicException):
         return None
-    if frame.height != n:
+    if frame.height != n or not frame.select((pl.col(SEP_FIELD) == pl.lit(SEP)).all()).item():
         return None
-    return DecodedBatch(frame, np.arange(n, dtype=np.int64), [], [schema_id])
+    return DecodedBatch(frame.drop(SEP_FIELD), np.arange(n, dtype=np.int64), [], [schema_id])
 
 
 _SYNC = os.urandom(16)

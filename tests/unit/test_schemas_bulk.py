@@ -148,3 +148,30 @@ def test_a_schema_id_that_cannot_resolve_to_the_reader_fails_only_its_records():
     assert batch.indices.tolist() == [0] and batch.frame.to_dicts() == orders(1)
     assert [f.index for f in batch.failures] == [1]
     assert batch.failures[0].reason.startswith("schema id 2 does not resolve to the reader schema: field 'customer_id'")
+
+
+def test_the_packed_fast_path_reads_records_in_place_and_rejects_misaligned_values():
+    """The fast path reads the packed buffer as records between a frame field and a separator field;
+    a value with trailing bytes or a cut body shifts every boundary after it, which the separator
+    check sees, so the batch goes to the per-record path instead of decoding garbage."""
+    from kstream_lab.packed import PackedValues
+    from kstream_lab.schemas.bulk import _one_schema_fast_path
+
+    recs = orders(2000)
+    values = [encode(ORDER, r, 3) for r in recs]
+    registry = StaticSchemas({3: ORDER})
+    fast = _one_schema_fast_path(PackedValues.of(values), registry)
+    assert fast is not None and fast.frame.to_dicts() == recs and fast.schema_ids == [3]
+    for broken in (values[11] + b"\x00\x00", values[11][:-6]):
+        assert _one_schema_fast_path(PackedValues.of([*values[:11], broken, *values[12:]]), registry) is None
+    assert _one_schema_fast_path(PackedValues.of([*values[:5], None, *values[6:]]), registry) is None
+
+
+def test_packed_values_give_back_every_value_and_null():
+    from kstream_lab.packed import PackedValues
+
+    values = [b"a", b"", None, b"line\nbreak", b"zz"]
+    packed = PackedValues.of(values)
+    assert packed.data == b"a\n\n\nline\nbreak\nzz\n" and packed.nulls == [2]
+    assert packed.starts.tolist() == [0, 2, 3, 4, 15] and packed.values() == values
+    assert packed.take([4, 2, 0]) == [b"zz", None, b"a"]

@@ -33,9 +33,34 @@ def test_batches_hold_one_partition_in_offset_order_and_stop_at_the_ends() -> No
               [msg(0, 4), msg(0, 5), msg(0, 6)]]                  # 6 is past partition 0's end (6)
     consumer = ScriptedConsumer(chunks)
     batches = list(fetch._fetch_loop(consumer, "t", {0: 6, 1: 15}, batch_size=4, stall_timeout=5, stop=None))
-    got = [(b.partitions[0], b.offsets) for b in batches]
-    assert all(len(set(b.partitions)) == 1 for b in batches)
+    got = [(b.partition, b.offsets.tolist()) for b in batches]
     assert got == [(0, [0, 1, 2, 3]), (1, [10, 11, 12, 13, 14]), (0, [4, 5])]  # a chunk is never split
     assert consumer.paused == [1, 0]
-    assert batches[0].values[:2] == [b"0:0", b"0:1"] and batches[0].timestamps[:2] == [1000, 1001]
+    assert batches[0].values.values() == [b"0:0", b"0:1", b"0:2", b"0:3"] and batches[0].timestamps[:2] == [1000, 1001]
     assert batches[1].keys[0] == b"k1-10" and batches[0].headers is None
+
+
+def test_offset_gaps_tombstones_and_headers_are_kept_exactly() -> None:
+    """Transaction markers and compaction leave offset gaps: such runs keep every offset; a run past
+    the end is cut by offset, not by position; null values stay null; headers start mid-batch."""
+    tomb = Message(topic="t", partition=0, offset=4, key=b"k", value=None, timestamp=(1, 7))
+    with_headers = Message(topic="t", partition=0, offset=9, key=None, value=b"h", timestamp=(1, 8),
+                           headers=[("trace", b"x")])
+    chunks = [[msg(0, 0), msg(0, 1), msg(0, 3)],          # gap at 2 (a transaction marker)
+              [tomb, msg(0, 6), with_headers, msg(0, 12)]]  # gaps; 12 is past the end (10)
+    batches = list(fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 10}, batch_size=100, stall_timeout=5,
+                                     stop=None))
+    assert len(batches) == 1
+    b = batches[0]
+    assert b.offsets.tolist() == [0, 1, 3, 4, 6, 9]
+    assert b.values.values() == [b"0:0", b"0:1", b"0:3", None, b"0:6", b"h"] and b.values.nulls == [3]
+    assert b.keys[3:] == [b"k", b"k0-6", None] and b.timestamps == [1000, 1001, 1003, 7, 1006, 8]
+    assert b.headers == [None, None, None, None, None, [("trace", b"x")]]
+
+
+def test_a_contiguous_run_past_the_end_is_cut_at_the_end() -> None:
+    chunks = [[msg(0, o) for o in range(5, 12)]]  # starts at 5, the end is 8
+    batches = list(fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 8}, batch_size=100, stall_timeout=5,
+                                     stop=None))
+    assert [b.offsets.tolist() for b in batches] == [[5, 6, 7]]
+    assert batches[0].values.values() == [b"0:5", b"0:6", b"0:7"]

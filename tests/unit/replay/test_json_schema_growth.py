@@ -16,7 +16,7 @@ from kstream_lab.settings import Settings
 def raw(records: list[dict], start: int) -> RawBatch:
     values = [json.dumps(r).encode() for r in records]
     n = len(values)
-    return RawBatch("t", values, [None] * n, [0] * n, list(range(start, start + n)), [0] * n, None)
+    return RawBatch.of("t", 0, values, offsets=list(range(start, start + n)))
 
 
 def test_a_field_that_appears_in_a_later_batch_is_kept() -> None:
@@ -45,3 +45,19 @@ def test_an_export_whose_files_differ_in_columns_scans_as_their_union(tmp_path) 
         folder / "part-00000000000000000002.parquet")
     df = scan_export(tmp_path).collect()
     assert df.rows() == [(0, 0, 1, None), (0, 1, 2, None), (0, 2, 3, "C")]
+
+
+def test_raw_values_keep_their_exact_bytes_and_nulls() -> None:
+    from kstream_lab.replay.decode import binary_column
+
+    values = [b"\x00\x01", b"", None, b"with\nnewline", b"\n"]
+    col = binary_column(RawBatch.of("t", 0, values).values)
+    assert col.dtype == pl.Binary and col.to_list() == values
+
+
+def test_json_with_tombstones_and_a_value_spanning_lines_is_decoded_record_by_record() -> None:
+    values = [b'{"id": 1}', None, b'{\n  "id": 3\n}', b'not json', b'{"id": 5}']
+    decoder = BatchDecoder(Settings(), "t", "json")
+    df = decoder.decode(RawBatch.of("t", 0, values))
+    assert df["offset"].to_list() == [0, 1, 2, 4] and df["id"].to_list() == [1, None, 3, 5]
+    assert decoder.bad == 1 and decoder.first_bad == (0, 3, "not decodable as json")
