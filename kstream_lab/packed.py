@@ -13,8 +13,7 @@ GIL-held time that bounds replay, and a list keeps a Python object alive per val
 from __future__ import annotations
 
 from functools import cached_property
-
-import numpy as np
+from itertools import accumulate
 
 SEP = b"\n"
 
@@ -24,7 +23,7 @@ class PackedValues:
 
     __slots__ = ("data", "lengths", "nulls", "__dict__")
 
-    def __init__(self, data: bytes, lengths: np.ndarray, nulls: list[int] | None = None) -> None:
+    def __init__(self, data: bytes, lengths: list[int], nulls: list[int] | None = None) -> None:
         self.data, self.lengths, self.nulls = data, lengths, nulls or []
 
     @classmethod
@@ -37,12 +36,11 @@ class PackedValues:
         return len(self.lengths)
 
     @cached_property
-    def starts(self) -> np.ndarray:
-        """Where each value begins in ``data`` (int64)."""
-        starts = np.zeros(len(self.lengths), dtype=np.int64)
-        if len(starts) > 1:
-            np.cumsum(self.lengths[:-1] + 1, out=starts[1:])
-        return starts
+    def starts(self) -> list[int]:
+        """Where each value begins in ``data``. Plain Python on purpose: a NumPy call would release the
+        GIL, and winning it back from the fetch thread can take longer than this loop (see
+        ``kstream_lab.replay.decode``)."""
+        return list(accumulate((n + 1 for n in self.lengths[:-1]), initial=0)) if self.lengths else []
 
     def take(self, indices: list[int] | range) -> list[bytes | None]:
         """The values at ``indices`` as bytes (None for nulls)."""
@@ -81,4 +79,4 @@ class PackedBuilder:
         self.lengths.extend(map(len, values))
 
     def build(self) -> PackedValues:
-        return PackedValues(b"".join(self.parts), np.array(self.lengths, dtype=np.int64), self.nulls)
+        return PackedValues(b"".join(self.parts), self.lengths, self.nulls)

@@ -106,12 +106,18 @@ class RawBatch:
             self.headers = [None] * n + headers
         self._runs.append((offsets, len(values)) if isinstance(offsets, int) else offsets)
 
-    @property
-    def values(self) -> PackedValues:
+    def seal(self) -> RawBatch:
+        """Finish the batch: join the packed values. The fetch loop does it before handing a batch
+        over, because the join of a few MB releases the GIL -- a moment the decoding thread can use
+        -- whereas the decoding thread would have to win the GIL back afterwards."""
         if self._packed is None:
             self._packed = self._values.build()
             self._values = PackedBuilder()
-        return self._packed
+        return self
+
+    @property
+    def values(self) -> PackedValues:
+        return self.seal()._packed  # type: ignore[return-value]
 
     @property
     def offsets(self) -> np.ndarray:
@@ -205,9 +211,9 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
         if msgs:
             yield from _take(consumer, topic, msgs, ends, pending, batches, batch_size)
         for p in sorted(p for p in batches if p not in pending):  # finished: its batch will not grow
-            yield batches.pop(p)
+            yield batches.pop(p).seal()
     for p in sorted(batches):
-        yield batches[p]
+        yield batches[p].seal()
 
 
 def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[int, int],
@@ -236,7 +242,7 @@ def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[
             batch = batches[p] = RawBatch(topic, p)
         batch.add(run, first if contiguous else None)
         if len(batch) >= batch_size:
-            yield batches.pop(p)
+            yield batches.pop(p).seal()
 
 
 def _handle_errors(consumer, topic: str, msgs: list, pending: dict[int, int]) -> list:

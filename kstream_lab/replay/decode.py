@@ -67,20 +67,16 @@ class BatchDecoder:
             values, good = self._avro_batch(packed)
         if self.value_schema is None:
             self.value_schema = values.schema
-        meta = self._meta(raw)
         if good is not None:
             self._bad(raw, good)
-            meta = meta[good]
-        return pl.concat([meta, values], how="horizontal")
+        return self._with_meta(raw, values, good)
 
     def meta_name(self, name: str) -> str:
         return f"kafka_{name}" if self.value_schema is not None and name in self.value_schema else name
 
     def empty_frame(self) -> pl.DataFrame:
         """The frame of an empty range: metadata columns, plus value columns when a schema is known."""
-        meta = self._meta(RawBatch(self.topic, 0))
-        values = pl.DataFrame(schema=self.value_schema or {})
-        return pl.concat([meta, values], how="horizontal") if values.width else meta
+        return self._with_meta(RawBatch(self.topic, 0), pl.DataFrame(schema=self.value_schema or {}), None)
 
     def report(self) -> None:
         if self.bad:
@@ -214,24 +210,37 @@ class BatchDecoder:
         return batch.frame, batch.indices.tolist()
 
     # ---- metadata ----------------------------------------------------------------------------
-    def _meta(self, raw: RawBatch) -> pl.DataFrame:
-        n = len(raw)
-        try:
-            keys = pl.Series(raw.keys, dtype=pl.Binary).cast(pl.String)
-        except pl.exceptions.PolarsError:
-            keys = pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None for k in raw.keys],
-                             dtype=pl.String)
-        headers = (pl.repeat(None, n, dtype=HEADERS, eager=True) if raw.headers is None else pl.Series(
-            [None if h is None else [{"key": k, "value": v} for k, v in h] for h in raw.headers], dtype=HEADERS))
-        cols = {
-            "topic": pl.repeat(self.topic, n, dtype=pl.String, eager=True),
-            "partition": pl.repeat(raw.partition, n, dtype=pl.Int32, eager=True),
-            "offset": pl.Series(raw.offsets, dtype=pl.Int64),
-            "timestamp": pl.Series(raw.timestamps, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
-            "key": keys,
-            "headers": headers,
+    def _with_meta(self, raw: RawBatch, values: pl.DataFrame, good: list[int] | None) -> pl.DataFrame:
+        """The metadata columns, then the value columns, in one Polars query.
+
+        One ``collect`` rather than a dozen eager calls: every call that releases the GIL must win it
+        back from the fetch thread, which holds it most of the time, and each such wait can take up
+        to the interpreter's switch interval (5 ms) -- more than building the columns costs.
+        """
+        keys, stamps, offsets = raw.keys, raw.timestamps, raw.offsets
+        headers = raw.headers
+        if good is not None:
+            keys, stamps, offsets = [keys[i] for i in good], [stamps[i] for i in good], offsets[good]
+            headers = None if headers is None else [headers[i] for i in good]
+        header_col = pl.lit(None, dtype=HEADERS) if headers is None else pl.lit(pl.Series(
+            [None if h is None else [{"key": k, "value": v} for k, v in h] for h in headers], dtype=HEADERS))
+        key_bytes = pl.Series(keys, dtype=pl.Binary)
+        meta = {
+            "topic": pl.lit(self.topic, dtype=pl.String),
+            "partition": pl.lit(raw.partition, dtype=pl.Int32),
+            "offset": pl.lit(pl.Series(offsets, dtype=pl.Int64)),
+            "timestamp": pl.lit(pl.Series(stamps, dtype=pl.Int64)).cast(pl.Datetime("ms", "UTC")),
+            "key": pl.lit(key_bytes).cast(pl.String),
+            "headers": header_col,
         }
-        return pl.DataFrame({self.meta_name(k): v for k, v in cols.items()})
+        base = values if values.width else pl.DataFrame({"__rows__": pl.repeat(None, len(offsets), eager=True)})
+        query = base.lazy().select(*[e.alias(self.meta_name(k)) for k, e in meta.items()], *values.columns)
+        try:
+            return query.collect()
+        except pl.exceptions.PolarsError:  # keys that are not UTF-8: kept readable, never dropped
+            meta["key"] = pl.lit(pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None
+                                            for k in keys], dtype=pl.String))
+            return base.lazy().select(*[e.alias(self.meta_name(k)) for k, e in meta.items()], *values.columns).collect()
 
     def _bad(self, raw: RawBatch, good: list[int]) -> None:
         missing = len(raw) - len(good)
@@ -251,9 +260,7 @@ class BatchDecoder:
 def binary_column(packed: PackedValues) -> pl.Series:
     """The values as a Binary column, straight from the packed buffer (nulls stay null)."""
     n = len(packed)
-    offsets = np.empty(n + 1, dtype=np.int64)
-    offsets[:n] = packed.starts
-    offsets[n] = len(packed.data)
+    offsets = np.array([*packed.starts, len(packed.data)], dtype=np.int64)
     validity = None
     if packed.nulls:
         mask = np.ones(n, dtype=bool)

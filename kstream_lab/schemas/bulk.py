@@ -286,12 +286,13 @@ def _one_schema_fast_path(packed: PackedValues, registry: WriterSchemas) -> Deco
 
     The packed buffer is read as it is -- no header stripping, no copy per value -- by Polars as
     records of the writer schema between a leading 5-byte frame field and a trailing separator
-    field. The frames are checked first (magic byte and schema id at every record start), and the
-    separators after the read (each must be where the lengths put it), so record boundaries are
-    known to be right. Anything else returns None: the general path sorts it out.
+    field. Then one check over the result: every record's frame must be the first one's (magic
+    byte, schema id) and every separator a newline. A value of the wrong length -- cut, or with
+    trailing bytes -- shifts every record after it, so the check sees it; so does a value framed
+    with another schema id. Anything else returns None: the general path sorts it out.
     """
     n = len(packed)
-    if not n or packed.nulls or int(packed.lengths.min()) < HEADER:
+    if not n or packed.nulls or min(packed.lengths) < HEADER:
         return None
     first = packed.data[:HEADER]
     if first[0] != 0:
@@ -304,18 +305,17 @@ def _one_schema_fast_path(packed: PackedValues, registry: WriterSchemas) -> Deco
     if framed is None:
         return None
     schema_json, columns = framed
-    view = np.frombuffer(packed.data, dtype=np.uint8)
-    starts = packed.starts
-    if not all(bool((view[starts + k] == first[k]).all()) for k in range(HEADER)):
-        return None
     data = b"".join([_container_prefix(schema_json, n, len(packed.data)), packed.data, _SYNC])
     try:
-        frame = pl.read_avro(io.BytesIO(data), columns=[*columns, SEP_FIELD])
+        frame = pl.read_avro(io.BytesIO(data))
     except (Exception, PanicException):
         return None
-    if frame.height != n or not frame.select((pl.col(SEP_FIELD) == pl.lit(SEP)).all()).item():
+    if frame.height != n:
         return None
-    return DecodedBatch(frame.drop(SEP_FIELD), np.arange(n, dtype=np.int64), [], [schema_id])
+    ok = frame.select((pl.col(FRAME_FIELD) == pl.lit(first)).all() & (pl.col(SEP_FIELD) == pl.lit(SEP)).all())
+    if not ok.item():
+        return None
+    return DecodedBatch(frame.select(columns), np.arange(n, dtype=np.int64), [], [schema_id])
 
 
 _SYNC = os.urandom(16)

@@ -173,5 +173,5 @@ def test_packed_values_give_back_every_value_and_null():
     values = [b"a", b"", None, b"line\nbreak", b"zz"]
     packed = PackedValues.of(values)
     assert packed.data == b"a\n\n\nline\nbreak\nzz\n" and packed.nulls == [2]
-    assert packed.starts.tolist() == [0, 2, 3, 4, 15] and packed.values() == values
+    assert packed.starts == [0, 2, 3, 4, 15] and packed.values() == values
     assert packed.take([4, 2, 0]) == [b"zz", None, b"a"]
