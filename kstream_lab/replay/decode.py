@@ -103,11 +103,9 @@ class BatchDecoder:
         try:
             from kstream_lab.kafka.registry import SchemaRegistry
 
-            registry = SchemaRegistry(self.settings)
-            try:
-                registry.writer_schema(schema_id)
-            finally:
-                registry.close()
+            registry = self._avro or SchemaRegistry(self.settings)
+            registry.writer_schema(schema_id)
+            self._avro = registry  # kept: the Avro decode asks it again (cached there)
             return True
         except Exception as exc:  # unreachable registry or unknown id: not decodable as Avro here
             log.info("%s: schema id %d not usable (%s); reading values as raw bytes", self.topic, schema_id, exc)

@@ -254,5 +254,6 @@ def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "aut
         return empty if columns is None else empty.select([c for c in columns if c in empty.columns])
     if columns is not None and (missing := [c for c in columns if c not in seen]):
         raise RangeError(f"{rng.topic} has no column(s) {missing}", hint=f"its columns are {sorted(seen)}")
-    frame = pl.concat(ordered, how="diagonal_relaxed", rechunk=False) if len(ordered) > 1 else ordered[0]
+    same = all(f.schema == ordered[0].schema for f in ordered)  # the usual case: no work to align columns
+    frame = pl.concat(ordered, how="vertical" if same else "diagonal_relaxed", rechunk=False)
     return frame if columns is None else frame.select(columns)
