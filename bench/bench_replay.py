@@ -275,7 +275,7 @@ def main() -> None:
             res["decode_only"] = decode_only(settings, topic, fmt)
             print(f"{fmt}: " + ", ".join(f"{v} {res[v]['records_per_s']:,.0f} rec/s "
                                          f"(peak {res[v]['peak_rss_mb']:.0f} MB)"
-                                         for v in ("ceiling", "naive", "replay"))
+                                         for v in ("ceiling", "naive", "fetch_only", "replay"))
                   + f"; fetch only {res['fetch_only_vs_ceiling']:.2f}x ceiling"
                     f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
                     f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; decode only: bulk "
