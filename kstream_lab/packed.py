@@ -69,14 +69,14 @@ class PackedBuilder:
         if not values:
             return
         try:
-            self.parts.append(SEP.join(values))
+            self.parts.append(SEP.join([*values, b""]))  # the trailing b"" ends the last value with SEP too
         except TypeError:  # nulls among them: they take no bytes
             n = len(self.lengths)
             self.nulls.extend(n + i for i, v in enumerate(values) if v is None)
             values = [b"" if v is None else v for v in values]
-            self.parts.append(SEP.join(values))
-        self.parts.append(SEP)
+            self.parts.append(SEP.join([*values, b""]))
         self.lengths.extend(map(len, values))
 
     def build(self) -> PackedValues:
-        return PackedValues(b"".join(self.parts), self.lengths, self.nulls)
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)  # one part: no second copy
+        return PackedValues(data, self.lengths, self.nulls)
