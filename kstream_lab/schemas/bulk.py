@@ -1,6 +1,8 @@
 """Bulk decoding for replay: a list of record values -> one Polars frame, without a dict per record.
 
-Avro ("the container trick"): Confluent-framed values are grouped by schema id, the 5-byte headers
+Avro ("the container trick"), common case: every value of the batch has the same schema id, and the
+packed values (``kstream_lab.packed``) are read in place as one container block whose records are
+frame + body + separator (see ``_one_schema_fast_path``). Otherwise values are grouped by schema id, the 5-byte headers
 are stripped in Arrow (no Python per record), and each group's bodies are wrapped into an in-memory
 Avro object container file -- header with the writer schema, then a block = zigzag-varint record
 count, zigzag-varint byte size, the concatenated bodies, the 16-byte sync marker -- which
