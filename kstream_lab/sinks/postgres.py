@@ -7,6 +7,8 @@ one connection and writes each batch in one transaction with ``INSERT ... ON CON
 
 from __future__ import annotations
 
+import zlib
+
 import psycopg
 
 from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE
@@ -24,6 +26,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     PRIMARY KEY (window_start, tier, source_partition)
 )"""
 
+# CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions creating the table at the same
+# moment can both pass the "exists?" check and one fails on pg_type's unique index. Sinks (and
+# readers) starting together therefore take this transaction-scoped advisory lock around the DDL.
+DDL_LOCK = zlib.crc32(f"kstream_lab.{TABLE}".encode())
+
 UPSERT = f"""
 INSERT INTO {TABLE} ({", ".join(AGGREGATE_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (window_start, tier, source_partition) DO UPDATE SET
@@ -39,6 +46,7 @@ class PostgresSink:
         self.dsn = dsn
         self.conn = psycopg.connect(dsn)
         with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
             self.conn.execute(DDL)
 
     def upsert(self, rows: list[dict]) -> int:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
 from kstream_lab.sinks.base import AggregateSink, coalesce
 from kstream_lab.sinks.duckdb import DuckDBSink
 from kstream_lab.sinks.postgres import PostgresSink
@@ -100,3 +102,40 @@ def test_sink_worker_writes_the_pipeline_into_postgres(live_pipeline, postgres_d
         assert sum(r["count"] for r in reader.read()) == truth.filter(truth["kind"] == "ok").height
     finally:
         reader.close()
+
+
+def test_postgres_sinks_starting_together_all_start(postgres_dsn: str) -> None:
+    """CREATE TABLE IF NOT EXISTS is not safe against itself in PostgreSQL: two sinks (or a sink and
+    a reader) starting at the same moment could both try to create the table, and one failed with a
+    unique violation on pg_type. The DDL now runs under an advisory lock."""
+    import threading
+
+    admin = PostgresSink(postgres_dsn)
+    admin.conn.autocommit = True
+    admin.conn.execute("CREATE DATABASE sink_race")
+    admin.close()
+    dsn = postgres_dsn.rsplit("/", 1)[0] + "/sink_race"
+    errors: list[BaseException] = []
+    for _ in range(10):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS sales_aggregates")
+        barrier = threading.Barrier(6)
+
+        def start(barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                PostgresSink(dsn).close()
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    sink = PostgresSink(dsn)
+    try:
+        assert sink.read() == []
+    finally:
+        sink.close()
