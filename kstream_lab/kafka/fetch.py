@@ -10,8 +10,9 @@ record at or past ``end - 1`` arrives, or when librdkafka reports partition EOF 
 Batches hold one partition each, in columns filled with ``map`` over the Message methods right
 after each ``consume()``, while the messages are in cache: values packed into one buffer (each
 followed by a newline, read by the decoders without a copy), keys, timestamps and headers as lists,
-offsets as runs. Replay is bound by the Python work per record (the GIL), so the fetch loop does the least it
-can per record: no partition or offset objects for contiguous runs, no Python object kept per value.
+offsets as runs. Replay is bound by the Python work per record (the GIL), so the fetch loop does
+the least it can per record: no partition or offset objects for contiguous runs, no Python object
+kept per value.
 """
 
 from __future__ import annotations

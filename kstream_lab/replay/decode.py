@@ -232,13 +232,16 @@ class BatchDecoder:
             "headers": header_col,
         }
         base = values if values.width else pl.DataFrame({"__rows__": pl.repeat(None, len(offsets), eager=True)})
-        query = base.lazy().select(*[e.alias(self.meta_name(k)) for k, e in meta.items()], *values.columns)
+
+        def collect() -> pl.DataFrame:
+            return base.lazy().select(*[e.alias(self.meta_name(k)) for k, e in meta.items()], *values.columns).collect()
+
         try:
-            return query.collect()
+            return collect()
         except pl.exceptions.PolarsError:  # keys that are not UTF-8: kept readable, never dropped
             meta["key"] = pl.lit(pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None
                                             for k in keys], dtype=pl.String))
-            return base.lazy().select(*[e.alias(self.meta_name(k)) for k, e in meta.items()], *values.columns).collect()
+            return collect()
 
     def _bad(self, raw: RawBatch, good: list[int]) -> None:
         missing = len(raw) - len(good)

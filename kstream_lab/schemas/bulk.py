@@ -2,12 +2,12 @@
 
 Avro ("the container trick"), common case: every value of the batch has the same schema id, and the
 packed values (``kstream_lab.packed``) are read in place as one container block whose records are
-frame + body + separator (see ``_one_schema_fast_path``). Otherwise values are grouped by schema id, the 5-byte headers
-are stripped in Arrow (no Python per record), and each group's bodies are wrapped into an in-memory
-Avro object container file -- header with the writer schema, then a block = zigzag-varint record
-count, zigzag-varint byte size, the concatenated bodies, the 16-byte sync marker -- which
-``polars.read_avro`` decodes column-wise in Rust. JSON: the values are joined with newlines and read
-by ``polars.read_ndjson`` with an explicit schema when one is known.
+frame + body + separator (see ``_one_schema_fast_path``). Otherwise values are grouped by schema
+id, the 5-byte headers are stripped in Arrow (no Python per record), and each group's bodies are
+wrapped into an in-memory Avro object container file -- header with the writer schema, then a
+block = zigzag-varint record count, zigzag-varint byte size, the concatenated bodies, the 16-byte
+sync marker -- which ``polars.read_avro`` decodes column-wise in Rust. JSON: the values are joined
+with newlines and read by ``polars.read_ndjson`` with an explicit schema when one is known.
 
 Bad records never kill a batch: a chunk that fails to decode is checked record by record with
 fastavro, the undecodable ones are reported (input index + reason) and the rest decoded again in
