@@ -51,6 +51,25 @@ class PackedValues:
     def values(self) -> list[bytes | None]:
         return self.take(range(len(self)))
 
+    def spread(self, k: int) -> list[bytes]:
+        """About ``k`` non-empty values spread evenly over the buffer, found by byte position.
+
+        For sampling (JSON schema checks on every batch): it looks at ~k spots instead of computing
+        every value's start, which cost ~40 ns per record of GIL-held time in replay's decoding
+        thread. Longer values are a little likelier to be picked; a value containing the separator
+        itself can come back as a fragment (callers skip what does not parse).
+        """
+        data = self.data
+        if len(self) <= k:
+            return [v for v in self.values() if v]
+        out, step = [], max(1, len(data) // k)
+        for pos in range(0, len(data), step):
+            start = data.find(SEP, pos - 1) + 1 if pos else 0  # the first value starting at or after pos
+            end = data.find(SEP, start)  # -1 past the last value
+            if end > start:
+                out.append(data[start:end])
+        return out
+
 
 class PackedBuilder:
     """Builds a PackedValues from lists of values added one consumed chunk at a time."""

@@ -131,10 +131,9 @@ class BatchDecoder:
         and new fields are appended with dtypes inferred from that sample, so they are kept from
         this batch on (earlier rows read null). A field rarer than the sample can see is missed.
         """
-        n = len(packed)
-        spread = [v for v in packed.take(range(0, n, max(1, n // 64))) if v]
+        spread = packed.spread(64)
         if self.value_schema is None:
-            self.value_schema = self._infer(packed.take(range(min(1000, n))) + spread)
+            self.value_schema = self._infer(packed.take(range(min(1000, len(packed)))) + spread)
             return
         keys: set[str] = set()
         for v in spread:

@@ -175,3 +175,17 @@ def test_packed_values_give_back_every_value_and_null():
     assert packed.data == b"a\n\n\nline\nbreak\nzz\n" and packed.nulls == [2]
     assert packed.starts == [0, 2, 3, 4, 15] and packed.values() == values
     assert packed.take([4, 2, 0]) == [b"zz", None, b"a"]
+
+
+def test_packed_spread_samples_whole_values_across_the_buffer():
+    from kstream_lab.packed import PackedValues
+
+    values = [b"%04d" % i for i in range(1000)]  # 5 bytes each with the separator
+    packed = PackedValues.of(values)
+    picked = packed.spread(10)
+    assert picked == [b"%04d" % i for i in range(0, 1000, 100)]  # whole values, evenly spread, in order
+    assert "starts" not in packed.__dict__  # found by byte position, no per-value work
+    few = PackedValues.of([b"a", None, b"", b"b"])
+    assert few.spread(10) == [b"a", b"b"]  # fewer values than asked: the non-empty ones
+    odd = PackedValues.of([b"xy", b"a", b"long-value", b"z"] * 50)
+    assert set(odd.spread(16)) <= {b"xy", b"a", b"long-value", b"z"}  # never a fragment of a value
