@@ -1,8 +1,9 @@
 """Replay 1M JSON and 1M Avro orders from the local broker into Polars, beside two baselines.
 
 Variants, each run in its own subprocess (so VmHWM is that variant's peak RSS; the result's Arrow
-size, the yardstick of the memory target, is taken after the peak), median of
-``KSTREAM_BENCH_REPEAT`` runs (all with the replay's fetch settings and consume size):
+size, the yardstick of the memory target, is taken after the peak), in ``KSTREAM_BENCH_REPEAT``
+rounds (default 5) of every variant back to back; figures are medians, ratios the median of the
+per-round ratios (all with the replay's fetch settings and consume size):
 
 * ``ceiling``: the raw confluent-kafka consume loop touching only ``value()`` -- the client's limit;
 * ``naive``: the same loop with json.loads / fastavro per record and a DataFrame from the dicts;
@@ -38,7 +39,7 @@ from kstream_lab.kafka.fetch import CONSUME_CHUNK
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORDS = int(os.environ.get("KSTREAM_BENCH_RECORDS", "1000000"))
-REPEAT = int(os.environ.get("KSTREAM_BENCH_REPEAT", "3"))
+REPEAT = int(os.environ.get("KSTREAM_BENCH_REPEAT", "5"))
 # Recent but entirely in the past: older timestamps fall to time-based retention, and the broker
 # rejects timestamps more than an hour ahead (20 ms apart, 1M orders span 5.6 hours).
 START_MS = recent_start_ms(minutes_back=RECORDS * 20 // 60_000 + 10)
@@ -195,17 +196,39 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     print(json.dumps({"seconds": seconds, "peak_rss": peak, **sizes}))
 
 
-def measure(variant: str, topic: str, fmt: str) -> dict:
-    runs = []
-    for _ in range(REPEAT):
-        out = subprocess.run([sys.executable, "-m", "bench.bench_replay", "--variant", variant, topic, fmt],
-                             capture_output=True, text=True, check=True, env=os.environ.copy(),
-                             cwd=Path(__file__).resolve().parents[1])
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    seconds = statistics.median(r["seconds"] for r in runs)
-    return {"records_per_s": RECORDS / seconds, "seconds": seconds, "runs_s": [r["seconds"] for r in runs],
-            "peak_rss_mb": statistics.median(r["peak_rss"] for r in runs) / 2**20,
-            "frame_mb": runs[0]["frame_bytes"] / 2**20, "arrow_mb": runs[0]["arrow_bytes"] / 2**20}
+def run_once(variant: str, topic: str, fmt: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.bench_replay", "--variant", variant, topic, fmt],
+                         capture_output=True, text=True, check=True, env=os.environ.copy(),
+                         cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+VARIANTS = ("ceiling", "naive", "fetch_only", "replay")
+
+
+def measure_rounds(topic: str, fmt: str) -> dict:
+    """``REPEAT`` rounds, each running every variant once, back to back.
+
+    Rounds rather than each variant's runs in a row: the load here drifts over tens of seconds
+    (the ceiling moved by 40 % between runs), so a ratio of runs taken seconds apart is the fair
+    one. Each ratio is reported both ways: the median of the per-round ratios, and the ratio of
+    the medians.
+    """
+    rounds = [{v: run_once(v, topic, fmt) for v in VARIANTS} for _ in range(REPEAT)]
+    res = {}
+    for v in VARIANTS:
+        runs = [r[v] for r in rounds]
+        seconds = statistics.median(r["seconds"] for r in runs)
+        res[v] = {"records_per_s": RECORDS / seconds, "seconds": seconds, "runs_s": [r["seconds"] for r in runs],
+                  "peak_rss_mb": statistics.median(r["peak_rss"] for r in runs) / 2**20,
+                  "frame_mb": runs[0]["frame_bytes"] / 2**20, "arrow_mb": runs[0]["arrow_bytes"] / 2**20}
+    for name, (a, b) in {"replay_vs_ceiling": ("replay", "ceiling"), "replay_vs_naive": ("replay", "naive"),
+                         "fetch_only_vs_ceiling": ("fetch_only", "ceiling")}.items():
+        per_round = [r[b]["seconds"] / r[a]["seconds"] for r in rounds]
+        res[name] = statistics.median(per_round)
+        res[name + "_per_round"] = per_round
+        res[name + "_of_medians"] = res[a]["records_per_s"] / res[b]["records_per_s"]
+    return res
 
 
 def decode_only(settings, topic: str, fmt: str) -> dict:
@@ -260,11 +283,8 @@ def main() -> None:
     with local_cluster() as settings:
         topics = {fmt: produce(settings, fmt) for fmt in ("json", "avro")}
         for fmt, topic in topics.items():  # every subprocess first, while this process is still small
-            res = {v: measure(v, topic, fmt) for v in ("ceiling", "naive", "fetch_only", "replay")}
+            res = measure_rounds(topic, fmt)
             rp = res["replay"]
-            res["replay_vs_ceiling"] = rp["records_per_s"] / res["ceiling"]["records_per_s"]
-            res["replay_vs_naive"] = rp["records_per_s"] / res["naive"]["records_per_s"]
-            res["fetch_only_vs_ceiling"] = res["fetch_only"]["records_per_s"] / res["ceiling"]["records_per_s"]
             res["peak_rss_vs_arrow"] = rp["peak_rss_mb"] / rp["arrow_mb"]  # the target: <= 3x
             res["peak_rss_vs_frame"] = rp["peak_rss_mb"] / rp["frame_mb"]  # Polars' estimated_size
             above = rp["peak_rss_mb"] - res["ceiling"]["peak_rss_mb"]  # what replay adds to the bare client
