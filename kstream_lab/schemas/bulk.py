@@ -34,6 +34,7 @@ from polars.exceptions import PanicException
 from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.packed import SEP, PackedValues
 from kstream_lab.schemas.avro import HEADER, WriterSchemas, header_problem, plain_times
+from kstream_lab.schemas.quiet import rust_panics_muted
 
 CHUNK = 65_536
 AVRO_TO_POLARS: dict[str, Any] = {"long": pl.Int64, "int": pl.Int32, "string": pl.String, "boolean": pl.Boolean,
@@ -120,8 +121,9 @@ def _bodies(arr: pa.Array, idx: np.ndarray) -> pa.Buffer | bytes:
 
 def _read_container(schema_json: str, count: int, bodies: bytes | pa.Buffer) -> pl.DataFrame | None:
     try:
-        frame = pl.read_avro(io.BytesIO(container(schema_json, [(count, bodies)])))
-    except (Exception, PanicException):  # polars reports corrupt blocks as errors, or panics
+        with rust_panics_muted():  # polars reports corrupt blocks as errors, or panics
+            frame = pl.read_avro(io.BytesIO(container(schema_json, [(count, bodies)])))
+    except (Exception, PanicException):
         return None
     return frame if frame.height == count else None
 
@@ -309,7 +311,8 @@ def _one_schema_fast_path(packed: PackedValues, registry: WriterSchemas) -> Deco
     schema_json, columns = framed
     data = b"".join([_container_prefix(schema_json, n, len(packed.data)), packed.data, _SYNC])
     try:
-        frame = pl.read_avro(io.BytesIO(data))
+        with rust_panics_muted():
+            frame = pl.read_avro(io.BytesIO(data))
     except (Exception, PanicException):
         return None
     if frame.height != n:
@@ -364,7 +367,8 @@ def _read_json(values: list, idx: list[int], schema: dict | None) -> tuple[pl.Da
     if joined.count(b"\n") != len(idx) - 1:  # a value with raw newlines: whitespace outside strings
         joined = b"\n".join([values[i].replace(b"\n", b" ").replace(b"\r", b" ") for i in idx])
     try:
-        frame = pl.read_ndjson(io.BytesIO(joined), schema=schema)
+        with rust_panics_muted():
+            frame = pl.read_ndjson(io.BytesIO(joined), schema=schema)
     except (Exception, PanicException) as exc:
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if frame.height != len(idx):
