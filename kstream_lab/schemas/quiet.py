@@ -7,6 +7,10 @@ whole backtrace) to the process's stderr, which in a notebook looks like a crash
 replace Rust's panic hook, so while a bulk read runs, file descriptor 2 points at a temporary file;
 afterwards, every line that is not part of a panic report is written back to the real stderr, in
 order. Threads share one redirection (reference-counted under a lock), so concurrent reads nest.
+
+The cost: other threads' stderr output during a read (a few milliseconds) arrives when it ends,
+and a hard crash inside the read (a segfault) would leave its report in the deleted temporary
+file. faulthandler set up on a duplicate of stderr (as pytest does) is not affected.
 """
 
 from __future__ import annotations
