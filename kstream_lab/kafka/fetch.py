@@ -106,7 +106,15 @@ class RawBatch:
             self.headers.extend(headers)
         elif any(headers):
             self.headers = [None] * n + headers
-        self._runs.append((offsets, len(values)) if isinstance(offsets, int) else offsets)
+        runs = self._runs
+        if isinstance(offsets, int):
+            last = runs[-1] if runs else None
+            if isinstance(last, tuple) and last[0] + last[1] == offsets:  # continues the previous run
+                runs[-1] = (last[0], last[1] + len(values))
+            else:
+                runs.append((offsets, len(values)))
+        else:
+            runs.append(offsets)
 
     def seal(self) -> RawBatch:
         """Finish the batch: join the packed values. The fetch loop does it before handing a batch

@@ -64,3 +64,14 @@ def test_a_contiguous_run_past_the_end_is_cut_at_the_end() -> None:
                                      stop=None))
     assert [b.offsets.tolist() for b in batches] == [[5, 6, 7]]
     assert batches[0].values.values() == [b"0:5", b"0:6", b"0:7"]
+
+
+def test_contiguous_chunks_merge_into_one_run_and_a_jump_starts_another() -> None:
+    chunks = [[msg(0, o) for o in range(0, 3)], [msg(0, o) for o in range(3, 6)],  # continues: one run
+              [msg(0, o) for o in range(8, 10)],                                     # a gap of 2: a new run
+              [msg(0, 10), msg(0, 12)]]                                              # gaps inside: listed
+    batches = list(fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 13}, batch_size=100, stall_timeout=5,
+                                     stop=None))
+    assert len(batches) == 1
+    assert batches[0]._runs == [(0, 6), (8, 2), [10, 12]]
+    assert batches[0].offsets.tolist() == [0, 1, 2, 3, 4, 5, 8, 9, 10, 12]
