@@ -35,19 +35,22 @@ def resolve(topic: str, start: Position = "earliest", end: Position = "latest", 
 
 def replay(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
            value_format: str = "auto", settings: Settings | None = None, *, errors: str = "skip",
-           batch_size: int = BATCH_RECORDS, columns: list[str] | None = None) -> pl.DataFrame:
+           batch_size: int = BATCH_RECORDS, columns: list[str] | None = None,
+           schema: dict | pl.Schema | None = None) -> pl.DataFrame:
     """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
 
     Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
     headers, then the decoded value fields (``value`` bytes for raw); ``columns`` keeps only those
     named, batch by batch, so a long range of a few fields fits in a fraction of the memory.
     ``value_format``: auto, json, avro or raw. ``errors``: "skip" drops undecodable values (logged),
-    "raise" stops at the first.
+    "raise" stops at the first. ``schema`` (JSON only; field -> Polars dtype) fixes the value
+    columns instead of inferring them from samples: fields it does not name are dropped, fields it
+    names but a record lacks read null. Pass it for fields too rare for the samples to see.
     """
     settings = settings or get_settings()
     rng = resolve_range(settings, topic, start, end, partitions)
     return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size,
-                      columns=columns)
+                      columns=columns, schema=schema)
 
 
 def to_duckdb(frame_or_topic: pl.DataFrame | str, name: str | None = None, con: duckdb.DuckDBPyConnection | None = None,
@@ -87,11 +90,14 @@ def sql(query: str, start: Position = "earliest", end: Position = "latest",
 
 def export(topic: str, out: str | Path, start: Position = "earliest", end: Position = "latest",
            partitions: list[int] | None = None, value_format: str = "auto", settings: Settings | None = None,
-           *, chunk_rows: int = 500_000, progress: bool = True) -> ExportSummary:
-    """Write a range larger than memory as partitioned Parquet (see ``kstream_lab.replay.parquet``)."""
+           *, chunk_rows: int = 500_000, progress: bool = True,
+           schema: dict | pl.Schema | None = None) -> ExportSummary:
+    """Write a range larger than memory as partitioned Parquet (see ``kstream_lab.replay.parquet``);
+    ``schema`` as for :func:`replay`."""
     settings = settings or get_settings()
     rng = resolve_range(settings, topic, start, end, partitions)
-    return export_parquet(settings, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress)
+    return export_parquet(settings, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress,
+                          schema=schema)
 
 
 def backtest(start: Position = "earliest", end: Position | None = None, *,

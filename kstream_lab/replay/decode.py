@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from kstream_lab.errors import ConfigError, DeserializationError
 from kstream_lab.kafka.fetch import RawBatch
 from kstream_lab.packed import PackedValues
+from kstream_lab.schemas.bulk import decode_json_batch
 from kstream_lab.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,21 +37,45 @@ log = logging.getLogger(__name__)
 FORMATS = ("auto", "json", "avro", "raw")
 META = ("topic", "partition", "offset", "timestamp", "key", "headers")
 HEADERS = pl.List(pl.Struct({"key": pl.String, "value": pl.Binary}))
+SchemaArg = pl.Schema | dict | None
+
+
+def json_schema(schema: SchemaArg) -> pl.Schema | None:
+    """An explicit JSON value schema (field -> Polars dtype) checked up front, naming a bad field."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict | pl.Schema) or not schema:
+        raise ConfigError(f"schema= must be a non-empty mapping of field name -> Polars dtype, got {schema!r}")
+    for name, dtype in schema.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"schema field names must be strings, got {name!r}")
+        try:
+            pl.Schema({name: dtype})
+        except (TypeError, ValueError):
+            raise ConfigError(f"schema field {name!r}: {dtype!r} is not a Polars dtype",
+                              hint="use e.g. pl.Int64, pl.String, pl.Float64, pl.Datetime('ms')") from None
+    return pl.Schema(schema)
 
 
 class BatchDecoder:
     """Decodes the batches of one read; holds the format and schema fixed by the first batch."""
 
-    def __init__(self, settings: Settings, topic: str, value_format: str = "auto", *, errors: str = "skip") -> None:
+    def __init__(self, settings: Settings, topic: str, value_format: str = "auto", *, errors: str = "skip",
+                 schema: SchemaArg = None) -> None:
         if value_format not in FORMATS:
             raise ConfigError(f"value_format must be one of {', '.join(FORMATS)}, got {value_format!r}")
         if errors not in ("skip", "raise"):
             raise ConfigError(f"errors must be 'skip' or 'raise', got {errors!r}")
+        if schema is not None and value_format in ("avro", "raw"):
+            raise ConfigError(f"schema= applies to JSON values, not {value_format}",
+                              hint="Avro values carry their schema (the registry's); raw values have none")
         self.settings, self.topic, self.errors = settings, topic, errors
         self.format = None if value_format == "auto" else value_format
-        self.value_schema: pl.Schema | None = None
+        self.value_schema: pl.Schema | None = json_schema(schema)
+        self.fixed_schema = schema is not None
         self.bad = 0
         self.first_bad: tuple[int, int, str] | None = None
+        self._reasons: dict[int, str] = {}  # why records of the current batch failed, by position
         self._avro = None
         self.schema_ids: set[int] = set()
 
@@ -59,6 +84,10 @@ class BatchDecoder:
         packed = raw.values
         if self.format is None:
             self.format = self._detect(packed.take(range(min(1000, len(packed)))))
+            if self.fixed_schema and self.format != "json":
+                raise ConfigError(f"{self.topic}: schema= was given for JSON values, but they look like {self.format}",
+                                  hint="drop schema=, or pass value_format='json' if they are JSON")
+        self._reasons = {}
         if self.format == "raw":
             values, good = pl.DataFrame({"value": binary_column(packed)}), None
         elif self.format == "json":
@@ -112,7 +141,8 @@ class BatchDecoder:
             return False
 
     def _json(self, packed: PackedValues) -> tuple[pl.DataFrame, list[int] | None]:
-        self._grow_schema(packed)
+        if not self.fixed_schema:
+            self._grow_schema(packed)
         if not packed.nulls:
             try:
                 df = self._read_ndjson(packed.data)  # one value per line already
@@ -162,27 +192,23 @@ class BatchDecoder:
             return None  # bad records in the sample: the decode itself reports them
 
     def _json_slow(self, values: list[bytes | None]) -> tuple[pl.DataFrame, list[int]]:
-        """Per-record validation, only for batches with tombstones or poison; bad ones are dropped."""
-        good, lines = [], []
-        for i, v in enumerate(values):
-            if v is None:
-                good.append(i)
-                lines.append(b"{}")
-                continue
-            try:
-                obj = json.loads(v)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                good.append(i)
-                lines.append(json.dumps(obj, separators=(",", ":")).encode())
-        if not lines:
-            return pl.DataFrame(schema=self.value_schema or {}), good
-        try:
-            return self._read_ndjson(b"\n".join(lines)), good
-        except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise DeserializationError(f"JSON values do not fit the columns read so far: {exc}",
-                                       topic=self.topic) from None
+        """Record-level isolation, only for batches with tombstones, poison or values that do not fit
+        the columns: the schemas package's JSON decoder bisects failing chunks down to the bad
+        records (dropped, with their reasons); tombstones stay as rows with null fields."""
+        present = [i for i, v in enumerate(values) if v is not None]
+        tombstones = [i for i, v in enumerate(values) if v is None]
+        batch = decode_json_batch([values[i] for i in present], dict(self.value_schema or {}) or None)
+        self._reasons = {present[f.index]: f.reason for f in batch.failures}
+        decoded = [present[j] for j in batch.indices.tolist()]
+        frame = batch.frame if batch.frame.width or not self.value_schema else pl.DataFrame(schema=self.value_schema)
+        if self.value_schema is not None and frame.width:
+            frame = frame.select([pl.col(c) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                                  for c, t in self.value_schema.items()])
+        if not tombstones:
+            return frame, decoded
+        nulls = pl.DataFrame(schema=frame.schema).clear(len(tombstones))
+        order = sorted(range(len(decoded) + len(tombstones)), key=(decoded + tombstones).__getitem__)
+        return pl.concat([frame, nulls])[order], sorted(decoded + tombstones)
 
     def _read_ndjson(self, data: bytes) -> pl.DataFrame:
         if self.value_schema is None:
@@ -204,6 +230,7 @@ class BatchDecoder:
         self.schema_ids.update(batch.schema_ids)
         if not batch.failures:
             return batch.frame, None
+        self._reasons = {f.index: f.reason for f in batch.failures}
         return batch.frame, batch.indices.tolist()
 
     # ---- metadata ----------------------------------------------------------------------------
@@ -248,9 +275,9 @@ class BatchDecoder:
             return
         good_set = set(good)
         first = next(i for i in range(len(raw)) if i not in good_set)
-        where = (raw.partition, int(raw.offsets[first]), f"not decodable as {self.format}")
+        where = (raw.partition, int(raw.offsets[first]), self._reasons.get(first, f"not decodable as {self.format}"))
         if self.errors == "raise":
-            raise DeserializationError(f"value not decodable as {self.format}", topic=self.topic,
+            raise DeserializationError(f"value not decodable as {self.format}: {where[2]}", topic=self.topic,
                                        partition=where[0], offset=where[1],
                                        hint="pass errors='skip' to drop such records")
         self.bad += missing

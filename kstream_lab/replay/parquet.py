@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from kstream_lab.replay.decode import BatchDecoder
+from kstream_lab.replay.decode import BatchDecoder, SchemaArg
 from kstream_lab.replay.reader import BATCH_RECORDS, ReplayRange, iter_frames
 from kstream_lab.settings import Settings
 
@@ -46,7 +46,7 @@ class ExportSummary:
 
 def export_parquet(settings: Settings, rng: ReplayRange, out: str | Path, *, value_format: str = "auto",
                    errors: str = "skip", chunk_rows: int = 500_000, batch_size: int = BATCH_RECORDS,
-                   progress: bool = True) -> ExportSummary:
+                   progress: bool = True, schema: SchemaArg = None) -> ExportSummary:
     """Stream the range into partitioned Parquet files with bounded memory and a progress bar."""
     out = Path(out)
     if out.exists():
@@ -54,7 +54,7 @@ def export_parquet(settings: Settings, rng: ReplayRange, out: str | Path, *, val
             shutil.rmtree(old)
         (out / RANGE_FILE).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors)
+    decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors, schema=schema)
     writer = _ChunkWriter(out, chunk_rows, decoder)
     t0 = time.monotonic()
     with tqdm(total=rng.offsets, unit="rec", unit_scale=True, desc=f"replay {rng.topic}",

@@ -34,7 +34,7 @@ from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.admin import offsets_for_times
 from kstream_lab.kafka.fetch import PartitionBounds, fetch_batches, snapshot_bounds
 from kstream_lab.lineage import RangeRead, record_reads
-from kstream_lab.replay.decode import BatchDecoder
+from kstream_lab.replay.decode import BatchDecoder, SchemaArg
 from kstream_lab.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,8 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
 
 
 def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
-               batch_size: int = BATCH_RECORDS, columns: list[str] | None = None) -> pl.DataFrame:
+               batch_size: int = BATCH_RECORDS, columns: list[str] | None = None,
+               schema: SchemaArg = None) -> pl.DataFrame:
     """The whole range as one DataFrame, ordered by partition, then offset; only ``columns`` if given
     (projected batch by batch, so memory holds just those).
 
@@ -238,7 +239,7 @@ def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "aut
     partition order without a copy (the result stays chunked): the peak is about one frame plus the
     batches in flight.
     """
-    decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors)
+    decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors, schema=schema)
     pieces: dict[int, list[pl.DataFrame]] = {}
     seen: set[str] = set()  # every column a batch had (JSON fields may first appear in a later batch)
     for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):

@@ -168,6 +168,31 @@ def test_poison_tombstones_and_headers(kafka_settings, topic_factory, produce_js
     assert raw["value"].to_list()[1:3] == [b"{not json", None]
 
 
+def test_a_rare_field_needs_schema_and_a_misfit_value_is_skipped(kafka_settings, topic_factory, produce_json,
+                                                                caplog):
+    """5,000 orders in one partition: one carries a coupon (too rare for the samples), one has text
+    where the cents are integers. The misfit is one skipped record, not a failed read; the coupon
+    is kept only when schema= names it."""
+    topic = topic_factory("rare", partitions=1)
+    records = [(0, T0 + i, order(i, T0 + i)) for i in range(5000)]
+    records[4321] = (0, T0 + 4321, {**order(4321, T0 + 4321), "coupon": "SPRING"})
+    records[4500] = (0, T0 + 4500, {**order(4500, T0 + 4500), "total_cents": "12.50 EUR"})
+    produce_json(topic, records)
+    with caplog.at_level(logging.WARNING):
+        inferred = kstream_lab.replay(topic, value_format="json", settings=kafka_settings)
+    assert inferred.height == 4999 and 4500 not in inferred["offset"].to_list()
+    assert inferred["total_cents"].sum() == sum(100 + i for i in range(5000)) - 4600
+    assert "coupon" not in inferred.columns  # one in 5,000: the samples do not see it
+    assert "skipped 1 undecodable record(s) as json; first at" in caplog.text and "[0]@4500" in caplog.text
+    assert "does not match the expected columns/types" in caplog.text
+    schema = {"order_id": pl.String, "total_cents": pl.Int64, "timestamp": pl.Int64, "loyalty_tier": pl.String,
+              "coupon": pl.String}
+    explicit = kstream_lab.replay(topic, schema=schema, settings=kafka_settings)
+    assert explicit.height == 4999 and explicit["total_cents"].sum() == inferred["total_cents"].sum()
+    assert explicit.filter(pl.col("coupon").is_not_null()).select("offset", "coupon").rows() == [(4321, "SPRING")]
+    assert explicit.columns[-5:] == list(schema) and "kafka_timestamp" in explicit.columns
+
+
 def test_avro_values_decode_in_bulk_with_auto_detection(kafka_settings, topic_factory, produce_json):
     from kstream_lab.pipeline_spec import TopicSpec
     from kstream_lab.schemas.serde import value_serializer

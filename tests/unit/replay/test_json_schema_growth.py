@@ -60,4 +60,29 @@ def test_json_with_tombstones_and_a_value_spanning_lines_is_decoded_record_by_re
     decoder = BatchDecoder(Settings(), "t", "json")
     df = decoder.decode(RawBatch.of("t", 0, values))
     assert df["offset"].to_list() == [0, 1, 2, 4] and df["id"].to_list() == [1, None, 3, 5]
-    assert decoder.bad == 1 and decoder.first_bad == (0, 3, "not decodable as json")
+    assert decoder.bad == 1 and decoder.first_bad == (0, 3, "not a JSON object: starts with b'not json'")
+
+
+def test_a_value_that_does_not_fit_the_columns_is_skipped_not_the_whole_read() -> None:
+    """A later record with a string where the columns hold integers is one bad record: it is counted
+    with its offset and reason, the rest of the batch (tombstones too) is kept in offset order."""
+    decoder = BatchDecoder(Settings(), "t", "json")
+    decoder.decode(raw([{"id": i, "cents": 10 * i} for i in range(100)], 0))
+    later = [json.dumps({"id": i, "cents": 10 * i}).encode() for i in range(100, 110)]
+    later[3] = b'{"id": 103, "cents": "abc"}'
+    later[6] = None  # a tombstone stays, with null fields
+    frame = decoder.decode(RawBatch.of("t", 0, later, offsets=list(range(100, 110))))
+    assert frame["offset"].to_list() == [100, 101, 102, 104, 105, 106, 107, 108, 109]
+    assert frame["cents"].to_list() == [1000, 1010, 1020, 1040, 1050, None, 1070, 1080, 1090]
+    assert frame.schema["cents"] == pl.Int64
+    assert decoder.bad == 1
+    p, offset, reason = decoder.first_bad
+    assert (p, offset) == (0, 103) and "does not match the expected columns/types" in reason
+
+
+def test_an_explicit_schema_fixes_the_columns_and_skips_sampling() -> None:
+    decoder = BatchDecoder(Settings(), "t", "json", schema={"id": pl.Int32, "cents": pl.Int64, "note": pl.String})
+    frame = decoder.decode(raw([{"id": i, "cents": i, "extra": True} for i in range(50)], 0))
+    assert frame.select("id", "cents", "note").schema == pl.Schema({"id": pl.Int32, "cents": pl.Int64,
+                                                                    "note": pl.String})
+    assert "extra" not in frame.columns and frame["note"].null_count() == 50 and frame["cents"].sum() == 1225
