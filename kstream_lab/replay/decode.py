@@ -57,6 +57,29 @@ def json_schema(schema: SchemaArg) -> pl.Schema | None:
     return pl.Schema(schema)
 
 
+_DTYPE_NAMES = {name: getattr(pl, name) for name in (
+    "String", "Binary", "Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+    "Float32", "Float64", "Date", "Decimal")}
+
+
+def json_schema_from_names(names: object, where: str = "schema") -> pl.Schema:
+    """A JSON value schema from dtype names (``{"total_cents": "Int64", "at": "Datetime[ms]"}``), as a
+    file or a command line gives it; errors name the field and the accepted names."""
+    if not isinstance(names, dict) or not names:
+        raise ConfigError(f"{where}: expected a JSON object of field -> dtype name, got {type(names).__name__}")
+    out = {}
+    for field_name, dtype in names.items():
+        if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
+            out[field_name] = _DTYPE_NAMES[dtype]
+        elif isinstance(dtype, str) and dtype.startswith("Datetime[") and dtype.endswith("]") \
+                and dtype[9:-1] in ("ms", "us", "ns"):
+            out[field_name] = pl.Datetime(dtype[9:-1])
+        else:
+            raise ConfigError(f"{where}: field {field_name!r} has dtype {dtype!r}, which is not one of the names known",
+                              hint=f"use one of {', '.join(_DTYPE_NAMES)} or Datetime[ms|us|ns]")
+    return pl.Schema(out)
+
+
 class BatchDecoder:
     """Decodes the batches of one read; holds the format and schema fixed by the first batch."""
 

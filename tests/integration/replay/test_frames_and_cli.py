@@ -77,3 +77,11 @@ def test_chunked_export_and_cli(kafka_settings, topic_factory, produce_json, tmp
     res = subprocess.run([sys.executable, "-m", "kstream_lab", "replay", "no-such-topic-abc"], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: unknown topic 'no-such-topic-abc'")
+    (tmp_path / "schema.json").write_text('{"order_id": "String", "total_cents": "Int32", "coupon": "String"}')
+    res = subprocess.run([sys.executable, "-m", "kstream_lab", "replay", topic, "--out", str(tmp_path / "typed"),
+                          "--schema", str(tmp_path / "schema.json"), "--no-progress"], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    typed = scan_export(tmp_path / "typed").collect()
+    assert typed.height == 3000 and typed.schema["total_cents"] == pl.Int32 and typed["coupon"].null_count() == 3000
+    assert typed["total_cents"].sum() == sum(100 + i for i in range(3000)) and "loyalty_tier" not in typed.columns

@@ -86,3 +86,24 @@ def test_an_explicit_schema_fixes_the_columns_and_skips_sampling() -> None:
     assert frame.select("id", "cents", "note").schema == pl.Schema({"id": pl.Int32, "cents": pl.Int64,
                                                                     "note": pl.String})
     assert "extra" not in frame.columns and frame["note"].null_count() == 50 and frame["cents"].sum() == 1225
+
+
+def test_schema_names_from_a_file_or_command_line_are_checked_per_field() -> None:
+    from kstream_lab.errors import ConfigError
+    from kstream_lab.replay.decode import json_schema_from_names
+
+    assert json_schema_from_names({"c": "Int64", "t": "Datetime[ms]", "s": "String"}) == pl.Schema(
+        {"c": pl.Int64, "t": pl.Datetime("ms"), "s": pl.String})
+    for bad, field in (({"c": "int"}, "'c'"), ({"c": "Int64", "t": "Datetime[s]"}, "'t'")):
+        try:
+            json_schema_from_names(bad, where="--schema f.json")
+        except ConfigError as exc:
+            assert str(exc).startswith(f"--schema f.json: field {field}") and "Int64" in exc.hint
+        else:
+            raise AssertionError(f"{bad} accepted")
+    try:
+        BatchDecoder(Settings(), "t", "avro", schema={"c": pl.Int64})
+    except ConfigError as exc:
+        assert "applies to JSON values" in str(exc)
+    else:
+        raise AssertionError("schema= accepted for Avro")
