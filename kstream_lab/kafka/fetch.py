@@ -50,6 +50,24 @@ _value, _key, _part, _off, _stamp, _hdrs, _err = (Message.value, Message.key, Me
                                                   Message.timestamp, Message.headers, Message.error)
 
 
+@dataclass
+class Extract:
+    """Which per-record metadata the fetch loop takes from each message.
+
+    Keys, timestamps and headers cost the fetch thread ~150 ns per record of GIL-held time (and the
+    decoder more to turn them into columns); a read that projects columns turns off what it will not
+    show. Flags may be turned off while a read runs (never on again): a batch that lost a column
+    midway drops it (None).
+    """
+
+    keys: bool = True
+    timestamps: bool = True
+    headers: bool = True
+
+
+_ALL = Extract()
+
+
 @dataclass(frozen=True)
 class PartitionBounds:
     """A partition's first retained offset and its end (last stable offset) at snapshot time."""
@@ -65,16 +83,19 @@ class RawBatch:
     Values are packed (``kstream_lab.packed``) chunk by chunk as they are consumed; keys,
     timestamps and headers are lists; offsets are kept as runs (a contiguous run is just its first
     offset and length), so the common case costs no per-record offset object at all. ``headers`` is
-    None when no record had headers.
+    None when no record had headers; ``keys``, ``timestamps`` and ``headers`` are None when they
+    were not extracted (``Extract``).
     """
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic, self.partition = topic, partition
         self._values = PackedBuilder()
         self._packed: PackedValues | None = None
-        self.keys: list[bytes | None] = []
-        self.timestamps: list[int] = []
+        self._count = 0
+        self.keys: list[bytes | None] | None = []
+        self.timestamps: list[int] | None = []
         self.headers: list[list[tuple[str, bytes]] | None] | None = None
+        self._headers_dropped = False
         self._runs: list[tuple[int, int] | list[int]] = []
 
     @classmethod
@@ -89,20 +110,35 @@ class RawBatch:
         return batch
 
     def __len__(self) -> int:
-        return len(self.timestamps)
+        return self._count
 
-    def add(self, msgs: list[Message], first_offset: int | None) -> None:
+    def add(self, msgs: list[Message], first_offset: int | None, extract: Extract | None = None) -> None:
         """Append consumed messages of this partition; ``first_offset`` when their offsets are contiguous."""
-        self.add_columns(list(map(_value, msgs)), list(map(_key, msgs)), list(map(_ts, map(_stamp, msgs))),
-                         list(map(_hdrs, msgs)), list(map(_off, msgs)) if first_offset is None else first_offset)
+        x = extract or _ALL
+        self.add_columns(list(map(_value, msgs)), list(map(_key, msgs)) if x.keys else None,
+                         list(map(_ts, map(_stamp, msgs))) if x.timestamps else None,
+                         list(map(_hdrs, msgs)) if x.headers else None,
+                         list(map(_off, msgs)) if first_offset is None else first_offset)
 
-    def add_columns(self, values: list, keys: list, timestamps: list[int], headers: list,
+    def add_columns(self, values: list, keys: list | None, timestamps: list[int] | None, headers: list | None,
                     offsets: list[int] | int) -> None:
-        n = len(self)
+        """Append columns of one chunk; a None column was not extracted, and the batch drops it."""
+        n = self._count
         self._values.add(values)
-        self.keys.extend(keys)
-        self.timestamps.extend(timestamps)
-        if self.headers is not None:
+        self._count += len(values)
+        if keys is None:
+            self.keys = None
+        elif self.keys is not None:
+            self.keys.extend(keys)
+        if timestamps is None:
+            self.timestamps = None
+        elif self.timestamps is not None:
+            self.timestamps.extend(timestamps)
+        if headers is None:
+            self.headers, self._headers_dropped = None, True
+        elif self._headers_dropped:
+            pass
+        elif self.headers is not None:
             self.headers.extend(headers)
         elif any(headers):
             self.headers = [None] * n + headers
@@ -174,7 +210,7 @@ def committed_offsets(settings: Settings, group_id: str, topic: str, partitions:
 
 def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], *,
                   batch_size: int = 50_000, stall_timeout: float = 30.0,
-                  stop: Event | None = None) -> Iterator[RawBatch]:
+                  stop: Event | None = None, extract: Extract | None = None) -> Iterator[RawBatch]:
     """Yield every committed record with ``start <= offset < end`` per partition, then stop.
 
     Each batch holds records of one partition in offset order, ``batch_size`` or a little more (a
@@ -192,13 +228,13 @@ def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, i
            **{k: v for k, v in FETCH_TUNING.items() if k not in settings.client_config}})
     try:
         consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in sorted(ends)])
-        yield from _fetch_loop(consumer, topic, ends, batch_size, stall_timeout, stop)
+        yield from _fetch_loop(consumer, topic, ends, batch_size, stall_timeout, stop, extract)
     finally:
         consumer.close()
 
 
 def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, stall_timeout: float,
-                stop: Event | None) -> Iterator[RawBatch]:
+                stop: Event | None, extract: Extract | None = None) -> Iterator[RawBatch]:
     """Consume in small chunks, gather them per partition, yield a partition's batch when it is full
     or the partition is done. Batches of one partition each let readers order a range by partition
     and offset by concatenation alone, without copying the data to sort or split it."""
@@ -223,7 +259,7 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
         if any(map(_err, msgs)):
             msgs = _handle_errors(consumer, topic, msgs, pending)
         if msgs:
-            yield from _take(consumer, topic, msgs, ends, pending, batches, targets, batch_size)
+            yield from _take(consumer, topic, msgs, ends, pending, batches, targets, batch_size, extract)
         for p in sorted(p for p in batches if p not in pending):  # finished: its batch will not grow
             yield batches.pop(p).seal()
     for p in sorted(batches):
@@ -231,7 +267,8 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
 
 
 def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[int, int],
-          batches: dict[int, RawBatch], targets: dict[int, int], batch_size: int) -> Iterator[RawBatch]:
+          batches: dict[int, RawBatch], targets: dict[int, int], batch_size: int,
+          extract: Extract | None = None) -> Iterator[RawBatch]:
     """Add one consumed chunk to the per-partition batches; yield those that filled up."""
     parts = list(map(_part, msgs))
     if parts.count(parts[0]) == len(parts):  # the usual case: librdkafka hands out one partition's batch
@@ -254,7 +291,7 @@ def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[
         batch = batches.get(p)
         if batch is None:
             batch = batches[p] = RawBatch(topic, p)
-        batch.add(run, first if contiguous else None)
+        batch.add(run, first if contiguous else None, extract)
         if len(batch) >= targets[p]:
             targets[p] = min(batch_size, 2 * targets[p])
             yield batches.pop(p).seal()

@@ -267,17 +267,21 @@ class BatchDecoder:
         keys, stamps, offsets = raw.keys, raw.timestamps, raw.offsets
         headers = raw.headers
         if good is not None:
-            keys, stamps, offsets = [keys[i] for i in good], [stamps[i] for i in good], offsets[good]
+            keys = None if keys is None else [keys[i] for i in good]
+            stamps = None if stamps is None else [stamps[i] for i in good]
             headers = None if headers is None else [headers[i] for i in good]
+            offsets = offsets[good]
         header_col = pl.lit(None, dtype=HEADERS) if headers is None else pl.lit(pl.Series(
             [None if h is None else [{"key": k, "value": v} for k, v in h] for h in headers], dtype=HEADERS))
-        key_bytes = pl.Series(keys, dtype=pl.Binary)
-        meta = {
+        stamp_type = pl.Datetime("ms", "UTC")
+        meta = {  # keys or timestamps not extracted (a projected read) are null: the projection drops them
             "topic": pl.lit(self.topic, dtype=pl.String),
             "partition": pl.lit(raw.partition, dtype=pl.Int32),
             "offset": pl.lit(pl.Series(offsets, dtype=pl.Int64)),
-            "timestamp": pl.lit(pl.Series(stamps, dtype=pl.Int64)).cast(pl.Datetime("ms", "UTC")),
-            "key": pl.lit(key_bytes).cast(pl.String),
+            "timestamp": pl.lit(None, dtype=stamp_type) if stamps is None
+            else pl.lit(pl.Series(stamps, dtype=pl.Int64)).cast(stamp_type),
+            "key": pl.lit(None, dtype=pl.String) if keys is None else pl.lit(pl.Series(keys, dtype=pl.Binary)).cast(
+                pl.String),
             "headers": header_col,
         }
         base = values if values.width else pl.DataFrame({"__rows__": pl.repeat(None, len(offsets), eager=True)})
@@ -289,7 +293,7 @@ class BatchDecoder:
             return collect()
         except pl.exceptions.PolarsError:  # keys that are not UTF-8: kept readable, never dropped
             meta["key"] = pl.lit(pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None
-                                            for k in keys], dtype=pl.String))
+                                            for k in keys or []], dtype=pl.String))
             return collect()
 
     def _bad(self, raw: RawBatch, good: list[int]) -> None:

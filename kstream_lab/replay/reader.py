@@ -32,7 +32,7 @@ import polars as pl
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.admin import offsets_for_times
-from kstream_lab.kafka.fetch import PartitionBounds, fetch_batches, snapshot_bounds
+from kstream_lab.kafka.fetch import Extract, PartitionBounds, fetch_batches, snapshot_bounds
 from kstream_lab.lineage import RangeRead, record_reads
 from kstream_lab.replay.decode import BatchDecoder, SchemaArg
 from kstream_lab.settings import Settings
@@ -179,7 +179,7 @@ BATCH_RECORDS = 20_000
 
 def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
                 batch_size: int = BATCH_RECORDS, stall_timeout: float = 30.0,
-                decoder: BatchDecoder | None = None) -> Iterator[pl.DataFrame]:
+                decoder: BatchDecoder | None = None, extract: Extract | None = None) -> Iterator[pl.DataFrame]:
     """Decoded frames of the range, one per fetch batch (one partition each, in offset order).
 
     A background thread fetches (librdkafka + column extraction) while this thread decodes (Polars
@@ -192,7 +192,7 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
     def pump() -> None:
         try:
             for raw in fetch_batches(settings, rng.topic, rng.as_offsets(), batch_size=batch_size,
-                                     stall_timeout=stall_timeout, stop=stop):
+                                     stall_timeout=stall_timeout, stop=stop, extract=extract):
                 while not stop.is_set():
                     try:
                         q.put(raw, timeout=0.2)
@@ -240,9 +240,12 @@ def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "aut
     batches in flight.
     """
     decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors, schema=schema)
+    extract = None if columns is None else _extract_for(columns)
     pieces: dict[int, list[pl.DataFrame]] = {}
     seen: set[str] = set()  # every column a batch had (JSON fields may first appear in a later batch)
-    for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):
+    for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder, extract=extract):
+        if extract is not None and extract.timestamps and decoder.meta_name("timestamp") not in columns:
+            extract.timestamps = False  # "timestamp" named the value's field, not the record's
         if frame.height:
             p = frame[decoder.meta_name("partition")][0]
             seen.update(frame.columns)
@@ -258,3 +261,12 @@ def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "aut
     same = all(f.schema == ordered[0].schema for f in ordered)  # the usual case: no work to align columns
     frame = pl.concat(ordered, how="vertical" if same else "diagonal_relaxed", rechunk=False)
     return frame if columns is None else frame.select(columns)
+
+
+def _extract_for(columns: list[str]) -> Extract:
+    """The metadata a projected read needs. Before the first batch is decoded "timestamp" may name
+    the record's timestamp or a value field of that name (then the record's is "kafka_timestamp"),
+    so it is extracted until the decoder knows."""
+    wanted = set(columns)
+    return Extract(keys=bool(wanted & {"key", "kafka_key"}), headers=bool(wanted & {"headers", "kafka_headers"}),
+                   timestamps=bool(wanted & {"timestamp", "kafka_timestamp"}))

@@ -53,6 +53,11 @@ def test_time_boundaries_are_inclusive_start_exclusive_end(kafka_settings, topic
     assert df.rows() == [(0, 8, 108), (0, 9, 109), (1, 8, 108), (1, 9, 109)]
     with pytest.raises(RangeError, match=r"no column\(s\) \['nope'\]"):
         kstream_lab.replay(topic, columns=["offset", "nope"], settings=kafka_settings)
+    # projected metadata is extracted only when shown, and then exactly: "timestamp" is the value's
+    # field here, "kafka_timestamp" the record's
+    full = kstream_lab.replay(topic, settings=kafka_settings)
+    for cols in (["offset", "timestamp"], ["kafka_timestamp", "key", "total_cents"], ["headers", "partition"]):
+        assert kstream_lab.replay(topic, columns=cols, settings=kafka_settings).equals(full.select(cols)), cols
 
 
 def test_bounded_read_while_a_producer_keeps_writing(kafka_settings, topic_factory, produce_json):

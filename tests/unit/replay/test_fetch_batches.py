@@ -75,3 +75,31 @@ def test_contiguous_chunks_merge_into_one_run_and_a_jump_starts_another() -> Non
     assert len(batches) == 1
     assert batches[0]._runs == [(0, 6), (8, 2), [10, 12]]
     assert batches[0].offsets.tolist() == [0, 1, 2, 3, 4, 5, 8, 9, 10, 12]
+
+
+def test_a_projected_read_extracts_only_the_metadata_it_shows() -> None:
+    from kstream_lab.replay.decode import BatchDecoder
+    from kstream_lab.settings import Settings
+
+    chunks = [[msg(0, o) for o in range(0, 3)], [msg(0, o) for o in range(3, 6)]]
+    extract = fetch.Extract(keys=False, timestamps=False, headers=False)
+    [batch] = list(fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 6}, batch_size=100, stall_timeout=5,
+                                     stop=None, extract=extract))
+    assert batch.keys is None and batch.timestamps is None and batch.headers is None and len(batch) == 6
+    assert batch.values.values() == [f"0:{o}".encode() for o in range(6)] and batch.offsets.tolist() == list(range(6))
+    frame = BatchDecoder(Settings(), "t", "raw").decode(batch)
+    assert frame["key"].null_count() == 6 and frame["timestamp"].null_count() == 6
+    assert frame.schema["timestamp"] == fetch_dtype() and frame["offset"].to_list() == list(range(6))
+
+
+def test_a_column_turned_off_midway_is_dropped_for_the_whole_batch() -> None:
+    batch = fetch.RawBatch("t", 0)
+    batch.add([msg(0, 0), msg(0, 1)], 0)
+    batch.add([msg(0, 2)], 2, fetch.Extract(keys=False))
+    assert batch.keys is None and batch.timestamps == [1000, 1001, 1002] and len(batch) == 3
+
+
+def fetch_dtype():
+    import polars as pl
+
+    return pl.Datetime("ms", "UTC")
