@@ -9,7 +9,9 @@ per-round ratios (all with the replay's fetch settings and consume size):
 * ``naive``: the same loop with json.loads / fastavro per record and a DataFrame from the dicts;
 * ``fetch_only``: replay's fetch half alone (consume, columnar extraction, packed values), no decode:
   the bound for replay when decoding has cores of its own;
-* ``replay``: ``kstream_lab.replay(topic)`` (bulk decode overlapped with fetching, metadata columns).
+* ``replay``: ``kstream_lab.replay(topic)`` (bulk decode overlapped with fetching, metadata columns);
+* ``replay_columns``: the same with a back-test's projection (partition, offset, the event timestamp,
+  total_cents, loyalty_tier): keys, headers and record timestamps are not extracted.
 
 Beside them, ``decode_only`` times the Python side alone on the same values held in memory: per
 record (json.loads / fastavro) + DataFrame from dicts vs the replay's bulk decoder.
@@ -162,6 +164,18 @@ def variant_replay(settings, topic: str, fmt: str):
     return df
 
 
+BACKTEST_COLUMNS = ["partition", "offset", "timestamp", "total_cents", "loyalty_tier"]
+
+
+def variant_replay_columns(settings, topic: str, fmt: str):
+    """What a back-test reads: a projection, so keys, headers and record timestamps are not extracted."""
+    import kstream_lab
+
+    df = kstream_lab.replay(topic, settings=settings, columns=BACKTEST_COLUMNS)
+    assert df.height == RECORDS, df.height
+    return df
+
+
 def peak_rss() -> int:
     """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that across fork+exec, so a child
     would report its parent's peak."""
@@ -187,7 +201,7 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     registry.SchemaRegistry(settings).close()
     t0 = time.perf_counter()
     frame = {"ceiling": variant_ceiling, "naive": variant_naive, "fetch_only": variant_fetch_only,
-             "replay": variant_replay}[variant](
+             "replay": variant_replay, "replay_columns": variant_replay_columns}[variant](
         settings, topic, fmt)
     seconds = time.perf_counter() - t0
     peak = peak_rss()  # before the sizes below: converting to Arrow allocates
@@ -203,7 +217,7 @@ def run_once(variant: str, topic: str, fmt: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-VARIANTS = ("ceiling", "naive", "fetch_only", "replay")
+VARIANTS = ("ceiling", "naive", "fetch_only", "replay", "replay_columns")
 
 
 def measure_rounds(topic: str, fmt: str) -> dict:
@@ -223,7 +237,9 @@ def measure_rounds(topic: str, fmt: str) -> dict:
                   "peak_rss_mb": statistics.median(r["peak_rss"] for r in runs) / 2**20,
                   "frame_mb": runs[0]["frame_bytes"] / 2**20, "arrow_mb": runs[0]["arrow_bytes"] / 2**20}
     for name, (a, b) in {"replay_vs_ceiling": ("replay", "ceiling"), "replay_vs_naive": ("replay", "naive"),
-                         "fetch_only_vs_ceiling": ("fetch_only", "ceiling")}.items():
+                         "fetch_only_vs_ceiling": ("fetch_only", "ceiling"),
+                         "replay_columns_vs_replay": ("replay_columns", "replay"),
+                         "replay_columns_vs_ceiling": ("replay_columns", "ceiling")}.items():
         per_round = [r[b]["seconds"] / r[a]["seconds"] for r in rounds]
         res[name] = statistics.median(per_round)
         res[name + "_per_round"] = per_round
@@ -295,10 +311,11 @@ def main() -> None:
             res["decode_only"] = decode_only(settings, topic, fmt)
             print(f"{fmt}: " + ", ".join(f"{v} {res[v]['records_per_s']:,.0f} rec/s "
                                          f"(peak {res[v]['peak_rss_mb']:.0f} MB)"
-                                         for v in ("ceiling", "naive", "fetch_only", "replay"))
+                                         for v in VARIANTS)
                   + f"; fetch only {res['fetch_only_vs_ceiling']:.2f}x ceiling"
                     f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
-                    f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; decode only: bulk "
+                    f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; back-test projection "
+                    f"{res['replay_columns_vs_replay']:.2f}x replay; decode only: bulk "
                     f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "
                     f"{res['decode_only']['bulk_vs_naive']:.2f}x naive", flush=True)
     results["load_average_1m_end"] = os.getloadavg()[0]
