@@ -229,6 +229,8 @@ class BatchDecoder:
                                   for c, t in self.value_schema.items()])
         if not tombstones:
             return frame, decoded
+        if not frame.width:  # no value columns known yet: the metadata columns carry the rows
+            return frame, sorted(decoded + tombstones)
         nulls = pl.DataFrame(schema=frame.schema).clear(len(tombstones))
         order = sorted(range(len(decoded) + len(tombstones)), key=(decoded + tombstones).__getitem__)
         return pl.concat([frame, nulls])[order], sorted(decoded + tombstones)

@@ -107,3 +107,14 @@ def test_schema_names_from_a_file_or_command_line_are_checked_per_field() -> Non
         assert "applies to JSON values" in str(exc)
     else:
         raise AssertionError("schema= accepted for Avro")
+
+
+def test_tombstones_before_any_columns_are_known_stay_as_rows() -> None:
+    decoder = BatchDecoder(Settings(), "t", "json")
+    first = decoder.decode(RawBatch.of("t", 0, [None, None]))
+    assert first["offset"].to_list() == [0, 1] and first.columns[-1] == "headers"  # no value columns yet
+    later = decoder.decode(RawBatch.of("t", 0, [None, b'{"a": 1}', None], offsets=[5, 6, 7]))
+    assert later.select("offset", "a").rows() == [(5, None), (6, 1), (7, None)]
+    other = BatchDecoder(Settings(), "t", "json")
+    only_bad = other.decode(RawBatch.of("t", 0, [None, b"bad", None]))
+    assert only_bad["offset"].to_list() == [0, 2] and other.bad == 1
