@@ -91,7 +91,6 @@ class RawBatch:
         self.topic, self.partition = topic, partition
         self._values = PackedBuilder()
         self._packed: PackedValues | None = None
-        self._count = 0
         self.keys: list[bytes | None] | None = []
         self.timestamps: list[int] | None = []
         self.headers: list[list[tuple[str, bytes]] | None] | None = None
@@ -110,7 +109,7 @@ class RawBatch:
         return batch
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._values if self._packed is None else self._packed)
 
     def add(self, msgs: list[Message], first_offset: int | None, extract: Extract | None = None) -> None:
         """Append consumed messages of this partition; ``first_offset`` when their offsets are contiguous."""
@@ -123,9 +122,8 @@ class RawBatch:
     def add_columns(self, values: list, keys: list | None, timestamps: list[int] | None, headers: list | None,
                     offsets: list[int] | int) -> None:
         """Append columns of one chunk; a None column was not extracted, and the batch drops it."""
-        n = self._count
+        n = len(self._values)
         self._values.add(values)
-        self._count += len(values)
         if keys is None:
             self.keys = None
         elif self.keys is not None:
@@ -134,10 +132,8 @@ class RawBatch:
             self.timestamps = None
         elif self.timestamps is not None:
             self.timestamps.extend(timestamps)
-        if headers is None:
+        if headers is None or self._headers_dropped:
             self.headers, self._headers_dropped = None, True
-        elif self._headers_dropped:
-            pass
         elif self.headers is not None:
             self.headers.extend(headers)
         elif any(headers):

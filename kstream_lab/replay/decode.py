@@ -223,17 +223,15 @@ class BatchDecoder:
         batch = decode_json_batch([values[i] for i in present], dict(self.value_schema or {}) or None)
         self._reasons = {present[f.index]: f.reason for f in batch.failures}
         decoded = [present[j] for j in batch.indices.tolist()]
+        # With a schema the decoder's frame has exactly its columns; with none decoded, an empty one.
         frame = batch.frame if batch.frame.width or not self.value_schema else pl.DataFrame(schema=self.value_schema)
-        if self.value_schema is not None and frame.width:
-            frame = frame.select([pl.col(c) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
-                                  for c, t in self.value_schema.items()])
         if not tombstones:
             return frame, decoded
+        rows = decoded + tombstones  # the frame's rows, then the tombstones' null rows
         if not frame.width:  # no value columns known yet: the metadata columns carry the rows
-            return frame, sorted(decoded + tombstones)
-        nulls = pl.DataFrame(schema=frame.schema).clear(len(tombstones))
-        order = sorted(range(len(decoded) + len(tombstones)), key=(decoded + tombstones).__getitem__)
-        return pl.concat([frame, nulls])[order], sorted(decoded + tombstones)
+            return frame, sorted(rows)
+        order = sorted(range(len(rows)), key=rows.__getitem__)
+        return pl.concat([frame, pl.DataFrame(schema=frame.schema).clear(len(tombstones))])[order], sorted(rows)
 
     def _read_ndjson(self, data: bytes) -> pl.DataFrame:
         if self.value_schema is None:
