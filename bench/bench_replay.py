@@ -176,6 +176,10 @@ def variant_replay_columns(settings, topic: str, fmt: str):
     return df
 
 
+VARIANTS = {"ceiling": variant_ceiling, "naive": variant_naive, "fetch_only": variant_fetch_only,
+            "replay": variant_replay, "replay_columns": variant_replay_columns}  # run in this order per round
+
+
 def peak_rss() -> int:
     """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that across fork+exec, so a child
     would report its parent's peak."""
@@ -200,9 +204,7 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     import numpy.ma  # noqa: F401
     registry.SchemaRegistry(settings).close()
     t0 = time.perf_counter()
-    frame = {"ceiling": variant_ceiling, "naive": variant_naive, "fetch_only": variant_fetch_only,
-             "replay": variant_replay, "replay_columns": variant_replay_columns}[variant](
-        settings, topic, fmt)
+    frame = VARIANTS[variant](settings, topic, fmt)
     seconds = time.perf_counter() - t0
     peak = peak_rss()  # before the sizes below: converting to Arrow allocates
     sizes = {"frame_bytes": 0, "arrow_bytes": 0} if frame is None else {
@@ -217,7 +219,6 @@ def run_once(variant: str, topic: str, fmt: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-VARIANTS = ("ceiling", "naive", "fetch_only", "replay", "replay_columns")
 
 
 def measure_rounds(topic: str, fmt: str) -> dict:
