@@ -8,9 +8,10 @@ KL := $(BIN)/kstream-lab
 
 .PHONY: setup system-deps demo test test-unit test-integration lint bench clean
 
-## setup: .venv with kstream_lab[dev], the Kafka jars (Maven) and system tools; idempotent
+## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch and system tools; idempotent
 setup: $(STAMP) system-deps
 	@$(KL) broker fetch
+	@$(BIN)/python -m kstream_lab.kafka.native
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11+)"; exit 2; }

@@ -9,7 +9,10 @@ per-round ratios (all with the replay's fetch settings and consume size):
 * ``naive``: the same loop with json.loads / fastavro per record and a DataFrame from the dicts;
 * ``fetch_only``: replay's fetch half alone (consume, columnar extraction, packed values), no decode:
   the bound for replay when decoding has cores of its own;
-* ``replay``: ``kstream_lab.replay(topic)`` (bulk decode overlapped with fetching, metadata columns);
+* ``replay``: ``kstream_lab.replay(topic)`` (bulk decode overlapped with fetching, metadata columns),
+  fetching through the native C loop (``kstream_lab.kafka.native``), the default;
+* ``replay_python``: the same through confluent-kafka's Python API (``KSTREAM_REPLAY_FETCH=python``), the
+  fallback where no C compiler is available;
 * ``replay_columns``: the same with a back-test's projection (partition, offset, the event timestamp,
   total_cents, loyalty_tier): keys, headers and record timestamps are not extracted.
 
@@ -176,8 +179,13 @@ def variant_replay_columns(settings, topic: str, fmt: str):
     return df
 
 
+def variant_replay_python(settings, topic: str, fmt: str):
+    return variant_replay(settings.model_copy(update={"replay_fetch": "python"}), topic, fmt)
+
+
 VARIANTS = {"ceiling": variant_ceiling, "naive": variant_naive, "fetch_only": variant_fetch_only,
-            "replay": variant_replay, "replay_columns": variant_replay_columns}  # run in this order per round
+            "replay": variant_replay, "replay_python": variant_replay_python,
+            "replay_columns": variant_replay_columns}  # run in this order per round
 
 
 def peak_rss() -> int:
@@ -203,6 +211,9 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     # NumPy -> Series conversion, the registry client its HTTP stack when first constructed (~0.1 s each).
     import numpy.ma  # noqa: F401
     registry.SchemaRegistry(settings).close()
+    from kstream_lab.kafka import native
+
+    native.load(settings.native_cache_dir)  # built by make setup; loading it (dlopen) is not timed either
     t0 = time.perf_counter()
     frame = VARIANTS[variant](settings, topic, fmt)
     seconds = time.perf_counter() - t0
@@ -239,6 +250,8 @@ def measure_rounds(topic: str, fmt: str) -> dict:
                   "frame_mb": runs[0]["frame_bytes"] / 2**20, "arrow_mb": runs[0]["arrow_bytes"] / 2**20}
     for name, (a, b) in {"replay_vs_ceiling": ("replay", "ceiling"), "replay_vs_naive": ("replay", "naive"),
                          "fetch_only_vs_ceiling": ("fetch_only", "ceiling"),
+                         "replay_vs_replay_python": ("replay", "replay_python"),
+                         "replay_python_vs_ceiling": ("replay_python", "ceiling"),
                          "replay_columns_vs_replay": ("replay_columns", "replay"),
                          "replay_columns_vs_ceiling": ("replay_columns", "ceiling")}.items():
         per_round = [r[b]["seconds"] / r[a]["seconds"] for r in rounds]
@@ -315,6 +328,7 @@ def main() -> None:
                                          for v in VARIANTS)
                   + f"; fetch only {res['fetch_only_vs_ceiling']:.2f}x ceiling"
                     f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
+                    f" native/python fetch {res['replay_vs_replay_python']:.2f}x,"
                     f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; back-test projection "
                     f"{res['replay_columns_vs_replay']:.2f}x replay; decode only: bulk "
                     f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "

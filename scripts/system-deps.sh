@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Java 17+ and Maven run the local Kafka broker. Install them with apt-get when missing and we are
-# root on Debian/Ubuntu; otherwise say what to install.
+# Java 17+ and Maven run the local Kafka broker; a C compiler builds replay's native fetch loop.
+# Install them with apt-get when missing and we are root on Debian/Ubuntu; otherwise say what to install.
 set -euo pipefail
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v cc >/dev/null || command -v gcc >/dev/null || missing+=(gcc)
 if [ "${KSTREAM_E2E_BROWSER:-1}" = "1" ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then

@@ -47,10 +47,10 @@ def make_producer(
     return Producer(conf)
 
 
-def make_consumer(
+def consumer_config(
     settings: Settings, group_id: str, *, read_committed: bool = True, **overrides: Any
-) -> Consumer:
-    """A manually-committing consumer that only sees committed transactional data by default."""
+) -> dict[str, Any]:
+    """A manually-committing consumer's configuration; read_committed by default."""
     conf = client_config(
         settings,
         **{
@@ -62,7 +62,14 @@ def make_consumer(
         },
     )
     conf.update(overrides)
-    return Consumer(conf)
+    return conf
+
+
+def make_consumer(
+    settings: Settings, group_id: str, *, read_committed: bool = True, **overrides: Any
+) -> Consumer:
+    """A manually-committing consumer that only sees committed transactional data by default."""
+    return Consumer(consumer_config(settings, group_id, read_committed=read_committed, **overrides))
 
 
 def make_admin(settings: Settings, **overrides: Any) -> AdminClient:

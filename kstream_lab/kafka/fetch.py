@@ -17,9 +17,10 @@ kept per value.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from threading import Event
@@ -29,10 +30,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from kstream_lab.errors import BrokerError, TopicError
 from kstream_lab.kafka.admin import topic_partitions
-from kstream_lab.kafka.clients import make_admin, make_consumer
+from kstream_lab.kafka.clients import consumer_config, make_admin, make_consumer
 from kstream_lab.packed import PackedBuilder, PackedValues
 from kstream_lab.settings import Settings
 
+log = logging.getLogger(__name__)
 _ts = itemgetter(1)
 # Fetch settings layered over librdkafka's defaults; KSTREAM_CLIENT_CONFIG overrides any of them.
 # librdkafka stops fetching a partition whose local queue is over its thresholds and, by default,
@@ -218,15 +220,43 @@ def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, i
     ends = {p: e for p, (s, e) in ranges.items() if e > s}
     if not ends:
         return
-    consumer = make_consumer(
-        settings, f"kstream-lab-replay-{uuid.uuid4().hex[:8]}", read_committed=True,
-        **{"enable.partition.eof": True, "auto.offset.reset": "error",
-           **{k: v for k, v in FETCH_TUNING.items() if k not in settings.client_config}})
+    group = f"kstream-lab-replay-{uuid.uuid4().hex[:8]}"
+    conf = {"enable.partition.eof": True, "auto.offset.reset": "error",
+            **{k: v for k, v in FETCH_TUNING.items() if k not in settings.client_config}}
+    native = _native_consumer(settings, group, conf)
+    if native is not None:
+        from kstream_lab.kafka.fetch_native import native_loop
+
+        try:
+            native.assign(topic, {p: ranges[p][0] for p in ends})
+            yield from native_loop(native, topic, ends, batch_size, stall_timeout, stop, extract or Extract())
+        finally:
+            native.close()
+        return
+    consumer = make_consumer(settings, group, read_committed=True, **conf)
     try:
         consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in sorted(ends)])
         yield from _fetch_loop(consumer, topic, ends, batch_size, stall_timeout, stop, extract)
     finally:
         consumer.close()
+
+
+def _native_consumer(settings: Settings, group: str, conf: dict[str, object]):
+    """The native consumer (``kafka.native``) unless settings ask for the Python path or, in "auto",
+    it cannot be built or configured here (then the log says why)."""
+    if settings.replay_fetch == "python":
+        return None
+    from kstream_lab.kafka import native
+
+    try:
+        lib = native.load(settings.native_cache_dir)
+        options = native.native_config(consumer_config(settings, group, read_committed=True, **conf))
+    except native.NativeUnavailable as exc:
+        if settings.replay_fetch == "native":
+            raise
+        log.info("replay reads through confluent-kafka: %s", exc)
+        return None
+    return native.NativeConsumer(lib, options)
 
 
 def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, stall_timeout: float,
@@ -247,9 +277,7 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
         msgs = consumer.consume(num_messages=min(batch_size, CONSUME_CHUNK), timeout=0.2)
         if not msgs:
             if time.monotonic() - last_progress > stall_timeout:
-                raise BrokerError(f"replay of {topic} stalled: no records for {stall_timeout:.0f}s; still waiting "
-                                  f"for partitions {sorted(pending)} to reach offsets {pending}",
-                                  hint="is the broker up? were the offsets deleted?")
+                raise stalled(topic, stall_timeout, pending)
             continue
         last_progress = time.monotonic()
         if any(map(_err, msgs)):
@@ -300,19 +328,39 @@ def _handle_errors(consumer, topic: str, msgs: list, pending: dict[int, int]) ->
         err = m.error()
         if err is None:
             data.append(m)
-        elif err.code() == KafkaError._PARTITION_EOF:
-            p = m.partition()
-            if p in pending and m.offset() >= pending[p]:
-                _finish(consumer, topic, pending, p)
-        elif err.code() == KafkaError.OFFSET_OUT_OF_RANGE:
-            raise TopicError(f"{topic}[{m.partition()}]: offsets of the range were deleted during the read "
-                             f"({err.str()})", hint="retention removed them; choose a later start")
-        elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
-                            KafkaError._UNKNOWN_TOPIC):
-            raise TopicError(f"topic {topic!r} disappeared during the read ({err.str()})")
-        elif err.fatal() or not err.retriable():
-            raise BrokerError(f"replay of {topic} failed: {err.str()}")
+        elif err.fatal() or not err.retriable() or err.code() in _HANDLED:
+            on_error(topic, pending, err.code(), m.partition(), m.offset(), err.str(),
+                     lambda p: _finish(consumer, topic, pending, p))
     return data
+
+
+_GONE = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC)
+_HANDLED = (KafkaError._PARTITION_EOF, KafkaError.OFFSET_OUT_OF_RANGE, *_GONE)
+# Connection trouble librdkafka retries by itself; the stall timeout bounds how long a read waits.
+_TRANSIENT = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE)
+
+
+def on_error(topic: str, pending: dict[int, int], code: int, partition: int, offset: int, text: str,
+             finish: Callable[[int], None]) -> None:
+    """One error message of a bounded read: EOF at or past a pending end finishes that partition;
+    deleted offsets and vanished topics are TopicErrors; connection trouble is waited out (the stall
+    timeout bounds it); anything else fails the read."""
+    if code == KafkaError._PARTITION_EOF:
+        if partition in pending and offset >= pending[partition]:
+            finish(partition)
+    elif code == KafkaError.OFFSET_OUT_OF_RANGE:
+        raise TopicError(f"{topic}[{partition}]: offsets of the range were deleted during the read ({text})",
+                         hint="retention removed them; choose a later start")
+    elif code in _GONE:
+        raise TopicError(f"topic {topic!r} disappeared during the read ({text})")
+    elif code not in _TRANSIENT:
+        raise BrokerError(f"replay of {topic} failed: {text}")
+
+
+def stalled(topic: str, stall_timeout: float, pending: dict[int, int]) -> BrokerError:
+    return BrokerError(f"replay of {topic} stalled: no records for {stall_timeout:.0f}s; still waiting "
+                       f"for partitions {sorted(pending)} to reach offsets {pending}",
+                       hint="is the broker up? were the offsets deleted?")
 
 
 def _finish(consumer, topic: str, pending: dict[int, int], partition: int) -> None:

@@ -264,15 +264,17 @@ class BatchDecoder:
         back from the fetch thread, which holds it most of the time, and each such wait can take up
         to the interpreter's switch interval (5 ms) -- more than building the columns costs.
         """
-        keys, stamps, offsets = raw.keys, raw.timestamps, raw.offsets
-        headers = raw.headers
+        keys, stamps, offsets, headers = raw.keys, raw.timestamps, raw.offsets, raw.headers
         if good is not None:
-            keys = None if keys is None else [keys[i] for i in good]
-            stamps = None if stamps is None else [stamps[i] for i in good]
-            headers = None if headers is None else [headers[i] for i in good]
+            keys, stamps, headers = _pick(keys, good), _pick(stamps, good), _pick(headers, good)
             offsets = offsets[good]
-        header_col = pl.lit(None, dtype=HEADERS) if headers is None else pl.lit(pl.Series(
-            [None if h is None else [{"key": k, "value": v} for k, v in h] for h in headers], dtype=HEADERS))
+        if headers is None:
+            header_col = pl.lit(None, dtype=HEADERS)
+        elif isinstance(headers, pa.Array):  # the native fetch's columns
+            header_col = pl.lit(pl.Series(headers).cast(HEADERS))
+        else:
+            header_col = pl.lit(pl.Series([None if h is None else [{"key": k, "value": v} for k, v in h]
+                                           for h in headers], dtype=HEADERS))
         stamp_type = pl.Datetime("ms", "UTC")
         meta = {  # keys or timestamps not extracted (a projected read) are null: the projection drops them
             "topic": pl.lit(self.topic, dtype=pl.String),
@@ -292,8 +294,9 @@ class BatchDecoder:
         try:
             return collect()
         except pl.exceptions.PolarsError:  # keys that are not UTF-8: kept readable, never dropped
+            listed = keys.to_pylist() if isinstance(keys, pa.Array) else keys or []
             meta["key"] = pl.lit(pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None
-                                            for k in keys or []], dtype=pl.String))
+                                            for k in listed], dtype=pl.String))
             return collect()
 
     def _bad(self, raw: RawBatch, good: list[int]) -> None:
@@ -309,6 +312,13 @@ class BatchDecoder:
                                        hint="pass errors='skip' to drop such records")
         self.bad += missing
         self.first_bad = self.first_bad or where
+
+
+def _pick(column: list | np.ndarray | pa.Array | None, rows: list[int]) -> list | np.ndarray | pa.Array | None:
+    """The rows of a metadata column, whichever form the fetch gave it (lists, or NumPy/Arrow)."""
+    if column is None or isinstance(column, np.ndarray):
+        return None if column is None else column[rows]
+    return column.take(pa.array(rows, pa.int64())) if isinstance(column, pa.Array) else [column[i] for i in rows]
 
 
 def binary_column(packed: PackedValues) -> pl.Series:
