@@ -59,6 +59,7 @@ void rd_kafka_queue_destroy(rd_kafka_queue_t *);
 void rd_kafka_destroy(rd_kafka_t *);
 
 #define RD_KAFKA_CONSUMER 1
+#define REST_WAIT_MS 10
 
 typedef struct {
     rd_kafka_t *rk;
@@ -161,7 +162,7 @@ static void release(kl_fetcher *f) {
     f->n = 0;
 }
 
-/* Consume up to max messages (waiting up to timeout_ms for the first ones) and size them. */
+/* Consume up to max messages (waiting up to timeout_ms for the first) and size them. */
 int64_t kl_poll(kl_fetcher *f, int max, int timeout_ms, int want_headers, kl_sizes *sizes) {
     release(f);
     if ((size_t)max > f->cap) {
@@ -169,10 +170,18 @@ int64_t kl_poll(kl_fetcher *f, int max, int timeout_ms, int want_headers, kl_siz
         f->msgs = malloc(sizeof(rd_kafka_message_t *) * (size_t)max);
         f->cap = (size_t)max;
     }
-    ssize_t got = rd_kafka_consume_batch_queue(f->queue, timeout_ms, f->msgs, (size_t)max);
+    /* librdkafka waits until the whole batch is there or the timeout passes: wait that long for
+     * the first message only, then briefly for the rest, so the end of a read (nothing more will
+     * come) costs milliseconds, not the timeout. */
+    ssize_t got = rd_kafka_consume_batch_queue(f->queue, timeout_ms, f->msgs, 1);
     memset(sizes, 0, sizeof(*sizes));
     if (got < 0)
         return got;
+    if (got == 1 && max > 1) {
+        ssize_t more = rd_kafka_consume_batch_queue(f->queue, REST_WAIT_MS, f->msgs + 1, (size_t)max - 1);
+        if (more > 0)
+            got += more;
+    }
     f->n = (size_t)got;
     for (size_t i = 0; i < f->n; i++) {
         rd_kafka_message_t *m = f->msgs[i];
