@@ -7,7 +7,10 @@ waiting for a record at ``end - 1``: under read_committed the last offsets befor
 transaction markers or aborted records, and compaction leaves gaps, so a partition is done when a
 record at or past ``end - 1`` arrives, or when librdkafka reports partition EOF at or past ``end``.
 
-Batches hold one partition each, in columns filled with ``map`` over the Message methods right
+Two loops follow these rules. By default the native one (``kafka.fetch_native`` over
+``kafka.native``: a C loop that writes consumed chunks straight into NumPy/Arrow columns with the
+GIL released); where it cannot be built, or ``KSTREAM_REPLAY_FETCH=python``, the confluent-kafka one
+below. Batches hold one partition each; here they are filled with ``map`` over the Message methods right
 after each ``consume()``, while the messages are in cache: values packed into one buffer (each
 followed by a newline, read by the decoders without a copy), keys, timestamps and headers as lists,
 offsets as runs. Replay is bound by the Python work per record (the GIL), so the fetch loop does

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from kstream_lab.errors import ConfigError, DeserializationError
 from kstream_lab.kafka.fetch import RawBatch
+from kstream_lab.kafka.fetch_native import ArrayBatch
 from kstream_lab.packed import PackedValues
 from kstream_lab.schemas.bulk import decode_json_batch
 from kstream_lab.settings import Settings
@@ -103,7 +104,7 @@ class BatchDecoder:
         self.schema_ids: set[int] = set()
 
     # ---- public ------------------------------------------------------------------------------
-    def decode(self, raw: RawBatch) -> pl.DataFrame:
+    def decode(self, raw: RawBatch | ArrayBatch) -> pl.DataFrame:
         packed = raw.values
         if self.format is None:
             self.format = self._detect(packed.take(range(min(1000, len(packed)))))
@@ -257,7 +258,7 @@ class BatchDecoder:
         return batch.frame, batch.indices.tolist()
 
     # ---- metadata ----------------------------------------------------------------------------
-    def _with_meta(self, raw: RawBatch, values: pl.DataFrame, good: list[int] | None) -> pl.DataFrame:
+    def _with_meta(self, raw: RawBatch | ArrayBatch, values: pl.DataFrame, good: list[int] | None) -> pl.DataFrame:
         """The metadata columns, then the value columns, in one Polars query.
 
         One ``collect`` rather than a dozen eager calls: every call that releases the GIL must win it
@@ -299,7 +300,7 @@ class BatchDecoder:
                                             for k in listed], dtype=pl.String))
             return collect()
 
-    def _bad(self, raw: RawBatch, good: list[int]) -> None:
+    def _bad(self, raw: RawBatch | ArrayBatch, good: list[int]) -> None:
         missing = len(raw) - len(good)
         if not missing:
             return
