@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.acking import AckingProducer
+from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.observability.tracing import new_trace_headers, trace_id_of
@@ -55,9 +56,22 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
 
     topic = spec.topic(workers_config(spec).order_service.output)
 
+    def encoder():
+        """The topic's encoder, built at start or -- if the schema registry could not be reached
+        then -- on the first order after it answers (RegistryError -> 503 until then)."""
+        if app.state.encode is None:
+            app.state.encode = value_encoder(settings, topic)
+        return app.state.encode
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.encode = value_encoder(settings, topic)
+        app.state.encode = None
+        try:
+            encoder()
+        except RegistryError as exc:
+            if 0 < exc.status < 500:  # a refusal (e.g. an incompatible schema) is a real error
+                raise
+            log.warning("schema registry unavailable at start (%s); orders get 503 until it answers", exc.message)
         app.state.producer = AckingProducer(settings)
         yield
         app.state.producer.close()
@@ -71,7 +85,7 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
         record = {"order_id": order_id, **order.model_dump(), "timestamp": int(time.time() * 1000)}
         headers = new_trace_headers()
         try:
-            value = app.state.encode(record)
+            value = encoder()(record)
             future = app.state.producer.produce(topic.name, key=order_id.encode(), value=value, headers=headers,
                                                 timestamp=record["timestamp"])
             ack = await asyncio.wait_for(asyncio.wrap_future(future), ack_timeout_s)

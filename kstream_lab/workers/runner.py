@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from kstream_lab.errors import KStreamLabError
+from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import start_metrics_server
@@ -95,6 +96,32 @@ def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, in
 BUILDERS: dict[str, Callable] = {"enricher": build_enricher, "aggregator": build_aggregator, "sink": build_sink}
 
 
+# Back-off while the schema registry cannot be reached at start: doubling from 1 s up to 30 s.
+START_RETRY_S, START_RETRY_MAX_S = 1.0, 30.0
+
+
+def build_when_registry_answers(build: Callable, settings: Settings, spec: PipelineSpec, stop: threading.Event,
+                                instance: int) -> object | None:
+    """Build a worker, waiting for the schema registry if it cannot be reached yet.
+
+    Building registers the output topic's Avro schema, so a registry that is down or restarting at
+    that moment (it starts after the broker, and may come up after the workers) used to make the
+    worker exit. Unreachable or 5xx: wait and retry, logging each attempt, until it answers or a
+    SIGTERM comes (then None). A refusal (an incompatible schema, 4xx) is a real error and raised.
+    """
+    delay = START_RETRY_S
+    while True:
+        try:
+            return build(settings, spec, stop, instance)
+        except RegistryError as exc:
+            if 0 < exc.status < 500:
+                raise
+            log.warning("schema registry unavailable at start (%s); retrying in %.0f s", exc.message, delay)
+        if stop.wait(delay):
+            return None
+        delay = min(delay * 2, START_RETRY_MAX_S)
+
+
 def metrics_port_for(name: str, spec: PipelineSpec) -> int | None:
     return getattr(workers_config(spec), name).metrics_port
 
@@ -111,7 +138,10 @@ def run_worker(name: str, settings: Settings, spec: PipelineSpec, *, instance: i
         port += instance
     bound = start_metrics_server(port)
     log.info("starting %s instance %d (metrics on port %s)", name, instance, bound)
-    worker = BUILDERS[name](settings, spec, stop, instance)
+    worker = build_when_registry_answers(BUILDERS[name], settings, spec, stop, instance)
+    if worker is None:
+        log.info("%s stopped before it started", name)
+        return 0
     try:
         worker.run()
     except FatalKafkaError as exc:

@@ -37,3 +37,66 @@ def test_the_batch_decoder_retries_during_an_outage_and_decodes_after(kafka_sett
     assert cols.errors == {} and cols.rows == [0, 1, 2]
     assert cols.columns == {"timestamp": [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002],
                             "total_cents": [1000, 1001, 1002], "loyalty_tier": ["gold", "gold", "gold"]}
+
+
+def test_a_worker_started_before_the_registry_waits_for_it(kafka_settings, tmp_path, monkeypatch, caplog):
+    """Building the aggregator registers its output schema; with the registry not up yet the worker
+    used to exit. It now retries (logging each attempt) and builds once the registry answers."""
+    import threading
+
+    from kstream_lab.pipeline_spec import load_pipeline
+    from kstream_lab.workers import runner
+
+    monkeypatch.setattr(runner, "START_RETRY_S", 0.2)
+    monkeypatch.setattr(runner, "START_RETRY_MAX_S", 0.5)
+    port = free_port()
+    settings = kafka_settings.model_copy(update={"registry_port": port, "schema_registry_url": None,
+                                                 "data_dir": tmp_path})
+    spec = load_pipeline("pipelines/orders.yaml")
+    built: list = []
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: built.append(runner.build_when_registry_answers(
+        lambda s, sp, st, i: runner.aggregator_processor(s, sp), settings, spec, stop, 0)))
+    with caplog.at_level("WARNING", logger="kstream_lab.workers.runner"):
+        thread.start()
+        registry = LocalRegistry(settings)
+        try:
+            registry.up(timeout=60)
+            thread.join(30)
+        finally:
+            stop.set()
+            registry.down()
+    assert not thread.is_alive() and isinstance(built[0], runner.AggregatorProcessor)
+    assert "schema registry unavailable at start" in caplog.text
+
+
+def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, tmp_path):
+    """Started while the registry is down, the order service stays up: orders get a 503 naming the
+    registry, and once it answers the next order is accepted (202) and on the topic."""
+    from fastapi.testclient import TestClient
+
+    from apps.order_service import create_app
+    from kstream_lab.kafka.topics import apply_topics, delete_topics
+    from kstream_lab.pipeline_spec import load_pipeline
+    from kstream_lab.workers.config import workers_config
+    from tests.integration.pipeline.harness import write_pipeline
+
+    port = free_port()
+    settings = kafka_settings.model_copy(update={"registry_port": port, "schema_registry_url": None,
+                                                 "data_dir": tmp_path})
+    spec = load_pipeline(write_pipeline(tmp_path))  # topics renamed for this test
+    topic = spec.topic(workers_config(spec).order_service.output)
+    apply_topics(settings, [topic])
+    order = {"customer_id": "c1", "total_cents": 1234}
+    registry = LocalRegistry(settings)
+    try:
+        with TestClient(create_app(settings, spec)) as client:
+            refused = client.post("/orders", json=order)
+            assert refused.status_code == 503 and "schema registry" in refused.json()["detail"]
+            registry.up(timeout=60)
+            accepted = client.post("/orders", json=order)
+            assert accepted.status_code == 202, accepted.text
+    finally:
+        registry.down()
+        delete_topics(settings, [topic.name])
+    assert accepted.json()["offset"] >= 0
