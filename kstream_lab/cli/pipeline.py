@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -11,7 +13,8 @@ from kstream_lab.kafka.admin import ping
 from kstream_lab.kafka.topics import apply_topics
 from kstream_lab.workers.supervisor import COMPONENTS, Supervisor
 
-app = typer.Typer(no_args_is_help=True, help="Run the order pipeline's apps and workers in the background.")
+app = typer.Typer(no_args_is_help=True,
+                  help="Run the order pipeline's apps and workers in the background (and restart them: watch).")
 PipelineOpt = typer.Option(None, "--pipeline", "-P", help="pipeline file (default: KSTREAM_PIPELINE_FILE)")
 
 
@@ -45,6 +48,22 @@ def down(pipeline_file: Path | None = PipelineOpt,
         typer.echo(f"{name:<17} {result[name]}")
     if "killed" in result.values():
         raise typer.Exit(1)
+
+
+@app.command()
+def watch(pipeline_file: Path | None = PipelineOpt,
+          interval: float = typer.Option(1.0, help="seconds between checks"),
+          timeout: float = typer.Option(60.0, help="seconds to wait for a restarted component")) -> None:
+    """Stay in the foreground and restart components that die (back-off 1 s doubling to 60 s).
+
+    Ctrl-C or SIGTERM stops the watching, not the components (`pipeline down` stops those)."""
+    sup = _supervisor(pipeline_file)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(f"watching {', '.join(COMPONENTS)} (logs in {sup.home / 'logs'})")
+    sup.watch(stop, interval=interval, timeout=timeout, report=typer.echo)
+    typer.echo("stopped watching; the components keep running")
 
 
 @app.command()

@@ -4,7 +4,8 @@ Each component (the two apps and the three workers) runs as ``python -m kstream_
 in its own session, with its pid file and log under ``<data_dir>/pipeline``. ``up`` is idempotent
 (running components are left alone) and waits until every component answers on its port; ``down``
 sends SIGTERM in reverse start order, so producers stop before their consumers, and escalates to
-SIGKILL only after the timeout.
+SIGKILL only after the timeout. ``watch`` stays in the foreground and restarts components that die
+(a crash, a SIGKILL, a worker's fatal exit 3), with a back-off per component.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from threading import Event
 
 import httpx
 
@@ -25,6 +28,9 @@ from kstream_lab.settings import Settings
 from kstream_lab.workers.config import workers_config
 
 COMPONENTS = ("customer-service", "order-service", "enricher", "aggregator", "sink")
+# watch: a component that died is restarted after 1 s, doubling per failed or short-lived run up to
+# 60 s; one that stays up for STABLE_S starts over at 1 s.
+RESTART_S, RESTART_MAX_S, STABLE_S = 1.0, 60.0, 60.0
 
 
 @dataclass(frozen=True)
@@ -112,14 +118,58 @@ class Supervisor:
                               hint=f"see {self.log_file(name)}")
 
     def down(self, *, timeout: float = 10.0) -> dict[str, str]:
-        """SIGTERM in reverse order; SIGKILL after ``timeout``. Returns name -> stopped|killed|not running."""
+        """SIGTERM in reverse order; SIGKILL after ``timeout``. Returns name -> stopped|killed|not running.
+
+        The pid file goes first, so a ``watch`` running meanwhile sees a component stopped on purpose,
+        not one that died."""
         result: dict[str, str] = {}
         for name in reversed(COMPONENTS):
             pid = self.pid(name)
-            if pid is None:
-                result[name] = "not running"
-                self.pid_file(name).unlink(missing_ok=True)
-                continue
-            result[name] = "stopped" if terminate(pid, timeout) else "killed"
             self.pid_file(name).unlink(missing_ok=True)
+            result[name] = "not running" if pid is None else "stopped" if terminate(pid, timeout) else "killed"
         return result
+
+    def died(self) -> list[str]:
+        """Components that were started and are gone without ``down``: pid file there, process not."""
+        return [name for name in COMPONENTS if self.pid_file(name).exists() and self.pid(name) is None]
+
+    def watch(self, stop: Event, *, interval: float = 1.0, timeout: float = 60.0,
+              report: Callable[[str], None] = print) -> None:
+        """Restart components that die until ``stop`` is set (then return; the components keep running).
+
+        Each death is reported with the last line of the component's log, each restart with its new
+        pid. Restarts back off per component (``RESTART_S`` doubling to ``RESTART_MAX_S``), so one
+        that cannot start -- a bad config, a port taken -- is retried without spinning.
+        """
+        failures: dict[str, int] = {}
+        due: dict[str, float] = {}
+        started: dict[str, float] = {}
+        while not stop.wait(interval):
+            now = time.monotonic()
+            for name in [n for n, t in started.items() if now - t >= STABLE_S and self.pid(n) is not None]:
+                failures.pop(name, None)
+                started.pop(name)
+            dead = self.died()
+            for name in [n for n in due if n not in dead]:  # started meanwhile (e.g. by `pipeline up`)
+                del due[name]
+            for name in dead:
+                if name not in due:
+                    delay = min(RESTART_MAX_S, RESTART_S * 2 ** failures.get(name, 0))
+                    due[name] = now + delay
+                    report(f"{name} exited ({self._last_log_line(name)}); restarting in {delay:g}s")
+                elif now >= due[name]:
+                    del due[name]
+                    failures[name] = failures.get(name, 0) + 1
+                    started[name] = now
+                    try:
+                        self._wait_ready(name, self._spawn(name), timeout)
+                        report(f"{name} restarted (pid {self.pid(name)})")
+                    except KStreamLabError as exc:
+                        report(f"{name} did not come back: {exc.message.splitlines()[0]}")
+
+    def _last_log_line(self, name: str) -> str:
+        try:
+            lines = self.log_file(name).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1][:300] if lines else "empty log"

@@ -7,6 +7,7 @@ id appears in the Kafka headers of every hop.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import httpx
 
 from kstream_lab.generator.customers import loyalty_tier_for
 from kstream_lab.observability.tracing import trace_id_of
+from kstream_lab.processes import read_pid
 from tests.conftest import ROOT, free_port
 from tests.integration.pipeline.harness import Pipeline
 
@@ -55,11 +57,33 @@ def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline
 
         metrics = httpx.get(f"{base}/metrics").text
         assert 'kstream_http_requests_total{route="/orders",service="order-service",status="202"} 1.0' in metrics
+        watch_restarts_a_killed_worker(pipe)
     finally:
         down = cli(pipe, "pipeline", "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert down.stdout.count("stopped") == 5, down.stdout
     assert cli(pipe, "pipeline", "status").returncode == 1
+
+
+def watch_restarts_a_killed_worker(pipe: Pipeline) -> None:
+    """`pipeline watch` restarts the enricher after a SIGKILL; stopping the watch leaves it running."""
+    pid_file = pipe.tmp / "data" / "pipeline" / "pids" / "enricher.pid"
+    env = {**os.environ, "KSTREAM_DATA_DIR": str(pipe.tmp / "data")}
+    watcher = subprocess.Popen([sys.executable, "-m", "kstream_lab", "pipeline", "watch", "--interval", "0.2",
+                                "--pipeline", str(pipe.file)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        old = int(pid_file.read_text())
+        os.kill(old, signal.SIGKILL)
+        new = pipe.wait_for(lambda: (p := read_pid(pid_file)) and p != old and p, timeout=60,
+                            what="the enricher to be restarted")
+        pipe.wait_http(f"http://127.0.0.1:{pipe.workers['enricher']['metrics_port']}/metrics")
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, _ = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, out
+    assert "enricher exited" in out and f"enricher restarted (pid {new})" in out, out
+    assert read_pid(pid_file) == new  # the watch stopped, the restarted enricher did not
 
 
 def test_demo_runs_bounded_and_stops_everything(live_pipeline: Pipeline) -> None:
