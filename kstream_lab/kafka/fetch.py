@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from threading import Event
+from typing import TYPE_CHECKING
 
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -36,6 +37,9 @@ from kstream_lab.kafka.admin import topic_partitions
 from kstream_lab.kafka.clients import consumer_config, make_admin, make_consumer
 from kstream_lab.packed import PackedBuilder, PackedValues
 from kstream_lab.settings import Settings
+
+if TYPE_CHECKING:
+    from kstream_lab.kafka.native import NativeConsumer
 
 log = logging.getLogger(__name__)
 _ts = itemgetter(1)
@@ -244,7 +248,7 @@ def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, i
         consumer.close()
 
 
-def _native_consumer(settings: Settings, group: str, conf: dict[str, object]):
+def _native_consumer(settings: Settings, group: str, conf: dict[str, object]) -> NativeConsumer | None:
     """The native consumer (``kafka.native``) unless settings ask for the Python path or, in "auto",
     it cannot be built or configured here (then the log says why)."""
     if settings.replay_fetch == "python":

@@ -3,7 +3,8 @@
 A worker is a loop over kstream_lab.kafka with its processor, metrics server, JSON logs and signal
 handling. SIGTERM/SIGINT only set a stop flag: the loop finishes (and commits) the batch in hand,
 closes the consumer (leaving the group), flushes the producer and the process exits 0. A fatal
-Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervisor restarts it.
+Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervisor restarts it
+(``kstream-lab pipeline watch``, systemd, Kubernetes).
 """
 
 from __future__ import annotations
