@@ -1,6 +1,7 @@
 """`kstream-lab`: a thin typer front end. It parses, calls the package and prints.
 
-User errors (KStreamLabError) become one line on stderr and exit code 2; bugs keep their traceback.
+User errors (KStreamLabError, a bad KSTREAM_* setting) become one line on stderr and exit code 2; bugs
+keep their traceback.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from kstream_lab.cli import broker, notebooks, registry, schemas, topics
 from kstream_lab.cli import pipeline as pipeline_cli
@@ -42,4 +44,11 @@ def main() -> None:
         app()
     except KStreamLabError as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(2)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        for err in exc.errors():  # a bad KSTREAM_* variable: name it, say what it accepts
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            typer.secho(f"error: KSTREAM_{field.upper()}={err.get('input')!r}: {err['msg']}", err=True, fg="red")
         sys.exit(2)

@@ -41,3 +41,15 @@ def test_copies_with_other_ports_point_at_the_new_ports() -> None:
     assert (s.bootstrap, s.registry_url) == ("127.0.0.1:19092", "http://127.0.0.1:18081")
     t = s.model_copy(update={"broker_port": 29092, "registry_port": 28081})
     assert (t.bootstrap, t.registry_url) == ("127.0.0.1:29092", "http://127.0.0.1:28081")
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KSTREAM_REPLAY_FETCH": "fast"}
+    done = subprocess.run([sys.executable, "-m", "kstream_lab", "replay", "orders", "--out", "/nonexistent"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: KSTREAM_REPLAY_FETCH='fast': Input should be 'auto', 'native' or 'python'"
