@@ -133,4 +133,7 @@ def lab_cmd(port: int = typer.Option(8888), no_browser: bool = typer.Option(Fals
         cmd.append("--no-browser")
     if os.geteuid() == 0:  # containers and CI machines often run as root; Jupyter refuses without this
         cmd.append("--allow-root")
-    raise typer.Exit(subprocess.call(cmd))
+    sys.stdout.flush()
+    # exec, not a child: a SIGTERM to this process then reaches JupyterLab itself (a child would be
+    # left running, orphaned, when this process is terminated).
+    os.execv(sys.executable, cmd)

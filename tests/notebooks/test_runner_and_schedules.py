@@ -149,6 +149,7 @@ def test_bad_schedule_file(tmp_path):
 def test_lab_serves_jupyterlab_with_the_kernel_registered(nb_settings, tmp_path):
     import httpx
 
+    from kstream_lab.processes import port_free
     from tests.conftest import free_port
 
     port = free_port()
@@ -170,3 +171,4 @@ def test_lab_serves_jupyterlab_with_the_kernel_registered(nb_settings, tmp_path)
     finally:
         proc.terminate()
         proc.wait(30)
+    assert port_free(port), "JupyterLab outlived `kstream-lab lab` (orphaned server)"
