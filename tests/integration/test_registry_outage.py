@@ -43,6 +43,7 @@ def test_a_worker_started_before_the_registry_waits_for_it(kafka_settings, tmp_p
     """Building the aggregator registers its output schema; with the registry not up yet the worker
     used to exit. It now retries (logging each attempt) and builds once the registry answers."""
     import threading
+    import time
 
     from kstream_lab.pipeline_spec import load_pipeline
     from kstream_lab.workers import runner
@@ -57,17 +58,20 @@ def test_a_worker_started_before_the_registry_waits_for_it(kafka_settings, tmp_p
     stop = threading.Event()
     thread = threading.Thread(target=lambda: built.append(runner.build_when_registry_answers(
         lambda s, sp, st, i: runner.aggregator_processor(s, sp), settings, spec, stop, 0)))
+    registry = LocalRegistry(settings)
     with caplog.at_level("WARNING", logger="kstream_lab.workers.runner"):
         thread.start()
-        registry = LocalRegistry(settings)
-        try:
+        try:  # the registry comes up only after the worker has failed to reach it and said so
+            deadline = time.monotonic() + 60
+            while "schema registry unavailable at start" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "schema registry unavailable at start" in caplog.text and not built
             registry.up(timeout=60)
             thread.join(30)
         finally:
             stop.set()
             registry.down()
     assert not thread.is_alive() and isinstance(built[0], runner.AggregatorProcessor)
-    assert "schema registry unavailable at start" in caplog.text
 
 
 def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, tmp_path):
