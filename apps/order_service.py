@@ -51,23 +51,35 @@ class Accepted(BaseModel):
     trace_id: str | None
 
 
+REGISTRY_RETRY_S = 2.0  # while the registry is down: at most one registration attempt per this many seconds
+
+
 def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
     from kstream_lab.workers.config import workers_config
 
     topic = spec.topic(workers_config(spec).order_service.output)
 
-    def encoder():
+    lock = asyncio.Lock()
+
+    async def encoder():
         """The topic's encoder, built at start or -- if the schema registry could not be reached
-        then -- on the first order after it answers (RegistryError -> 503 until then)."""
+        then -- by an order after it answers (RegistryError -> 503 until then). Attempts run in a
+        thread, one at a time and at most one per ``REGISTRY_RETRY_S``, so an outage neither blocks
+        the event loop (health checks keep answering) nor piles up requests behind the registry."""
         if app.state.encode is None:
-            app.state.encode = value_encoder(settings, topic)
+            async with lock:
+                if app.state.encode is None:
+                    if time.monotonic() < app.state.retry_at:
+                        raise RegistryError("schema registry unavailable; the order service retries shortly")
+                    app.state.retry_at = time.monotonic() + REGISTRY_RETRY_S
+                    app.state.encode = await asyncio.to_thread(value_encoder, settings, topic)
         return app.state.encode
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.encode = None
+        app.state.encode, app.state.retry_at = None, 0.0
         try:
-            encoder()
+            await encoder()
         except RegistryError as exc:
             if 0 < exc.status < 500:  # a refusal (e.g. an incompatible schema) is a real error
                 raise
@@ -85,7 +97,7 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
         record = {"order_id": order_id, **order.model_dump(), "timestamp": int(time.time() * 1000)}
         headers = new_trace_headers()
         try:
-            value = encoder()(record)
+            value = (await encoder())(record)
             future = app.state.producer.produce(topic.name, key=order_id.encode(), value=value, headers=headers,
                                                 timestamp=record["timestamp"])
             ack = await asyncio.wait_for(asyncio.wrap_future(future), ack_timeout_s)
