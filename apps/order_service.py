@@ -81,7 +81,7 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
         try:
             await encoder()
         except RegistryError as exc:
-            if 0 < exc.status < 500:  # a refusal (e.g. an incompatible schema) is a real error
+            if not exc.unavailable:  # a refusal (e.g. an incompatible schema) is a real error
                 raise
             log.warning("schema registry unavailable at start (%s); orders get 503 until it answers", exc.message)
         app.state.producer = AckingProducer(settings)

@@ -39,6 +39,12 @@ class RegistryError(KStreamLabError):
         super().__init__(message, hint=hint)
         self.status, self.code = status, code
 
+    @property
+    def unavailable(self) -> bool:
+        """The registry could not answer (unreachable, or a 5xx): an outage to wait out, not a refusal
+        about the request or the record."""
+        return self.status == 0 or self.status >= 500
+
 
 @dataclass(frozen=True)
 class RegisteredVersion:

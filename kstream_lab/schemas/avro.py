@@ -164,7 +164,7 @@ class AvroRecordDecoder:
         try:
             writer = self.writer(schema_id)
         except RegistryError as exc:
-            if exc.status == 0 or exc.status >= 500:  # the registry's fault, not the record's: no DLQ
+            if exc.unavailable:  # the registry's fault, not the record's: no DLQ
                 raise
             reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
             raise DeserializationError(f"{reason} {schema_id}: {exc.message}", **where) from None

@@ -242,7 +242,7 @@ def decode_avro_batch(values: list[bytes | None] | PackedValues, registry: Write
         try:
             writer_text = registry.writer_schema(schema_id)
         except RegistryError as exc:
-            if exc.status == 0 or exc.status >= 500:  # the registry's fault, not the records
+            if exc.unavailable:  # the registry's fault, not the records
                 raise
             reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
             failures += [DecodeFailure(i, f"{reason} {schema_id}: {exc.message}") for i in idx.tolist()]

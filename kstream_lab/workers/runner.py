@@ -115,7 +115,7 @@ def build_when_registry_answers(build: Callable, settings: Settings, spec: Pipel
         try:
             return build(settings, spec, stop, instance)
         except RegistryError as exc:
-            if 0 < exc.status < 500:
+            if not exc.unavailable:
                 raise
             log.warning("schema registry unavailable at start (%s); retrying in %.0f s", exc.message, delay)
         if stop.wait(delay):
