@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from threading import Event
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -272,11 +272,7 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
     or the partition is done. Batches of one partition each let readers order a range by partition
     and offset by concatenation alone, without copying the data to sort or split it."""
     pending = dict(ends)
-    batches: dict[int, RawBatch] = {}
-    # Each partition's first batch is small and the next ones double up to batch_size, so decoding
-    # starts after a few thousand records instead of after batch_size per partition (with six
-    # partitions filling together, ~120k records into the read the decoder had not started yet).
-    targets = {p: min(batch_size, FIRST_BATCH) for p in ends}
+    batches = PartitionBatches(lambda p: RawBatch(topic, p), ends, batch_size)
     last_progress = time.monotonic()
     while pending:
         if stop is not None and stop.is_set():
@@ -290,16 +286,50 @@ def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, sta
         if any(map(_err, msgs)):
             msgs = _handle_errors(consumer, topic, msgs, pending)
         if msgs:
-            yield from _take(consumer, topic, msgs, ends, pending, batches, targets, batch_size, extract)
-        for p in sorted(p for p in batches if p not in pending):  # finished: its batch will not grow
-            yield batches.pop(p).seal()
-    for p in sorted(batches):
-        yield batches[p].seal()
+            yield from _take(consumer, topic, msgs, ends, pending, batches, extract)
+        yield from batches.finished(pending)
+    yield from batches.rest()
+
+
+class PartitionBatches:
+    """The open batches of a bounded read, one per partition: the batching rules both fetch loops share.
+
+    Each partition's first batch is small and the next ones double up to ``batch_size``, so decoding
+    starts after a few thousand records instead of after batch_size per partition (with six
+    partitions filling together, ~120k records into the read the decoder had not started yet). A
+    batch is handed over, sealed, when it reaches its target or its partition is finished; the
+    callers add whole consumed chunks, so a chunk is never split.
+    """
+
+    def __init__(self, make: Callable[[int], Any], ends: dict[int, int], batch_size: int) -> None:
+        self._make, self._batch_size = make, batch_size
+        self._open: dict[int, Any] = {}
+        self._targets = {p: min(batch_size, FIRST_BATCH) for p in ends}
+
+    def get(self, partition: int) -> Any:
+        """The partition's open batch, started if there is none."""
+        batch = self._open.get(partition)
+        if batch is None:
+            batch = self._open[partition] = self._make(partition)
+        return batch
+
+    def full(self, partition: int) -> list:
+        """The partition's batch if it reached its target (the next target doubles)."""
+        if len(self._open[partition]) < self._targets[partition]:
+            return []
+        self._targets[partition] = min(self._batch_size, 2 * self._targets[partition])
+        return [self._open.pop(partition).seal()]
+
+    def finished(self, pending: dict[int, int]) -> list:
+        """The batches of partitions no longer pending: they will not grow."""
+        return [self._open.pop(p).seal() for p in sorted(p for p in self._open if p not in pending)]
+
+    def rest(self) -> list:
+        return [self._open.pop(p).seal() for p in sorted(self._open)]
 
 
 def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[int, int],
-          batches: dict[int, RawBatch], targets: dict[int, int], batch_size: int,
-          extract: Extract | None = None) -> Iterator[RawBatch]:
+          batches: PartitionBatches, extract: Extract | None = None) -> Iterator[RawBatch]:
     """Add one consumed chunk to the per-partition batches; yield those that filled up."""
     parts = list(map(_part, msgs))
     if parts.count(parts[0]) == len(parts):  # the usual case: librdkafka hands out one partition's batch
@@ -319,13 +349,8 @@ def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[
             run = run[:max(0, end - first)] if contiguous else [m for m in run if _off(m) < end]
             if not run:
                 continue
-        batch = batches.get(p)
-        if batch is None:
-            batch = batches[p] = RawBatch(topic, p)
-        batch.add(run, first if contiguous else None, extract)
-        if len(batch) >= targets[p]:
-            targets[p] = min(batch_size, 2 * targets[p])
-            yield batches.pop(p).seal()
+        batches.get(p).add(run, first if contiguous else None, extract)
+        yield from batches.full(p)
 
 
 def _handle_errors(consumer, topic: str, msgs: list, pending: dict[int, int]) -> list:

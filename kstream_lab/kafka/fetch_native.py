@@ -15,7 +15,7 @@ from threading import Event
 import numpy as np
 import pyarrow as pa
 
-from kstream_lab.kafka.fetch import FIRST_BATCH, Extract, on_error, stalled
+from kstream_lab.kafka.fetch import Extract, PartitionBatches, on_error, stalled
 from kstream_lab.kafka.native import Chunk, NativeConsumer
 from kstream_lab.packed import PackedValues
 
@@ -72,8 +72,7 @@ def native_loop(consumer: NativeConsumer, topic: str, ends: dict[int, int], batc
                 stop: Event | None, extract: Extract) -> Iterator[ArrayBatch]:
     """Poll chunks, split them by partition, cut at the ends, yield full or finished batches."""
     pending = dict(ends)
-    batches: dict[int, ArrayBatch] = {}
-    targets = {p: min(batch_size, FIRST_BATCH) for p in ends}  # small first batches: see kafka.fetch
+    batches = PartitionBatches(lambda p: ArrayBatch(topic, p), ends, batch_size)
     last_progress = time.monotonic()
 
     def finish(partition: int) -> None:
@@ -101,13 +100,8 @@ def native_loop(consumer: NativeConsumer, topic: str, ends: dict[int, int], batc
                 piece = piece.slice(0, int(np.searchsorted(piece.offset, end)))
                 if not len(piece):
                     continue
-            batch = batches.setdefault(p, ArrayBatch(topic, p))
-            batch.add(piece)
-            if len(batch) >= targets[p]:
-                targets[p] = min(batch_size, 2 * targets[p])
-                yield batches.pop(p).seal()
-        for p in sorted(p for p in batches if p not in pending):  # finished: its batch will not grow
-            yield batches.pop(p).seal()
-    for p in sorted(batches):
-        yield batches[p].seal()
+            batches.get(p).add(piece)
+            yield from batches.full(p)
+        yield from batches.finished(pending)
+    yield from batches.rest()
 
