@@ -317,9 +317,13 @@ class BatchDecoder:
 
 def _pick(column: list | np.ndarray | pa.Array | None, rows: list[int]) -> list | np.ndarray | pa.Array | None:
     """The rows of a metadata column, whichever form the fetch gave it (lists, or NumPy/Arrow)."""
-    if column is None or isinstance(column, np.ndarray):
-        return None if column is None else column[rows]
-    return column.take(pa.array(rows, pa.int64())) if isinstance(column, pa.Array) else [column[i] for i in rows]
+    if column is None:
+        return None
+    if isinstance(column, np.ndarray):
+        return column[rows]
+    if isinstance(column, pa.Array):
+        return column.take(pa.array(rows, pa.int64()))
+    return [column[i] for i in rows]
 
 
 def binary_column(packed: PackedValues) -> pl.Series:
