@@ -49,7 +49,7 @@ PARTS = set(os.environ.get("KSTREAM_BENCH_PARTS", "e2e,throughput").split(",")) 
 
 def pipeline_copy(tmp: Path, shared: dict[str, str] | None = None) -> Path:
     """A renamed pipeline copy (fresh groups, ids, outputs); ``shared`` maps roles to existing topics."""
-    from tests.integration.pipeline.harness import write_pipeline
+    from tests.support.pipeline import write_pipeline
 
     d = Path(tempfile.mkdtemp(dir=tmp))
     path = write_pipeline(d)
@@ -152,7 +152,7 @@ def load_pipeline_spec():
 
 
 def throughput(settings, tmp: Path) -> dict:
-    from tests.integration.pipeline.harness import Pipeline
+    from tests.support.pipeline import Pipeline
 
     out: dict = {}
     for worker, role, count in (("aggregator", "orders_enriched", AGG_EVENTS), ("enricher", "orders_raw",
@@ -195,7 +195,7 @@ async def raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
 def e2e_latency(settings, tmp: Path, rate: float = E2E_RATE) -> dict:
     """POST at ``rate``/s; latency until the sink row of the order's (window, tier, partition) counts it."""
     from kstream_lab.generator.customers import customer_id, loyalty_tier_for
-    from tests.integration.pipeline.harness import Pipeline
+    from tests.support.pipeline import Pipeline
 
     path = pipeline_copy(tmp)
     pipe = Pipeline(settings, path, path.parent)

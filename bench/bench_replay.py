@@ -56,7 +56,7 @@ def local_cluster():
     from kstream_lab.broker import LocalBroker
     from kstream_lab.registry import LocalRegistry
     from kstream_lab.settings import Settings
-    from tests.conftest import free_port
+    from tests.support.paths import free_port
 
     with tempfile.TemporaryDirectory(prefix="kstream-bench-") as tmp:
         env = {"KSTREAM_DATA_DIR": tmp, "KSTREAM_BROKER_PORT": str(free_port()),

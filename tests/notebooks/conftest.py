@@ -18,8 +18,8 @@ import yaml
 from kstream_lab.generator.orders import recent_start_ms
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.schemas.serde import value_serializer
-from tests.conftest import ROOT, free_port
-from tests.integration.pipeline.harness import Pipeline, expected_rows, sink_by_key
+from tests.support.paths import ROOT, free_port
+from tests.support.pipeline import Pipeline, expected_rows, sink_by_key
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 

@@ -17,7 +17,7 @@ from kstream_lab.explore import topic_overview
 from kstream_lab.notebooks import registry
 from kstream_lab.notebooks.runner import run_notebook
 from kstream_lab.settings import Settings
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 @pytest.fixture

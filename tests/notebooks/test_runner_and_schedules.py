@@ -150,7 +150,7 @@ def test_lab_serves_jupyterlab_with_the_kernel_registered(nb_settings, tmp_path)
     import httpx
 
     from kstream_lab.processes import port_free
-    from tests.conftest import free_port
+    from tests.support.paths import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "kstream_lab", "lab", "--no-browser", "--port", str(port)],

@@ -1,12 +1,10 @@
-from pathlib import Path
 
 import pytest
 
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
 from kstream_lab.pipeline_spec import load_pipeline
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 @pytest.mark.parametrize(("text", "ms"), [("500ms", 500), ("10s", 10_000), ("15m", 900_000),

@@ -16,8 +16,8 @@ import httpx
 from kstream_lab.generator.customers import loyalty_tier_for
 from kstream_lab.observability.tracing import trace_id_of
 from kstream_lab.processes import read_pid
-from tests.conftest import ROOT, free_port
-from tests.integration.pipeline.harness import Pipeline
+from tests.support.paths import ROOT, free_port
+from tests.support.pipeline import Pipeline
 
 
 def cli(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess:

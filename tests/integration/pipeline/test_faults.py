@@ -19,8 +19,7 @@ from kstream_lab.generator.customers import UNKNOWN_TIER
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.consuming import open_transaction_partitions
 from kstream_lab.schemas.serde import value_serializer
-from tests.integration.pipeline.harness import Pipeline, expected_rows, sink_by_key
-from tests.integration.pipeline.test_pipeline_totals import ORDERS, assert_pipeline_results, sink_matches
+from tests.support.pipeline import ORDERS, Pipeline, assert_pipeline_results, expected_rows, sink_by_key, sink_matches
 
 
 class BackgroundProducer(threading.Thread):

@@ -16,7 +16,7 @@ import psycopg
 from kstream_lab.sinks.base import AggregateSink, coalesce
 from kstream_lab.sinks.duckdb import DuckDBSink
 from kstream_lab.sinks.postgres import PostgresSink
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def row(ws: int, tier: str, p: int, total: int, count: int, final: bool) -> dict:
@@ -80,8 +80,7 @@ def test_duckdb_readers_read_while_the_sink_writes(tmp_path: Path) -> None:
 
 def test_sink_worker_writes_the_pipeline_into_postgres(live_pipeline, postgres_dsn: str) -> None:
     """The same pipeline with ``workers.sink.target: postgresql://...``: rows equal the truth."""
-    from tests.integration.pipeline.harness import expected_rows, sink_by_key
-    from tests.integration.pipeline.test_pipeline_totals import produce_truth
+    from tests.support.pipeline import expected_rows, produce_truth, sink_by_key
 
     pipe = live_pipeline
     db = f"sink_{pipe.topic('orders_raw').rsplit('-', 1)[1]}"

@@ -24,8 +24,7 @@ from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.replay.reader import RangeError
 from kstream_lab.schemas.serde import json_serializer
-
-from ...conftest import ROOT
+from tests.support.paths import ROOT
 
 ORDERS = 12_000
 # An hour back and window-aligned: the same seed then gives the same windows, closes and late set every run

@@ -22,8 +22,8 @@ from kstream_lab.kafka.fetch import committed_offsets, snapshot_bounds
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.workers.config import workers_config
-from tests.conftest import ROOT
-from tests.integration.pipeline.harness import Pipeline, write_pipeline
+from tests.support.paths import ROOT
+from tests.support.pipeline import Pipeline, write_pipeline
 
 
 @pytest.fixture

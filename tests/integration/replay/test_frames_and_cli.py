@@ -13,8 +13,7 @@ import polars as pl
 
 import kstream_lab
 from kstream_lab.replay.parquet import scan_export
-
-from ...conftest import ROOT
+from tests.support.paths import ROOT
 
 T0 = (int(time.time()) - 3_600) * 1000
 

@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import json
 
-from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import _json_decoder, records_to_columns
 from kstream_lab.workers.dlq import DeadLetter
-from tests.unit.workers.fakes import RecordingOutput, json_msgs
-
-SPEC = AggregationSpec.model_validate({
-    "name": "sales", "source": "in", "time_field": "timestamp", "window": {"size": "10s", "grace": "2s"},
-    "group_by": ["loyalty_tier"], "metrics": {"total_cents": {"sum": "total_cents"}, "count": {"count": "*"}}})
-
-
-def order(i: int, ts: int, tier: str = "gold", cents: int = 100) -> dict:
-    return {"order_id": f"o{i}", "timestamp": ts, "loyalty_tier": tier, "total_cents": cents}
-
-
-def json_columns(values, topic, partitions, offsets):
-    ints, others = AggregatorProcessor.fields(SPEC)
-    return records_to_columns(_json_decoder, values, topic, partitions, offsets, ints, others)
+from tests.support.aggregator import SPEC, json_columns, order
+from tests.support.fakes import RecordingOutput, json_msgs
 
 
 def processor() -> AggregatorProcessor:

@@ -15,8 +15,8 @@ from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.schemas.avro import StaticSchemas, frame
 from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import _avro_columns
-from tests.unit.workers.fakes import Msg, RecordingOutput
-from tests.unit.workers.test_aggregator import SPEC, json_columns, order
+from tests.support.aggregator import SPEC, json_columns, order
+from tests.support.fakes import Msg, RecordingOutput
 
 SCHEMA = {"type": "record", "name": "EnrichedOrder", "fields": [
     {"name": "order_id", "type": "string"},

@@ -10,7 +10,7 @@ from kstream_lab.generator.customers import loyalty_tier_for
 from kstream_lab.workers.codec import _json_decoder
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.tiers import TierClient
-from tests.unit.workers.fakes import RecordingOutput, json_msgs
+from tests.support.fakes import RecordingOutput, json_msgs
 
 
 class Service:

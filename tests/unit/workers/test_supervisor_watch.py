@@ -10,7 +10,7 @@ import threading
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.settings import Settings
 from kstream_lab.workers import supervisor as sv
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def make(tmp_path) -> sv.Supervisor:

@@ -16,8 +16,7 @@ from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.sinks.base import coalesce
 from kstream_lab.workers.config import workers_config
 from kstream_lab.workers.dlq import DeadLetter, dlq_headers
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.support.paths import ROOT
 
 
 def test_dlq_headers_round_trip() -> None:

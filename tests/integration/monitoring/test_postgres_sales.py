@@ -11,7 +11,7 @@ import pytest
 from kstream_lab.monitoring.sales import SinkMissing, SinkTarget, load_minute_totals
 from kstream_lab.sinks.duckdb import DuckDBSink
 from kstream_lab.sinks.postgres import PostgresSink
-from tests.unit.dashboard.conftest import ROWS
+from tests.support.sales import ROWS
 
 
 def test_postgres_totals_equal_duckdb_totals(postgres_dsn: str, tmp_path: Path) -> None:

@@ -1,15 +1,7 @@
-"""Fixtures for the dashboard tests: a real DuckDB sink file in tmp_path, written by the sink's own class."""
+"""Sample sink rows (sales_aggregates) for the dashboard and monitoring tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
-from kstream_lab.sinks.duckdb import DuckDBSink
-
-ROOT = Path(__file__).resolve().parents[3]
 MINUTE = 60_000
 T0 = 1_790_000_040_000 - 1_790_000_040_000 % MINUTE  # 2026-09-21 14:14 UTC, an epoch-aligned minute
 
@@ -26,16 +18,3 @@ ROWS = [
     agg(T0 + MINUTE, "gold", 0, 50_000, 3), agg(T0 + MINUTE, "platinum", 2, 123_456_789, 7, final=False),
     agg(T0 + MINUTE, "silver", 4, 1_050, 2), agg(T0 + MINUTE, "silver", 5, 2_075, 1),
 ]
-
-
-@pytest.fixture
-def sink_file(tmp_path: Path) -> Callable[[list[dict]], Path]:
-    """sink_file(rows) -> path of <tmp>/sink/sales.duckdb holding ``rows`` (the default sink location)."""
-
-    def make(rows: list[dict]) -> Path:
-        sink = DuckDBSink(tmp_path / "sink" / "sales.duckdb")
-        sink.upsert(rows)
-        sink.close()
-        return sink.path
-
-    return make

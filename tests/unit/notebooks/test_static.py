@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.support.paths import ROOT
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PUBLIC = {"kstream_lab", "kstream_lab.explore", "kstream_lab.triage", "kstream_lab.settings"}
 IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.M)
 

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 from kstream_lab.errors import BrokerError
 from kstream_lab.registry.app import RegistryService, create_app
 from kstream_lab.settings import Settings
-
-from .test_schemas import ORDER, with_field
+from tests.support.avro import ORDER, with_field
 
 CT = "application/vnd.schemaregistry.v1+json"
 

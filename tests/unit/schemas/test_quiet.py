@@ -9,8 +9,7 @@ import threading
 from kstream_lab.schemas.avro import StaticSchemas
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.quiet import rust_panics_muted, strip_panic_reports
-
-from .test_schemas import ORDER, encode, orders
+from tests.support.avro import ORDER, encode, orders
 
 SHORT = (b"\nthread '<unnamed>' (17963) panicked at crates/polars-arrow/src/io/avro/read/deserialize.rs:276:61:\n"
          b"range end index 5505 out of range for slice of length 2344\n"

@@ -15,8 +15,7 @@ from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.schemas.serde import value_decoder, value_serializer
-
-from ..conftest import ROOT
+from tests.support.paths import ROOT
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 

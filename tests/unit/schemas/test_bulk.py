@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from kstream_lab.schemas.avro import StaticSchemas, frame
 from kstream_lab.schemas.bulk import container, decode_avro_batch, decode_json_batch, polars_schema
-
-from .test_schemas import ORDER, encode, orders, with_field
+from tests.support.avro import ORDER, encode, orders, with_field
 
 RICH = {"type": "record", "name": "Rich", "namespace": "test", "fields": [
     {"name": "i", "type": "int"}, {"name": "l", "type": "long"}, {"name": "d", "type": "double"},

@@ -9,8 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from kstream_lab.monitoring.scrape import counters_table, metrics_endpoints, parse_metrics, scrape
 from kstream_lab.pipeline_spec import load_pipeline
-from tests.conftest import free_port
-from tests.unit.dashboard.conftest import ROOT
+from tests.support.paths import ROOT, free_port
 
 
 def worker_registry() -> CollectorRegistry:

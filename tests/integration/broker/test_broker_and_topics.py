@@ -17,8 +17,7 @@ from kstream_lab.kafka.admin import describe_topic, watermarks
 from kstream_lab.kafka.topics import apply_topics, plan_changes
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.serde import json_serializer
-
-from ..conftest import ROOT, free_port
+from tests.support.paths import ROOT, free_port
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 

@@ -16,7 +16,7 @@ from kstream_lab.monitoring.health import (
 )
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.replay.backtest import BacktestReport
-from tests.unit.dashboard.conftest import ROOT
+from tests.support.paths import ROOT
 
 TOPICS = PipelineTopics(raw="raw", enriched="enr", aggregates="agg", dlq="dlq", late="late")
 

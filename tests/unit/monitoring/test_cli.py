@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from kstream_lab.cli.dashboard import DASHBOARD, streamlit_command
-from tests.unit.dashboard.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def test_bad_pipeline_file_is_one_line_and_exit_2(tmp_path: Path) -> None:

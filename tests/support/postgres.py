@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 
 class PostgresProcess:

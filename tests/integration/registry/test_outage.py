@@ -11,7 +11,7 @@ from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.registry import LocalRegistry
 from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.workers.codec import column_decoder
-from tests.conftest import free_port
+from tests.support.paths import free_port
 
 
 def test_the_batch_decoder_retries_during_an_outage_and_decodes_after(kafka_settings, tmp_path):
@@ -85,7 +85,7 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
     from kstream_lab.kafka.topics import apply_topics, delete_topics
     from kstream_lab.pipeline_spec import load_pipeline
     from kstream_lab.workers.config import workers_config
-    from tests.integration.pipeline.harness import write_pipeline
+    from tests.support.pipeline import write_pipeline
 
     port = free_port()
     settings = kafka_settings.model_copy(update={"registry_port": port, "schema_registry_url": None,

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +21,16 @@ import httpx
 import polars as pl
 import yaml
 
+from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.consuming import read_topic
 from kstream_lab.kafka.topics import apply_topics, delete_topics
 from kstream_lab.pipeline_spec import PipelineSpec, load_pipeline
+from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
 from kstream_lab.workers.codec import value_decoder
-from tests.conftest import ROOT, free_port
+from kstream_lab.workers.dlq import DeadLetter
+from tests.support.paths import ROOT, free_port
 
 
 def write_pipeline(tmp: Path, *, value_format: str = "avro", worker_overrides: dict | None = None) -> Path:
@@ -218,3 +221,51 @@ def totals_per_window_tier(rows: dict[tuple, dict], *, final_only: bool) -> dict
         if v["final"] or not final_only:
             out[(ws, tier)] += v["total_cents"]
     return dict(out)
+
+
+# ---- the pipeline tests' truth and checks -------------------------------------------------------
+
+ORDERS = int(os.environ.get("KSTREAM_PIPELINE_ORDERS", "200000"))
+
+
+def produce_truth(pipe: Pipeline, count: int = ORDERS, seed: int = 7) -> pl.DataFrame:
+    spec = pipe.spec
+    raw = spec.topic(pipe.topic("orders_raw"))
+    truth_file = pipe.tmp / "truth.parquet"
+    produce_orders(pipe.settings, raw, value_serializer(pipe.settings, raw), spec.aggregation().window,
+                   count=count, seed=seed, late_fraction=0.01, poison_fraction=0.005, truth=truth_file,
+                   progress=False)
+    return pl.read_parquet(truth_file)
+
+
+def sink_matches(pipe: Pipeline, expected: dict) -> bool:
+    return sink_by_key(pipe.sink_rows()) == expected
+
+
+def assert_pipeline_results(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> None:
+    """Every check of the issue's first test, exact."""
+    got = sink_by_key(pipe.sink_rows())
+    assert got == expected
+    finals = totals_per_window_tier(got, final_only=True)
+    closed = {(ws, t) for (ws, t, _p), v in expected.items() if v["final"]}
+    want = totals_per_window_tier({k: v for k, v in expected.items() if v["final"]}, final_only=True)
+    assert finals == want and set(finals) == closed
+    assert len(closed) > 0
+
+    dlq = pipe.read("orders_dlq")
+    poison = truth.filter(pl.col("kind") == "poison")
+    assert len(dlq) == poison.height
+    assert sorted(r.key.decode() for r in dlq) == sorted(poison["order_id"].to_list())
+    letters = [DeadLetter.from_record(r.key, r.value, r.headers) for r in dlq]
+    assert {d.source_topic for d in letters} == {pipe.topic("orders_raw")}
+    assert {d.error_class for d in letters} <= {"DeserializationError", "ValidationError"}
+    assert all(d.attempts == 1 and d.source_offset >= 0 and d.failed_at > 0 for d in letters)
+
+    late = pipe.read("orders_late")
+    late_truth = truth.filter(pl.col("kind") == "late")
+    assert len(late) == late_truth.height
+    assert sorted(r.key.decode() for r in late) == sorted(late_truth["order_id"].to_list())
+
+    final_keys = Counter(key for key, value in pipe.decoded("sales_aggregates") if value["final"])
+    assert final_keys and max(final_keys.values()) == 1, "a window was emitted final more than once"
+    assert len(final_keys) == sum(v["final"] for v in expected.values())

@@ -21,7 +21,8 @@ from kstream_lab.monitoring.sales import (
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import DuckDBSink
-from tests.unit.dashboard.conftest import MINUTE, ROOT, ROWS, T0, agg
+from tests.support.paths import ROOT
+from tests.support.sales import MINUTE, ROWS, T0, agg
 
 
 def test_totals_are_summed_over_partitions_per_minute_and_tier(sink_file) -> None:
@@ -72,7 +73,7 @@ def test_empty_table_gives_an_empty_frame(sink_file) -> None:
 
 
 def test_unreachable_postgres_is_sink_unavailable() -> None:
-    from tests.conftest import free_port
+    from tests.support.paths import free_port
 
     target = SinkTarget("postgres", f"postgresql://kl:secret@127.0.0.1:{free_port()}/sales")
     assert target.describe().startswith("PostgreSQL 127.0.0.1:") and "secret" not in target.describe()

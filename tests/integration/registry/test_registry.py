@@ -22,8 +22,7 @@ from kstream_lab.schemas.avro import AvroRecordDecoder
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.settings import Settings
-
-from ..conftest import ROOT, free_port
+from tests.support.paths import ROOT, free_port
 
 ORDER = load_schemas(ROOT / "pipelines/schemas")["Order"].text
 CT = "application/vnd.schemaregistry.v1+json"

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import free_port
-from tests.unit.dashboard.conftest import ROOT, ROWS, T0
+from tests.support.paths import ROOT, free_port
+from tests.support.sales import ROWS, T0
 
 APP = str(ROOT / "apps" / "dashboard.py")
 

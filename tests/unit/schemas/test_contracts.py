@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import fastavro
@@ -11,38 +10,16 @@ from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.errors import DeserializationError
-from kstream_lab.generator import OrderGenerator, loyalty_tier_for
+from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.registry.state import RegistryProblem, RegistryState
 from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas, field_problem, frame, header_problem
-from kstream_lab.schemas.catalog import load_schemas, topic_schemas
+from kstream_lab.schemas.catalog import topic_schemas
 from kstream_lab.schemas.compat import InvalidSchema, compatibility_problems, parse_avro
 from kstream_lab.settings import Settings
-
-from ..conftest import ROOT
-
-SCHEMAS = load_schemas(ROOT / "pipelines/schemas")
-ORDER = SCHEMAS["Order"].text
-
-
-def orders(n: int = 200) -> list[dict]:
-    gen = OrderGenerator(seed=7, start_ms=1_700_000_000_000, partitions=6, window=WindowSpec(size="60s"))
-    return [g.value for g in gen.take(n)]
-
-
-def encode(schema_text: str, record: dict, schema_id: int = 1) -> bytes:
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(json.loads(schema_text)), record)
-    return frame(schema_id, buf.getvalue())
-
-
-def with_field(text: str, **field) -> str:
-    schema = json.loads(text)
-    schema["fields"].append(field)
-    return json.dumps(schema)
-
+from tests.support.avro import ORDER, SCHEMAS, encode, orders, with_field
+from tests.support.paths import ROOT
 
 # ---- the schema files -------------------------------------------------------------------------
 

@@ -1,0 +1,20 @@
+"""A small aggregation spec, orders for it, and the JSON column decoder the aggregator's unit tests use."""
+
+from __future__ import annotations
+
+from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.workers.aggregator import AggregatorProcessor
+from kstream_lab.workers.codec import _json_decoder, records_to_columns
+
+SPEC = AggregationSpec.model_validate({
+    "name": "sales", "source": "in", "time_field": "timestamp", "window": {"size": "10s", "grace": "2s"},
+    "group_by": ["loyalty_tier"], "metrics": {"total_cents": {"sum": "total_cents"}, "count": {"count": "*"}}})
+
+
+def order(i: int, ts: int, tier: str = "gold", cents: int = 100) -> dict:
+    return {"order_id": f"o{i}", "timestamp": ts, "loyalty_tier": tier, "total_cents": cents}
+
+
+def json_columns(values, topic, partitions, offsets):
+    ints, others = AggregatorProcessor.fields(SPEC)
+    return records_to_columns(_json_decoder, values, topic, partitions, offsets, ints, others)
