@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KL := $(BIN)/kstream-lab
 
-.PHONY: setup system-deps demo test test-unit test-integration lint bench clean
+.PHONY: help setup system-deps demo test test-unit lint format bench clean
+
+## help: this list of targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
 ## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch and system tools; idempotent
 setup: $(STAMP) system-deps
@@ -28,20 +32,31 @@ system-deps:
 demo: setup
 	$(KL) demo
 
+## lint: ruff (lint and format check), import layering
 lint: $(STAMP)
 	$(BIN)/ruff check kstream_lab apps tests bench
+	$(BIN)/ruff format --check kstream_lab apps tests bench
 	$(BIN)/lint-imports
 
+## test: set-up, lint, then the unit suite and the integration, notebook and browser suites
 test: setup lint
 	$(BIN)/pytest -m unit -q
 	$(BIN)/pytest -m "not unit" -q
 
+## test-unit: the unit tests only (no broker)
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit -q
 
+## format: apply ruff format and ruff's import sorting
+format: $(STAMP)
+	$(BIN)/ruff format kstream_lab apps tests bench
+	$(BIN)/ruff check --fix --select I kstream_lab apps tests bench
+
+## bench: every benchmark; results in bench/results/, table in bench/README.md
 bench: setup
 	$(BIN)/python -m bench.run_all
 
+## clean: stop the local services and remove .venv and local data
 clean:
 	-$(KL) registry down 2>/dev/null
 	-$(KL) broker down 2>/dev/null

@@ -42,15 +42,30 @@ TIER_COLORS = {"bronze": "#b0703c", "silver": "#9aa5b1", "gold": "#e0b020", "pla
 def stacked_bars(chart, y: str, title: str) -> alt.Chart:
     """One bar per minute, stacked by tier in rank order, tier colours fixed across refreshes."""
     tiers = tier_order(chart["tier"].unique().to_list())
-    return alt.Chart(chart, height=280).mark_bar().encode(
-        x=alt.X("minute:O", timeUnit="utcyearmonthdatehoursminutes", title="minute (UTC)",
-                axis=alt.Axis(format="%H:%M", labelAngle=0, labelOverlap=True)),
-        y=alt.Y(y, type="quantitative", stack="zero", title=title),
-        color=alt.Color("tier:N", scale=alt.Scale(domain=tiers, range=[TIER_COLORS.get(t, "#888") for t in tiers]),
-                        legend=alt.Legend(orient="bottom", title=None)),
-        order=alt.Order("tier_rank:Q"),
-        tooltip=[alt.Tooltip("minute:T", format="%H:%M", title="minute"), "tier:N",
-                 alt.Tooltip("sales_usd:Q", format="$,.2f", title="sales"), "orders:Q"],
+    return (
+        alt.Chart(chart, height=280)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "minute:O",
+                timeUnit="utcyearmonthdatehoursminutes",
+                title="minute (UTC)",
+                axis=alt.Axis(format="%H:%M", labelAngle=0, labelOverlap=True),
+            ),
+            y=alt.Y(y, type="quantitative", stack="zero", title=title),
+            color=alt.Color(
+                "tier:N",
+                scale=alt.Scale(domain=tiers, range=[TIER_COLORS.get(t, "#888") for t in tiers]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            order=alt.Order("tier_rank:Q"),
+            tooltip=[
+                alt.Tooltip("minute:T", format="%H:%M", title="minute"),
+                "tier:N",
+                alt.Tooltip("sales_usd:Q", format="$,.2f", title="sales"),
+                "orders:Q",
+            ],
+        )
     )
 
 
@@ -81,8 +96,10 @@ def render_sales(view: SalesView) -> None:
     left.altair_chart(stacked_bars(chart, "sales_usd", "sales ($)"))
     right.caption("Orders per minute by loyalty tier")
     right.altair_chart(stacked_bars(chart, "orders", "orders"))
-    st.caption("Per minute (newest first; exact cents, summed over source partitions; "
-               "'open' = a partition has not closed the window yet)")
+    st.caption(
+        "Per minute (newest first; exact cents, summed over source partitions; "
+        "'open' = a partition has not closed the window yet)"
+    )
     st.table(minute_table(totals), hide_index=True)
 
 
@@ -100,8 +117,9 @@ def render_health(view: HealthView) -> None:
         left, right = st.columns(2)
         left.caption("Throughput (offsets/s since the last refresh)")
         left.table(throughput_table(ctx.topics, view.report), hide_index=True)
-        right.caption("Consumer lag per group and partition (on a transactional topic a lag of 1 can be "
-                      "the last commit marker)")
+        right.caption(
+            "Consumer lag per group and partition (on a transactional topic a lag of 1 can be the last commit marker)"
+        )
         if lags:
             right.table(lags, hide_index=True)
         else:
@@ -120,8 +138,13 @@ def sales_panel() -> None:
     if view.totals is None:
         return
     seen = sorted(set(view.totals["window_start"].to_list()), reverse=True)
-    st.selectbox("Back-test a minute", [None, *seen], key="bt_minute", on_change=jump_to_minute,
-                 format_func=lambda ws: "pick a minute…" if ws is None else f"{minute_label(ws)} UTC")
+    st.selectbox(
+        "Back-test a minute",
+        [None, *seen],
+        key="bt_minute",
+        on_change=jump_to_minute,
+        format_func=lambda ws: "pick a minute…" if ws is None else f"{minute_label(ws)} UTC",
+    )
     if st.session_state.pop("bt_jump", False):
         st.rerun(scope="app")  # the back-test form lives outside this fragment
 
@@ -143,11 +166,15 @@ def health_panel() -> None:
 def backtest_panel() -> None:
     st.session_state.setdefault("bt_start", "earliest")
     st.session_state.setdefault("bt_end", "")
-    st.caption("Re-run the aggregation over a range of the enriched topic and compare with the live final "
-               "windows (pick a minute above, or type a range).")
+    st.caption(
+        "Re-run the aggregation over a range of the enriched topic and compare with the live final "
+        "windows (pick a minute above, or type a range)."
+    )
     if st.session_state.get("bt_focus") is not None:
-        st.caption(f"Focus: the minute {minute_label(st.session_state['bt_focus'])} UTC (whole committed range "
-                   "back-tested, that minute shown per tier)")
+        st.caption(
+            f"Focus: the minute {minute_label(st.session_state['bt_focus'])} UTC (whole committed range "
+            "back-tested, that minute shown per tier)"
+        )
     with st.form("backtest"):
         c1, c2 = st.columns(2)
         start = c1.text_input("Start", key="bt_start", help="earliest, an ISO time, '@<epoch ms>' or '15m ago'")

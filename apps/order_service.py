@@ -98,8 +98,9 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
         headers = new_trace_headers()
         try:
             value = (await encoder())(record)
-            future = app.state.producer.produce(topic.name, key=order_id.encode(), value=value, headers=headers,
-                                                timestamp=record["timestamp"])
+            future = app.state.producer.produce(
+                topic.name, key=order_id.encode(), value=value, headers=headers, timestamp=record["timestamp"]
+            )
             ack = await asyncio.wait_for(asyncio.wrap_future(future), ack_timeout_s)
         except (KStreamLabError, TimeoutError) as exc:
             METRICS.errors.labels(SERVICE, "produce").inc()
@@ -110,10 +111,17 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
         METRICS.http_requests.labels(SERVICE, "/orders", "202").inc()
         METRICS.latency.labels(SERVICE).observe(time.perf_counter() - t0)
         trace_id = trace_id_of(headers)
-        log.info("order accepted", extra={"event_id": order_id, "partition": ack.partition, "offset": ack.offset,
-                                          "trace_id": trace_id})
-        return Accepted(order_id=order_id, partition=ack.partition, offset=ack.offset, timestamp=record["timestamp"],
-                        trace_id=trace_id)
+        log.info(
+            "order accepted",
+            extra={"event_id": order_id, "partition": ack.partition, "offset": ack.offset, "trace_id": trace_id},
+        )
+        return Accepted(
+            order_id=order_id,
+            partition=ack.partition,
+            offset=ack.offset,
+            timestamp=record["timestamp"],
+            trace_id=trace_id,
+        )
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -36,10 +36,15 @@ def write_events(out: Path) -> None:
         ts = 1_700_000_000_000 + offsets * 20 - rng.integers(0, 3_000, per)
         late = rng.random(per) < 0.01
         ts[late] -= 70_000 + rng.integers(0, 120_000, late.sum())
-        frame = pl.DataFrame({
-            "partition": np.full(per, p, dtype=np.int32), "offset": offsets, "timestamp": ts,
-            "loyalty_tier": pl.Series(rng.choice(["bronze", "silver", "gold", "platinum"], per)),
-            "total_cents": rng.integers(50, 100_000, per)})
+        frame = pl.DataFrame(
+            {
+                "partition": np.full(per, p, dtype=np.int32),
+                "offset": offsets,
+                "timestamp": ts,
+                "loyalty_tier": pl.Series(rng.choice(["bronze", "silver", "gold", "platinum"], per)),
+                "total_cents": rng.integers(50, 100_000, per),
+            }
+        )
         folder = out / f"partition-{p}"
         folder.mkdir(parents=True)
         for i, chunk in enumerate(frame.iter_slices(500_000)):
@@ -67,23 +72,36 @@ def main() -> None:
 
         def plain() -> None:
             ts = pl.col("timestamp")
-            (scan().with_columns((ts - ts.mod(size)).alias("window_start"))
-             .group_by("partition", "window_start", "loyalty_tier")
-             .agg(pl.col("total_cents").sum(), pl.len().alias("count")).collect())
+            (
+                scan()
+                .with_columns((ts - ts.mod(size)).alias("window_start"))
+                .group_by("partition", "window_start", "loyalty_tier")
+                .agg(pl.col("total_cents").sum(), pl.len().alias("count"))
+                .collect()
+            )
 
         bt, gb = [], []
         for _ in range(REPEAT):  # interleaved, so load from elsewhere hits both alike
             bt.append(timed(backtest))
             gb.append(timed(plain))
         late = run_batch(spec, scan()).late.height
-    result = {"events": EVENTS, "repeat": REPEAT, "late_records": late, "load_average_1m": os.getloadavg()[0],
-              "backtest_s": statistics.median(bt), "plain_group_by_s": statistics.median(gb),
-              "runs_backtest_s": bt, "runs_plain_s": gb}
+    result = {
+        "events": EVENTS,
+        "repeat": REPEAT,
+        "late_records": late,
+        "load_average_1m": os.getloadavg()[0],
+        "backtest_s": statistics.median(bt),
+        "plain_group_by_s": statistics.median(gb),
+        "runs_backtest_s": bt,
+        "runs_plain_s": gb,
+    }
     result["ratio"] = result["backtest_s"] / result["plain_group_by_s"]
     result["events_per_s"] = EVENTS / result["backtest_s"]
-    print(f"back-test of {EVENTS:,} events from Parquet: {result['backtest_s']:.2f}s "
-          f"({result['events_per_s']:,.0f} ev/s, {late:,} late); plain group-by {result['plain_group_by_s']:.2f}s; "
-          f"ratio {result['ratio']:.2f}x")
+    print(
+        f"back-test of {EVENTS:,} events from Parquet: {result['backtest_s']:.2f}s "
+        f"({result['events_per_s']:,.0f} ev/s, {late:,} late); plain group-by {result['plain_group_by_s']:.2f}s; "
+        f"ratio {result['ratio']:.2f}x"
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "replay_backtest.json").write_text(json.dumps(result, indent=2))

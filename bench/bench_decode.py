@@ -79,10 +79,12 @@ def main() -> None:
     base_avro = results["avro_fastavro_per_record"]["seconds_median"]
     base_json = results["json_loads_per_record"]["seconds_median"]
     report = {
-        "records": RECORDS, "repeat": REPEAT,
+        "records": RECORDS,
+        "repeat": REPEAT,
         "avro_value_bytes_mean": round(sum(map(len, avro)) / RECORDS, 1),
         "json_value_bytes_mean": round(sum(map(len, js)) / RECORDS, 1),
-        "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "methods": results,
         "speedup_container_vs_fastavro": round(base_avro / results["avro_container_trick"]["seconds_median"], 2),
         "speedup_read_ndjson_vs_json_loads": round(base_json / results["json_read_ndjson"]["seconds_median"], 2),

@@ -76,8 +76,9 @@ def produce_input(settings, role: str, count: int) -> str:
     from kstream_lab.schemas.serde import value_serializer
 
     schema = "EnrichedOrder" if role == "orders_enriched" else "Order"
-    spec = TopicSpec(name=f"bench-{role}-{time.time_ns()}", partitions=6, value_format="avro", schema=schema,
-                     retention_ms=-1)
+    spec = TopicSpec(
+        name=f"bench-{role}-{time.time_ns()}", partitions=6, value_format="avro", schema=schema, retention_ms=-1
+    )
     apply_topics(settings, [spec])
     inner = value_serializer(settings, spec)
 
@@ -87,8 +88,7 @@ def produce_input(settings, role: str, count: int) -> str:
         return inner(obj, t)
 
     window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
-    produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=START_MS,
-                   progress=False)
+    produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=START_MS, progress=False)
     return spec.name
 
 
@@ -130,12 +130,16 @@ def fold_only(settings, topic: str, count: int) -> float:
     processor = aggregator_processor(settings, pipe)
     processor.assign(list(range(6)), lambda parts: {p: [] for p in parts})
     batch = workers_config(pipe).aggregator.batch_size
-    messages = [Message(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
-                        headers=list(r.headers)) for r in read_topic(settings, topic)]
+    messages = [
+        Message(
+            topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value, headers=list(r.headers)
+        )
+        for r in read_topic(settings, topic)
+    ]
     out = _Discard()
     t0 = time.perf_counter()
     for at in range(0, len(messages), batch):
-        processor.process(messages[at:at + batch], out)
+        processor.process(messages[at : at + batch], out)
         processor.changelog()
     return len(messages) / (time.perf_counter() - t0)
 
@@ -155,8 +159,10 @@ def throughput(settings, tmp: Path) -> dict:
     from tests.support.pipeline import Pipeline
 
     out: dict = {}
-    for worker, role, count in (("aggregator", "orders_enriched", AGG_EVENTS), ("enricher", "orders_raw",
-                                                                               ENRICH_EVENTS)):
+    for worker, role, count in (
+        ("aggregator", "orders_enriched", AGG_EVENTS),
+        ("enricher", "orders_raw", ENRICH_EVENTS),
+    ):
         topic = produce_input(settings, role, count)
         res: dict = {"events": count}
         if worker == "aggregator":
@@ -180,12 +186,15 @@ def throughput(settings, tmp: Path) -> dict:
     return out
 
 
-async def raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
-                   body: bytes) -> tuple[int, bytes]:
+async def raw_post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes
+) -> tuple[int, bytes]:
     """One HTTP/1.1 keep-alive POST. The load generator shares two cores with the whole pipeline, so
     it must cost far less per request than the service it measures (httpx costs about as much)."""
-    writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    writer.write(
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     length = next(int(h.split(":", 1)[1]) for h in lines if h.lower().startswith("content-length:"))
@@ -273,10 +282,17 @@ def e2e_latency(settings, tmp: Path, rate: float = E2E_RATE) -> dict:
     if not samples:
         raise RuntimeError(f"no order was seen in the sink; see the logs in {path.parent}")
     steady = [x for x in samples if x[0] >= E2E_WARMUP]
-    return {"orders": n, "target_rate": rate, "achieved_rate": achieved, "not_seen": missing,
-            "warmup_s": E2E_WARMUP, "measured_orders": len(steady), **latency_stats(steady),
-            "warmup": latency_stats([x for x in samples if x[0] < E2E_WARMUP]),
-            "post_to_sink_max_ms_by_second": max_by_second(samples)}
+    return {
+        "orders": n,
+        "target_rate": rate,
+        "achieved_rate": achieved,
+        "not_seen": missing,
+        "warmup_s": E2E_WARMUP,
+        "measured_orders": len(steady),
+        **latency_stats(steady),
+        "warmup": latency_stats([x for x in samples if x[0] < E2E_WARMUP]),
+        "post_to_sink_max_ms_by_second": max_by_second(samples),
+    }
 
 
 def latency_stats(samples: list[tuple[float, float, float]]) -> dict:
@@ -289,9 +305,11 @@ def latency_stats(samples: list[tuple[float, float, float]]) -> dict:
         q = lambda p: round(1000 * xs[min(len(xs) - 1, int(p * len(xs)))], 1)  # noqa: E731
         return {"p50": q(0.5), "p99": q(0.99), "max": round(1000 * xs[-1], 1)}
 
-    return {"post_to_sink_ms": pct([seen - post for post, _ack, seen in samples]),
-            "post_to_202_ms": pct([ack - post for post, ack, _seen in samples]),
-            "ack_to_sink_ms": pct([max(0.0, seen - ack) for _post, ack, seen in samples])}
+    return {
+        "post_to_sink_ms": pct([seen - post for post, _ack, seen in samples]),
+        "post_to_202_ms": pct([ack - post for post, ack, _seen in samples]),
+        "ack_to_sink_ms": pct([max(0.0, seen - ack) for _post, ack, seen in samples]),
+    }
 
 
 def max_by_second(samples: list[tuple[float, float, float]]) -> list[int]:
@@ -304,8 +322,12 @@ def max_by_second(samples: list[tuple[float, float, float]]) -> list[int]:
 
 def main() -> None:
     with local_cluster() as settings, tempfile.TemporaryDirectory(prefix="kstream-bench-pipe-") as tmp:
-        results = {"machine": f"{platform.machine()}, {os.cpu_count()} cpu", "repeat": REPEAT,
-                   "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()}
+        results = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
+            "repeat": REPEAT,
+            "python": sys.version.split()[0],
+            "load_average_at_start": os.getloadavg(),
+        }
         if "e2e" in PARTS:
             results["e2e"] = e2e_latency(settings, Path(tmp))
             print("e2e", results["e2e"], flush=True)
@@ -318,9 +340,12 @@ def main() -> None:
         return
     results["load_average_at_end"] = os.getloadavg()  # the machine is shared: read the numbers against it
     agg = results["throughput"]["aggregator"]
-    results["targets"] = {"aggregator_eos_events_per_s_per_process": 50_000,
-                          "aggregator_met": agg["eos_1_process"]["events_per_s"] >= 50_000,
-                          "e2e_p99_ms": 1000, "e2e_met": results["e2e"]["post_to_sink_ms"]["p99"] <= 1000}
+    results["targets"] = {
+        "aggregator_eos_events_per_s_per_process": 50_000,
+        "aggregator_met": agg["eos_1_process"]["events_per_s"] >= 50_000,
+        "e2e_p99_ms": 1000,
+        "e2e_met": results["e2e"]["post_to_sink_ms"]["p99"] <= 1000,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pipeline.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -59,8 +59,12 @@ def local_cluster():
     from tests.support.paths import free_port
 
     with tempfile.TemporaryDirectory(prefix="kstream-bench-") as tmp:
-        env = {"KSTREAM_DATA_DIR": tmp, "KSTREAM_BROKER_PORT": str(free_port()),
-               "KSTREAM_CONTROLLER_PORT": str(free_port()), "KSTREAM_REGISTRY_PORT": str(free_port())}
+        env = {
+            "KSTREAM_DATA_DIR": tmp,
+            "KSTREAM_BROKER_PORT": str(free_port()),
+            "KSTREAM_CONTROLLER_PORT": str(free_port()),
+            "KSTREAM_REGISTRY_PORT": str(free_port()),
+        }
         for k in ("KSTREAM_BOOTSTRAP_SERVERS", "KSTREAM_SCHEMA_REGISTRY_URL"):
             os.environ.pop(k, None)
         os.environ.update(env)
@@ -83,8 +87,9 @@ def produce(settings, fmt: str) -> str:
     from kstream_lab.schemas.serde import json_serializer, value_serializer
 
     topic = f"bench-{fmt}"
-    spec = TopicSpec(name=topic, partitions=6, value_format=fmt, schema="EnrichedOrder" if fmt == "avro" else None,
-                     retention_ms=-1)  # the orders' timestamps are in 2023: keep them
+    spec = TopicSpec(
+        name=topic, partitions=6, value_format=fmt, schema="EnrichedOrder" if fmt == "avro" else None, retention_ms=-1
+    )  # the orders' timestamps are in 2023: keep them
     apply_topics(settings, [spec])
     inner = json_serializer if fmt == "json" else value_serializer(settings, spec)
 
@@ -97,6 +102,7 @@ def produce(settings, fmt: str) -> str:
 
 
 # ---- variants (run in a subprocess each) -----------------------------------------------------
+
 
 def _consumer(settings, topic: str):
     from confluent_kafka import TopicPartition
@@ -154,8 +160,10 @@ def variant_fetch_only(settings, topic: str, fmt: str) -> None:
     from kstream_lab.kafka.fetch import fetch_batches
     from kstream_lab.replay.reader import BATCH_RECORDS, resolve_range
 
-    n = sum(len(b) for b in fetch_batches(settings, topic, resolve_range(settings, topic).as_offsets(),
-                                          batch_size=BATCH_RECORDS))
+    n = sum(
+        len(b)
+        for b in fetch_batches(settings, topic, resolve_range(settings, topic).as_offsets(), batch_size=BATCH_RECORDS)
+    )
     assert n == RECORDS, n
 
 
@@ -183,9 +191,14 @@ def variant_replay_python(settings, topic: str, fmt: str):
     return variant_replay(settings.model_copy(update={"replay_fetch": "python"}), topic, fmt)
 
 
-VARIANTS = {"ceiling": variant_ceiling, "naive": variant_naive, "fetch_only": variant_fetch_only,
-            "replay": variant_replay, "replay_python": variant_replay_python,
-            "replay_columns": variant_replay_columns}  # run in this order per round
+VARIANTS = {
+    "ceiling": variant_ceiling,
+    "naive": variant_naive,
+    "fetch_only": variant_fetch_only,
+    "replay": variant_replay,
+    "replay_python": variant_replay_python,
+    "replay_columns": variant_replay_columns,
+}  # run in this order per round
 
 
 def peak_rss() -> int:
@@ -210,6 +223,7 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     # Lazy imports of the libraries, also before the clock: polars imports numpy.ma on its first
     # NumPy -> Series conversion, the registry client its HTTP stack when first constructed (~0.1 s each).
     import numpy.ma  # noqa: F401
+
     registry.SchemaRegistry(settings).close()
     from kstream_lab.kafka import native
 
@@ -218,18 +232,24 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     frame = VARIANTS[variant](settings, topic, fmt)
     seconds = time.perf_counter() - t0
     peak = peak_rss()  # before the sizes below: converting to Arrow allocates
-    sizes = {"frame_bytes": 0, "arrow_bytes": 0} if frame is None else {
-        "frame_bytes": int(frame.estimated_size()), "arrow_bytes": int(frame.to_arrow().nbytes)}
+    sizes = (
+        {"frame_bytes": 0, "arrow_bytes": 0}
+        if frame is None
+        else {"frame_bytes": int(frame.estimated_size()), "arrow_bytes": int(frame.to_arrow().nbytes)}
+    )
     print(json.dumps({"seconds": seconds, "peak_rss": peak, **sizes}))
 
 
 def run_once(variant: str, topic: str, fmt: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.bench_replay", "--variant", variant, topic, fmt],
-                         capture_output=True, text=True, check=True, env=os.environ.copy(),
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_replay", "--variant", variant, topic, fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 
 
 def measure_rounds(topic: str, fmt: str) -> dict:
@@ -245,15 +265,23 @@ def measure_rounds(topic: str, fmt: str) -> dict:
     for v in VARIANTS:
         runs = [r[v] for r in rounds]
         seconds = statistics.median(r["seconds"] for r in runs)
-        res[v] = {"records_per_s": RECORDS / seconds, "seconds": seconds, "runs_s": [r["seconds"] for r in runs],
-                  "peak_rss_mb": statistics.median(r["peak_rss"] for r in runs) / 2**20,
-                  "frame_mb": runs[0]["frame_bytes"] / 2**20, "arrow_mb": runs[0]["arrow_bytes"] / 2**20}
-    for name, (a, b) in {"replay_vs_ceiling": ("replay", "ceiling"), "replay_vs_naive": ("replay", "naive"),
-                         "fetch_only_vs_ceiling": ("fetch_only", "ceiling"),
-                         "replay_vs_replay_python": ("replay", "replay_python"),
-                         "replay_python_vs_ceiling": ("replay_python", "ceiling"),
-                         "replay_columns_vs_replay": ("replay_columns", "replay"),
-                         "replay_columns_vs_ceiling": ("replay_columns", "ceiling")}.items():
+        res[v] = {
+            "records_per_s": RECORDS / seconds,
+            "seconds": seconds,
+            "runs_s": [r["seconds"] for r in runs],
+            "peak_rss_mb": statistics.median(r["peak_rss"] for r in runs) / 2**20,
+            "frame_mb": runs[0]["frame_bytes"] / 2**20,
+            "arrow_mb": runs[0]["arrow_bytes"] / 2**20,
+        }
+    for name, (a, b) in {
+        "replay_vs_ceiling": ("replay", "ceiling"),
+        "replay_vs_naive": ("replay", "naive"),
+        "fetch_only_vs_ceiling": ("fetch_only", "ceiling"),
+        "replay_vs_replay_python": ("replay", "replay_python"),
+        "replay_python_vs_ceiling": ("replay_python", "ceiling"),
+        "replay_columns_vs_replay": ("replay_columns", "replay"),
+        "replay_columns_vs_ceiling": ("replay_columns", "ceiling"),
+    }.items():
         per_round = [r[b]["seconds"] / r[a]["seconds"] for r in rounds]
         res[name] = statistics.median(per_round)
         res[name + "_per_round"] = per_round
@@ -291,7 +319,7 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
         decoder = BatchDecoder(settings, topic, fmt)
         frames = []
         for i in range(0, len(values), 50_000):
-            frames.append(decoder.decode(RawBatch.of(topic, 0, values[i:i + 50_000])))
+            frames.append(decoder.decode(RawBatch.of(topic, 0, values[i : i + 50_000])))
         pl.concat(frames)
 
     out = {}
@@ -308,8 +336,13 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cluster's teardown on SIGTERM too
-    results: dict = {"records": RECORDS, "repeat": REPEAT, "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
-                     "load_average_1m_start": os.getloadavg()[0], "formats": {}}
+    results: dict = {
+        "records": RECORDS,
+        "repeat": REPEAT,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
+        "load_average_1m_start": os.getloadavg()[0],
+        "formats": {},
+    }
     with local_cluster() as settings:
         topics = {fmt: produce(settings, fmt) for fmt in ("json", "avro")}
         for fmt, topic in topics.items():  # every subprocess first, while this process is still small
@@ -323,16 +356,20 @@ def main() -> None:
         for fmt, topic in topics.items():
             res = results["formats"][fmt]
             res["decode_only"] = decode_only(settings, topic, fmt)
-            print(f"{fmt}: " + ", ".join(f"{v} {res[v]['records_per_s']:,.0f} rec/s "
-                                         f"(peak {res[v]['peak_rss_mb']:.0f} MB)"
-                                         for v in VARIANTS)
-                  + f"; fetch only {res['fetch_only_vs_ceiling']:.2f}x ceiling"
-                    f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
-                    f" native/python fetch {res['replay_vs_replay_python']:.2f}x,"
-                    f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; back-test projection "
-                    f"{res['replay_columns_vs_replay']:.2f}x replay; decode only: bulk "
-                    f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "
-                    f"{res['decode_only']['bulk_vs_naive']:.2f}x naive", flush=True)
+            print(
+                f"{fmt}: "
+                + ", ".join(
+                    f"{v} {res[v]['records_per_s']:,.0f} rec/s (peak {res[v]['peak_rss_mb']:.0f} MB)" for v in VARIANTS
+                )
+                + f"; fetch only {res['fetch_only_vs_ceiling']:.2f}x ceiling"
+                f"; replay/ceiling {res['replay_vs_ceiling']:.2f}x, replay/naive {res['replay_vs_naive']:.2f}x,"
+                f" native/python fetch {res['replay_vs_replay_python']:.2f}x,"
+                f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; back-test projection "
+                f"{res['replay_columns_vs_replay']:.2f}x replay; decode only: bulk "
+                f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "
+                f"{res['decode_only']['bulk_vs_naive']:.2f}x naive",
+                flush=True,
+            )
     results["load_average_1m_end"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "replay.json").write_text(json.dumps(results, indent=2))

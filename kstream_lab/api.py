@@ -27,16 +27,30 @@ if TYPE_CHECKING:
 __all__ = ["backtest", "export", "register", "replay", "resolve", "sql", "to_duckdb", "to_parquet"]
 
 
-def resolve(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
-            settings: Settings | None = None) -> ReplayRange:
+def resolve(
+    topic: str,
+    start: Position = "earliest",
+    end: Position = "latest",
+    partitions: list[int] | None = None,
+    settings: Settings | None = None,
+) -> ReplayRange:
     """Resolve a range to offsets per partition (and snapshot its end) without reading it."""
     return resolve_range(settings or get_settings(), topic, start, end, partitions)
 
 
-def replay(topic: str, start: Position = "earliest", end: Position = "latest", partitions: list[int] | None = None,
-           value_format: str = "auto", settings: Settings | None = None, *, errors: str = "skip",
-           batch_size: int = BATCH_RECORDS, columns: list[str] | None = None,
-           schema: dict | pl.Schema | None = None) -> pl.DataFrame:
+def replay(
+    topic: str,
+    start: Position = "earliest",
+    end: Position = "latest",
+    partitions: list[int] | None = None,
+    value_format: str = "auto",
+    settings: Settings | None = None,
+    *,
+    errors: str = "skip",
+    batch_size: int = BATCH_RECORDS,
+    columns: list[str] | None = None,
+    schema: dict | pl.Schema | None = None,
+) -> pl.DataFrame:
     """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
 
     Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
@@ -49,13 +63,22 @@ def replay(topic: str, start: Position = "earliest", end: Position = "latest", p
     """
     settings = settings or get_settings()
     rng = resolve_range(settings, topic, start, end, partitions)
-    return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size,
-                      columns=columns, schema=schema)
+    return read_range(
+        settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, columns=columns, schema=schema
+    )
 
 
-def to_duckdb(frame_or_topic: pl.DataFrame | str, name: str | None = None, con: duckdb.DuckDBPyConnection | None = None,
-              *, table: bool = False, start: Position = "earliest", end: Position = "latest",
-              settings: Settings | None = None, value_format: str = "auto") -> duckdb.DuckDBPyConnection:
+def to_duckdb(
+    frame_or_topic: pl.DataFrame | str,
+    name: str | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    table: bool = False,
+    start: Position = "earliest",
+    end: Position = "latest",
+    settings: Settings | None = None,
+    value_format: str = "auto",
+) -> duckdb.DuckDBPyConnection:
     """Register a frame (or a replayed topic range) on ``con`` as view/table ``name``; return ``con``."""
     import duckdb
 
@@ -71,9 +94,14 @@ def to_duckdb(frame_or_topic: pl.DataFrame | str, name: str | None = None, con: 
     return con
 
 
-def sql(query: str, start: Position = "earliest", end: Position = "latest",
-        con: duckdb.DuckDBPyConnection | None = None, settings: Settings | None = None,
-        value_format: str = "auto") -> pl.DataFrame:
+def sql(
+    query: str,
+    start: Position = "earliest",
+    end: Position = "latest",
+    con: duckdb.DuckDBPyConnection | None = None,
+    settings: Settings | None = None,
+    value_format: str = "auto",
+) -> pl.DataFrame:
     """Run DuckDB SQL where every topic named in the query is its replayed ``[start, end)`` range.
 
     ``kstream_lab.sql("select loyalty_tier, sum(total_cents) from orders_enriched group by 1",
@@ -88,24 +116,42 @@ def sql(query: str, start: Position = "earliest", end: Position = "latest",
     return run_sql(query, frames, con)
 
 
-def export(topic: str, out: str | Path, start: Position = "earliest", end: Position = "latest",
-           partitions: list[int] | None = None, value_format: str = "auto", settings: Settings | None = None,
-           *, chunk_rows: int = 500_000, progress: bool = True,
-           schema: dict | pl.Schema | None = None) -> ExportSummary:
+def export(
+    topic: str,
+    out: str | Path,
+    start: Position = "earliest",
+    end: Position = "latest",
+    partitions: list[int] | None = None,
+    value_format: str = "auto",
+    settings: Settings | None = None,
+    *,
+    chunk_rows: int = 500_000,
+    progress: bool = True,
+    schema: dict | pl.Schema | None = None,
+) -> ExportSummary:
     """Write a range larger than memory as partitioned Parquet (see ``kstream_lab.replay.parquet``);
     ``schema`` as for :func:`replay`."""
     settings = settings or get_settings()
     rng = resolve_range(settings, topic, start, end, partitions)
-    return export_parquet(settings, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress,
-                          schema=schema)
+    return export_parquet(
+        settings, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress, schema=schema
+    )
 
 
-def backtest(start: Position = "earliest", end: Position | None = None, *,
-             spec: AggregationSpec | str | Path | None = None, window: str | int | None = None,
-             grace: str | int | None = None, group_by: list[str] | None = None, group_id: str | None = None,
-             live_topic: str | None = None,
-             source: str | Path | None = None, live: pl.DataFrame | None = None,
-             settings: Settings | None = None) -> BacktestReport:
+def backtest(
+    start: Position = "earliest",
+    end: Position | None = None,
+    *,
+    spec: AggregationSpec | str | Path | None = None,
+    window: str | int | None = None,
+    grace: str | int | None = None,
+    group_by: list[str] | None = None,
+    group_id: str | None = None,
+    live_topic: str | None = None,
+    source: str | Path | None = None,
+    live: pl.DataFrame | None = None,
+    settings: Settings | None = None,
+) -> BacktestReport:
     """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
 
     ``spec``: an AggregationSpec or a pipeline file (default: KSTREAM_PIPELINE_FILE). ``window``/``grace``/
@@ -114,7 +160,16 @@ def backtest(start: Position = "earliest", end: Position | None = None, *,
     """
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
 
-    req = BacktestRequest.build(settings or get_settings(), spec=spec, start=start, end=end, window=window,
-                                grace=grace, group_by=group_by, group_id=group_id, live_topic=live_topic,
-                                source=source)
+    req = BacktestRequest.build(
+        settings or get_settings(),
+        spec=spec,
+        start=start,
+        end=end,
+        window=window,
+        grace=grace,
+        group_by=group_by,
+        group_id=group_id,
+        live_topic=live_topic,
+        source=source,
+    )
     return run_backtest(req, live=live)

@@ -47,8 +47,11 @@ class RecordError(KStreamLabError):
         self.topic, self.partition, self.offset = topic, partition, offset
         where = ""
         if topic is not None:
-            where = f" at {topic}" + (f"[{partition}]" if partition is not None else "") + (
-                f"@{offset}" if offset is not None else "")
+            where = (
+                f" at {topic}"
+                + (f"[{partition}]" if partition is not None else "")
+                + (f"@{offset}" if offset is not None else "")
+            )
         super().__init__(f"{message}{where}", hint=hint)
 
 

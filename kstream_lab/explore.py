@@ -15,17 +15,26 @@ from kstream_lab.settings import Settings, get_settings
 def topic_overview(topic: str, settings: Settings | None = None) -> pl.DataFrame:
     """One row per partition: low and high watermark, offsets between them."""
     parts = watermarks(settings or get_settings(), topic)
-    return pl.DataFrame({"partition": [p.partition for p in parts], "low": [p.low for p in parts],
-                         "high": [p.high for p in parts], "messages": [p.messages for p in parts]},
-                        schema={"partition": pl.Int32, "low": pl.Int64, "high": pl.Int64, "messages": pl.Int64})
+    return pl.DataFrame(
+        {
+            "partition": [p.partition for p in parts],
+            "low": [p.low for p in parts],
+            "high": [p.high for p in parts],
+            "messages": [p.messages for p in parts],
+        },
+        schema={"partition": pl.Int32, "low": pl.Int64, "high": pl.Int64, "messages": pl.Int64},
+    )
 
 
 def consumer_lag(topic: str, settings: Settings | None = None) -> pl.DataFrame:
     """Per consumer group and partition: committed offset, high watermark and lag."""
     settings = settings or get_settings()
     highs = {p.partition: p.high for p in watermarks(settings, topic)}
-    rows = [{"group": g.group, "partition": p, "committed": g.committed.get(p), "high": highs[p], "lag": lag}
-            for g in group_lags(settings, topic, highs) for p, lag in sorted(g.lag.items())]
+    rows = [
+        {"group": g.group, "partition": p, "committed": g.committed.get(p), "high": highs[p], "lag": lag}
+        for g in group_lags(settings, topic, highs)
+        for p, lag in sorted(g.lag.items())
+    ]
     schema = {"group": pl.String, "partition": pl.Int32, "committed": pl.Int64, "high": pl.Int64, "lag": pl.Int64}
     return pl.DataFrame(rows, schema=schema)
 
@@ -52,4 +61,4 @@ def throughput(frame: pl.DataFrame, *, every: str = "1m", time_column: str | Non
     times = frame.select(pl.col(col).alias("interval"))
     if times.schema["interval"] == pl.Int64:
         times = times.with_columns(pl.from_epoch("interval", time_unit="ms").dt.replace_time_zone("UTC"))
-    return (times.sort("interval").group_by_dynamic("interval", every=every).agg(pl.len().alias("records")))
+    return times.sort("interval").group_by_dynamic("interval", every=every).agg(pl.len().alias("records"))

@@ -46,7 +46,7 @@ class PackedValues:
         """The values at ``indices`` as bytes (None for nulls)."""
         nulls = set(self.nulls)
         data, starts, lengths = self.data, self.starts, self.lengths
-        return [None if i in nulls else data[starts[i]:starts[i] + lengths[i]] for i in indices]
+        return [None if i in nulls else data[starts[i] : starts[i] + lengths[i]] for i in indices]
 
     def values(self) -> list[bytes | None]:
         return self.take(range(len(self)))

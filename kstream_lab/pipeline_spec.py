@@ -62,8 +62,9 @@ class PipelineSpec(BaseModel):
         try:
             return self.topics[name]
         except KeyError:
-            raise TopicError(f"topic {name!r} is not declared in {self.path}",
-                             hint=f"declared: {', '.join(self.topics)}") from None
+            raise TopicError(
+                f"topic {name!r} is not declared in {self.path}", hint=f"declared: {', '.join(self.topics)}"
+            ) from None
 
     def aggregation(self, name: str | None = None) -> AggregationSpec:
         if name is None and len(self.aggregations) == 1:
@@ -71,8 +72,9 @@ class PipelineSpec(BaseModel):
         try:
             return self.aggregations[name or ""]
         except KeyError:
-            raise ConfigError(f"aggregation {name!r} is not declared in {self.path}",
-                              hint=f"declared: {', '.join(self.aggregations)}") from None
+            raise ConfigError(
+                f"aggregation {name!r} is not declared in {self.path}", hint=f"declared: {', '.join(self.aggregations)}"
+            ) from None
 
 
 def _line_index(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
@@ -111,8 +113,9 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror}",
-                          hint="pass the path of a pipelines/*.yaml file") from None
+        raise ConfigError(
+            f"cannot read pipeline file {path}: {exc.strerror}", hint="pass the path of a pipelines/*.yaml file"
+        ) from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

@@ -53,11 +53,14 @@ class Settings(BaseSettings):
     broker_heap_mb: int = Field(default=512, ge=256, le=512)
     kafka_cache_dir: Path = Path.home() / ".cache" / "kstream_lab" / f"kafka-{KAFKA_VERSION}"
     replay_fetch: Literal["auto", "native", "python"] = Field(
-        default="auto", description="How replay fetches: the native C loop (built on first use), confluent-kafka's "
-        "Python API, or auto (native when it can be built here)."
+        default="auto",
+        description="How replay fetches: the native C loop (built on first use), confluent-kafka's "
+        "Python API, or auto (native when it can be built here).",
     )
-    native_cache_dir: Path = Field(default=Path.home() / ".cache" / "kstream_lab" / "native",
-                                   description="Where replay's native fetch library is built.")
+    native_cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "kstream_lab" / "native",
+        description="Where replay's native fetch library is built.",
+    )
 
     @field_validator("client_config", mode="before")
     @classmethod

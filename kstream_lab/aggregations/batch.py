@@ -39,8 +39,9 @@ def _metric_expr(name: str, metric: MetricSpec) -> pl.Expr:
     return agg.cast(pl.Int64).alias(name)
 
 
-def annotate(spec: AggregationSpec, frame: pl.DataFrame | pl.LazyFrame,
-             partition_col: str = PARTITION, offset_col: str = OFFSET) -> pl.LazyFrame:
+def annotate(
+    spec: AggregationSpec, frame: pl.DataFrame | pl.LazyFrame, partition_col: str = PARTITION, offset_col: str = OFFSET
+) -> pl.LazyFrame:
     """Add window_start/window_end, the watermark before each record and its late flag."""
     size, grace = spec.window.size_ms, spec.window.grace_ms
     ts = pl.col(spec.time_field).cast(pl.Int64)
@@ -55,19 +56,27 @@ def annotate(spec: AggregationSpec, frame: pl.DataFrame | pl.LazyFrame,
         )
         .with_columns(
             (pl.col("window_start") + size).alias("window_end"),
-            (pl.col("watermark_before").is_not_null()
-             & (pl.col("window_start") + size + grace <= pl.col("watermark_before"))).alias("late"),
+            (
+                pl.col("watermark_before").is_not_null()
+                & (pl.col("window_start") + size + grace <= pl.col("watermark_before"))
+            ).alias("late"),
         )
     )
 
 
-def run_batch(spec: AggregationSpec, frame: pl.DataFrame | pl.LazyFrame, *,
-              partition_col: str = PARTITION, offset_col: str = OFFSET) -> BatchResult:
+def run_batch(
+    spec: AggregationSpec,
+    frame: pl.DataFrame | pl.LazyFrame,
+    *,
+    partition_col: str = PARTITION,
+    offset_col: str = OFFSET,
+) -> BatchResult:
     """Aggregate a replayed range exactly as the live aggregator would have."""
     size, grace = spec.window.size_ms, spec.window.grace_ms
     marked = annotate(spec, frame, partition_col, offset_col)
     watermarks = marked.group_by(partition_col).agg(
-        pl.col(spec.time_field).cast(pl.Int64).max().alias("final_watermark"))
+        pl.col(spec.time_field).cast(pl.Int64).max().alias("final_watermark")
+    )
     keys = [partition_col, "window_start", *spec.group_by]
     windows = (
         marked.filter(~pl.col("late"))

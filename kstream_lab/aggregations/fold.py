@@ -56,8 +56,11 @@ class WindowResult:
     final: bool
 
     def as_row(self, spec: AggregationSpec) -> dict[str, Any]:
-        row = {"source_partition": self.source_partition, "window_start": self.window_start,
-               "window_end": self.window_end}
+        row = {
+            "source_partition": self.source_partition,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+        }
         row.update(zip(spec.group_by, self.group, strict=True))
         row.update(self.metrics)
         row["final"] = self.final
@@ -108,15 +111,18 @@ class PartitionWindows:
     def process(self, record: Mapping[str, Any]) -> Step:
         """One record (the batch fold over a run of one, for callers that go record by record)."""
         spec = self.spec
-        steps = self.process_columns([int(record[spec.time_field])],
-                                     [tuple(record.get(g) for g in spec.group_by)],
-                                     {f: [record.get(f)] for f in metric_columns(spec)})
+        steps = self.process_columns(
+            [int(record[spec.time_field])],
+            [tuple(record.get(g) for g in spec.group_by)],
+            {f: [record.get(f)] for f in metric_columns(spec)},
+        )
         if steps.late:
             return Step(late=True)
         return Step(late=False, update=steps.updated[0][1], closed=tuple(w for _, w in steps.closed))
 
-    def process_columns(self, times: Sequence[int], groups: Sequence[tuple],
-                        values: Mapping[str, Sequence[Any]]) -> BatchSteps:
+    def process_columns(
+        self, times: Sequence[int], groups: Sequence[tuple], values: Mapping[str, Sequence[Any]]
+    ) -> BatchSteps:
         """Fold a run of records, given as columns in offset order (DESIGN.md section 3).
 
         ``times`` are event times in epoch ms, ``groups`` the group-by tuples and ``values`` the
@@ -151,8 +157,9 @@ class PartitionWindows:
                     next_close = self._close(wm, i, steps, touched)
         self.watermark = wm
         self.dirty.update(touched)
-        steps.updated = [(i, self._result(k, final=False)) for k, i in sorted(touched.items(),
-                                                                               key=lambda kv: _sort_key(kv[0]))]
+        steps.updated = [
+            (i, self._result(k, final=False)) for k, i in sorted(touched.items(), key=lambda kv: _sort_key(kv[0]))
+        ]
         return steps
 
     def _close(self, watermark: int, trigger: int, steps: BatchSteps, touched: dict) -> int | None:
@@ -175,8 +182,9 @@ class PartitionWindows:
 
     def _result(self, key: tuple[int, tuple], *, final: bool) -> WindowResult:
         start, group = key
-        return WindowResult(self.partition, start, start + self.spec.window.size_ms, group,
-                            dict(self.windows[key]), final)
+        return WindowResult(
+            self.partition, start, start + self.spec.window.size_ms, group, dict(self.windows[key]), final
+        )
 
     # ---- changelog: the state as compacted key/value pairs ---------------------------------
     def changelog_entries(self) -> list[tuple[bytes, bytes | None]]:
@@ -198,8 +206,9 @@ class PartitionWindows:
         return json.dumps([self.partition, start, list(group)]).encode()
 
     @classmethod
-    def restore(cls, spec: AggregationSpec, partition: int,
-                entries: Iterable[tuple[bytes, bytes | None]]) -> PartitionWindows:
+    def restore(
+        cls, spec: AggregationSpec, partition: int, entries: Iterable[tuple[bytes, bytes | None]]
+    ) -> PartitionWindows:
         """Rebuild state from changelog records in offset order (last write wins, None deletes).
 
         Raises ValueError if the changelog was written under a different spec (window size, grace,
@@ -211,8 +220,10 @@ class PartitionWindows:
             if k == meta_key:
                 meta = json.loads(v) if v else {}
                 if meta.get("spec") not in (None, spec.state_key()):
-                    raise ValueError(f"changelog partition {partition} was written by another aggregation spec "
-                                     f"({meta.get('spec')!r}); reset it or use a new application id")
+                    raise ValueError(
+                        f"changelog partition {partition} was written by another aggregation spec "
+                        f"({meta.get('spec')!r}); reset it or use a new application id"
+                    )
                 state.watermark = meta.get("watermark")
                 continue
             p, start, group = json.loads(k)
@@ -230,8 +241,9 @@ def _sort_key(key: tuple[int, tuple]) -> tuple:
     return (start, tuple((g is None, "" if g is None else str(g)) for g in group))
 
 
-def fold_partition(spec: AggregationSpec, partition: int, records: Sequence[Mapping[str, Any]], *,
-                   batch: int | None = None):
+def fold_partition(
+    spec: AggregationSpec, partition: int, records: Sequence[Mapping[str, Any]], *, batch: int | None = None
+):
     """Run the streaming engine over a whole partition in runs of ``batch`` records (all at once by
     default), as the aggregator does per consumed batch: (final windows, open windows, late indices)."""
     state = PartitionWindows(spec, partition)
@@ -240,10 +252,12 @@ def fold_partition(spec: AggregationSpec, partition: int, records: Sequence[Mapp
     step = batch or max(1, len(records))
     fields = metric_columns(spec)
     for at in range(0, len(records), step):
-        run = records[at:at + step]
-        steps = state.process_columns([int(r[spec.time_field]) for r in run],
-                                      [tuple(r.get(g) for g in spec.group_by) for r in run],
-                                      {f: [r.get(f) for r in run] for f in fields})
+        run = records[at : at + step]
+        steps = state.process_columns(
+            [int(r[spec.time_field]) for r in run],
+            [tuple(r.get(g) for g in spec.group_by) for r in run],
+            {f: [r.get(f) for r in run] for f in fields},
+        )
         late += [at + i for i in steps.late]
         finals += [w for _, w in steps.closed]
     return finals, state.open_results(), late

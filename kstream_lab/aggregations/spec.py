@@ -74,13 +74,20 @@ class AggregationSpec(BaseModel):
 
     def state_key(self) -> str:
         """Changes whenever a parameter that shapes the state changes (guards stale changelogs)."""
-        parts = [self.name, self.time_field, str(self.window.size_ms), str(self.window.grace_ms),
-                 ",".join(self.group_by),
-                 ",".join(f"{k}={m.op}:{m.field}" for k, m in sorted(self.metrics.items()))]
+        parts = [
+            self.name,
+            self.time_field,
+            str(self.window.size_ms),
+            str(self.window.grace_ms),
+            ",".join(self.group_by),
+            ",".join(f"{k}={m.op}:{m.field}" for k, m in sorted(self.metrics.items())),
+        ]
         return "|".join(parts)
 
     def with_window(self, *, size_ms: int | None = None, grace_ms: int | None = None) -> AggregationSpec:
         """A what-if copy with another window size or grace."""
-        window = WindowSpec(size=size_ms if size_ms is not None else self.window.size_ms,
-                            grace=grace_ms if grace_ms is not None else self.window.grace_ms)
+        window = WindowSpec(
+            size=size_ms if size_ms is not None else self.window.size_ms,
+            grace=grace_ms if grace_ms is not None else self.window.grace_ms,
+        )
         return self.model_copy(update={"window": window})

@@ -34,9 +34,14 @@ def fetch_jars(cache_dir: Path, *, quiet: bool = True) -> Path:
     tmp = cache_dir / "lib.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = [
-        mvn, "-B", *(["-q"] if quiet else []), "-f", str(POM),
+        mvn,
+        "-B",
+        *(["-q"] if quiet else []),
+        "-f",
+        str(POM),
         f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

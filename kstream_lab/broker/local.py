@@ -95,11 +95,15 @@ class LocalBroker:
                 hint="use it as is, or stop it first with `kstream-lab broker down`",
             )
         java = self._java()
-        for port, name in ((self.settings.broker_port, "KSTREAM_BROKER_PORT"),
-                           (self.settings.controller_port, "KSTREAM_CONTROLLER_PORT")):
+        for port, name in (
+            (self.settings.broker_port, "KSTREAM_BROKER_PORT"),
+            (self.settings.controller_port, "KSTREAM_CONTROLLER_PORT"),
+        ):
             if not port_free(port):
-                raise BrokerError(f"port {port} on 127.0.0.1 is already in use",
-                                  hint=f"stop whatever listens there or set {name} to a free port")
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is already in use",
+                    hint=f"stop whatever listens there or set {name} to a free port",
+                )
         lib = fetch_jars(self.settings.kafka_cache_dir)
         self.home.mkdir(parents=True, exist_ok=True)
         props = self._write_properties()
@@ -107,8 +111,11 @@ class LocalBroker:
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
                 [*self._jvm(java, lib), "kafka.Kafka", str(props)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.home,
             )
         self.pid_file.write_text(str(proc.pid))
         self._wait_ready(proc, timeout)
@@ -133,9 +140,13 @@ class LocalBroker:
             except BrokerError:
                 topics = []
         return BrokerStatus(
-            running=pid is not None, pid=pid, bootstrap=self.bootstrap,
+            running=pid is not None,
+            pid=pid,
+            bootstrap=self.bootstrap,
             kafka_version=kafka_version(self.settings.kafka_cache_dir),
-            data_dir=self.home, data_bytes=_dir_size(self.log_dir), topics=topics,
+            data_dir=self.home,
+            data_bytes=_dir_size(self.log_dir),
+            topics=topics,
         )
 
     def pid(self) -> int | None:
@@ -152,22 +163,33 @@ class LocalBroker:
     def _java() -> str:
         java = shutil.which("java")
         if java is None:
-            raise BrokerError("Java not found on PATH; the local Kafka broker needs Java 17+",
-                              hint="install openjdk-17-jre-headless, or point KSTREAM_BOOTSTRAP_SERVERS "
-                                   "at an existing cluster")
+            raise BrokerError(
+                "Java not found on PATH; the local Kafka broker needs Java 17+",
+                hint="install openjdk-17-jre-headless, or point KSTREAM_BOOTSTRAP_SERVERS at an existing cluster",
+            )
         return java
 
     def _jvm(self, java: str, lib: Path) -> list[str]:
         heap = self.settings.broker_heap_mb
-        return [java, f"-Xms{min(256, heap)}m", f"-Xmx{heap}m", "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={LOG4J}", "-cp", f"{lib}/*"]
+        return [
+            java,
+            f"-Xms{min(256, heap)}m",
+            f"-Xmx{heap}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            "-cp",
+            f"{lib}/*",
+        ]
 
     def _write_properties(self) -> Path:
         props = self.home / "server.properties"
-        props.write_text(SERVER_PROPERTIES.format(
-            port=self.settings.broker_port, controller_port=self.settings.controller_port,
-            log_dir=self.log_dir))
+        props.write_text(
+            SERVER_PROPERTIES.format(
+                port=self.settings.broker_port, controller_port=self.settings.controller_port, log_dir=self.log_dir
+            )
+        )
         return props
 
     def _cluster_id(self) -> str:
@@ -180,12 +202,25 @@ class LocalBroker:
         if (self.log_dir / "meta.properties").exists():
             return
         proc = subprocess.run(
-            [*self._jvm(java, lib), "kafka.tools.StorageTool", "format", "-t", self._cluster_id(),
-             "-c", str(props), "--standalone", "--ignore-formatted"],
-            capture_output=True, text=True)
+            [
+                *self._jvm(java, lib),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self._cluster_id(),
+                "-c",
+                str(props),
+                "--standalone",
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            raise BrokerError(f"formatting the KRaft storage failed: {proc.stdout[-800:]}{proc.stderr[-800:]}",
-                              hint=f"wipe {self.log_dir} if it belongs to another cluster")
+            raise BrokerError(
+                f"formatting the KRaft storage failed: {proc.stdout[-800:]}{proc.stderr[-800:]}",
+                hint=f"wipe {self.log_dir} if it belongs to another cluster",
+            )
 
     def _wait_ready(self, proc: subprocess.Popen, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -193,16 +228,19 @@ class LocalBroker:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(f"the broker exited during start-up (code {proc.returncode}):\n"
-                                  f"{self.log_tail(15)}", hint=f"full log: {self.log_file}")
+                raise BrokerError(
+                    f"the broker exited during start-up (code {proc.returncode}):\n{self.log_tail(15)}",
+                    hint=f"full log: {self.log_file}",
+                )
             try:
                 ping(settings, timeout=2)
                 return
             except BrokerError:
                 time.sleep(0.3)
         self.down(timeout=10)
-        raise BrokerError(f"the broker did not answer within {timeout:.0f}s; stopped it again",
-                          hint=f"see {self.log_file}")
+        raise BrokerError(
+            f"the broker did not answer within {timeout:.0f}s; stopped it again", hint=f"see {self.log_file}"
+        )
 
     def _client_settings(self) -> Settings:
         return self.settings.model_copy(update={"bootstrap_servers": self.bootstrap})

@@ -21,8 +21,12 @@ from kstream_lab.cli.replay import replay_cmd
 from kstream_lab.cli.worker import worker_cmd
 from kstream_lab.errors import KStreamLabError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="kstream_lab: live Kafka pipelines, exact replay and back-tests.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="kstream_lab: live Kafka pipelines, exact replay and back-tests.",
+)
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.add_typer(registry.app, name="registry")

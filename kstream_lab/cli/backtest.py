@@ -17,8 +17,9 @@ def backtest_cmd(
     spec_file: Path | None = typer.Option(None, "--spec", "-P", help="pipeline file (default: KSTREAM_PIPELINE_FILE)"),
     window: str | None = typer.Option(None, "--window", help="what-if window size, e.g. 2m"),
     grace: str | None = typer.Option(None, "--grace", help="what-if grace, e.g. 30s"),
-    group_by: str | None = typer.Option(None, "--group-by", help="what-if grouping: columns, comma-separated "
-                                                                 "('' for none)"),
+    group_by: str | None = typer.Option(
+        None, "--group-by", help="what-if grouping: columns, comma-separated ('' for none)"
+    ),
     group: str | None = typer.Option(None, "--group", help="aggregator group id (default: from the pipeline file)"),
     live_topic: str | None = typer.Option(None, "--live-topic", help="default: the aggregator's output topic"),
     source: str | None = typer.Option(None, "--source", help="input topic, or a `replay --out` directory"),
@@ -32,10 +33,18 @@ def backtest_cmd(
     from kstream_lab.cli.replay import _position
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
 
-    req = BacktestRequest.build(settings(), spec=spec_file, start=_position(start),
-                                end=None if end is None else _position(end), window=window, grace=grace,
-                                group_by=None if group_by is None else [g for g in group_by.split(",") if g],
-                                group_id=group, live_topic=live_topic, source=source)
+    req = BacktestRequest.build(
+        settings(),
+        spec=spec_file,
+        start=_position(start),
+        end=None if end is None else _position(end),
+        window=window,
+        grace=grace,
+        group_by=None if group_by is None else [g for g in group_by.split(",") if g],
+        group_id=group,
+        live_topic=live_topic,
+        source=source,
+    )
     report = run_backtest(req)
     for line in report.summary():
         typer.echo(line)

@@ -26,8 +26,7 @@ def up(timeout: float = typer.Option(90.0, help="seconds to wait for readiness")
     broker = LocalBroker(settings())
     t0 = time.monotonic()
     bootstrap = broker.up(timeout=timeout)
-    typer.echo(f"kafka up at {bootstrap} (pid {broker.pid()}, {time.monotonic() - t0:.1f}s, "
-               f"data {broker.home})")
+    typer.echo(f"kafka up at {bootstrap} (pid {broker.pid()}, {time.monotonic() - t0:.1f}s, data {broker.home})")
 
 
 @app.command()

@@ -21,9 +21,25 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "apps" / "dashboard.py"
 
 def streamlit_command(app: Path, *, port: int, address: str) -> list[str]:
     """The `streamlit run` command line: headless, no usage stats, no file watcher."""
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+    ]
 
 
 def dashboard_cmd(

@@ -52,8 +52,16 @@ def demo_cmd(
             typer.echo(str(change))
     if count:
         raw = spec.topic("orders_raw")
-        summary = produce_orders(s, raw, value_serializer(s, raw), spec.aggregation().window, count=count,
-                                 seed=seed, late_fraction=0.01, poison_fraction=0.005)
+        summary = produce_orders(
+            s,
+            raw,
+            value_serializer(s, raw),
+            spec.aggregation().window,
+            count=count,
+            seed=seed,
+            late_fraction=0.01,
+            poison_fraction=0.005,
+        )
         typer.echo(summary.lines()[0])
     sup = Supervisor(s, spec)
     stop = threading.Event()
@@ -80,16 +88,27 @@ def start_dashboard(s, pipeline_path: Path, port: int, timeout: float = 60.0) ->
     """`kstream-lab dashboard` as a child with its log under the data dir; wait until it is healthy."""
     log_dir = s.data_dir / "pipeline" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "kstream_lab", "dashboard", "--port", str(port), "--pipeline",
-           str(pipeline_path.resolve())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kstream_lab",
+        "dashboard",
+        "--port",
+        str(port),
+        "--pipeline",
+        str(pipeline_path.resolve()),
+    ]
     with (log_dir / "dashboard.log").open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise KStreamLabError(f"the dashboard exited with code {proc.returncode}",
-                                  hint=f"see {log_dir / 'dashboard.log'}; --no-dashboard skips it")
+            raise KStreamLabError(
+                f"the dashboard exited with code {proc.returncode}",
+                hint=f"see {log_dir / 'dashboard.log'}; --no-dashboard skips it",
+            )
         try:
             if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status_code == 200:
                 return proc
@@ -97,8 +116,10 @@ def start_dashboard(s, pipeline_path: Path, port: int, timeout: float = 60.0) ->
             pass
         time.sleep(0.3)
     proc.terminate()
-    raise KStreamLabError(f"the dashboard did not answer on port {port} within {timeout:.0f}s",
-                          hint="--dashboard-port picks another port; --no-dashboard skips it")
+    raise KStreamLabError(
+        f"the dashboard did not answer on port {port} within {timeout:.0f}s",
+        hint="--dashboard-port picks another port; --no-dashboard skips it",
+    )
 
 
 def stop_dashboard(proc: subprocess.Popen, timeout: float = 10.0) -> str:

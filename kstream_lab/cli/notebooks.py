@@ -77,8 +77,12 @@ def list_cmd() -> None:
 
 
 @app.command()
-def runs(notebook: str | None = None, job_name: str | None = typer.Option(None, "--job"),
-         limit: int = typer.Option(20, min=1), as_json: bool = typer.Option(False, "--json")) -> None:
+def runs(
+    notebook: str | None = None,
+    job_name: str | None = typer.Option(None, "--job"),
+    limit: int = typer.Option(20, min=1),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Recorded runs, newest first."""
     df = registry.list_runs(settings(), notebook=notebook, job=job_name, limit=limit)
     if as_json:
@@ -86,13 +90,17 @@ def runs(notebook: str | None = None, job_name: str | None = typer.Option(None, 
         return
     for r in df.iter_rows(named=True):
         dur = f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-"
-        typer.echo(f"{r['run_id']:<26} {r['notebook']:<22} {r['status']:<9} {dur:>8} {r['job'] or '':<18} "
-                   f"{(r['error'] or '')[:60]}")
+        typer.echo(
+            f"{r['run_id']:<26} {r['notebook']:<22} {r['status']:<9} {dur:>8} {r['job'] or '':<18} "
+            f"{(r['error'] or '')[:60]}"
+        )
 
 
 @schedule_app.command("run")
-def schedule_run(file: Path | None = typer.Option(None, "--file"),
-                 duration: float | None = typer.Option(None, "--for", help="stop after N seconds")) -> None:
+def schedule_run(
+    file: Path | None = typer.Option(None, "--file"),
+    duration: float | None = typer.Option(None, "--for", help="stop after N seconds"),
+) -> None:
     """Long-running scheduler: runs due jobs, records failures and keeps going."""
     s = settings()
     path = file or s.schedules_file
@@ -126,8 +134,21 @@ def schedule_list(file: Path | None = typer.Option(None, "--file")) -> None:
 def lab_cmd(port: int = typer.Option(8888), no_browser: bool = typer.Option(False, "--no-browser")) -> None:
     """Open JupyterLab on notebooks/ with this environment's kernel registered."""
     s = settings()
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3",
-                    "--display-name", "kstream_lab (.venv)"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ipykernel",
+            "install",
+            "--sys-prefix",
+            "--name",
+            "python3",
+            "--display-name",
+            "kstream_lab (.venv)",
+        ],
+        check=True,
+        capture_output=True,
+    )
     cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={s.notebooks_dir}", f"--port={port}"]
     if no_browser:
         cmd.append("--no-browser")

@@ -21,7 +21,8 @@ def produce_orders_cmd(
     customers: int = typer.Option(10_000, "--customers", min=1),
     truth: Path | None = typer.Option(None, "--truth", help="write the ground truth as Parquet"),
     start_ms: int | None = typer.Option(
-        None, "--start-ms", help="event time (epoch ms) of the first order (default: so the last one is now)"),
+        None, "--start-ms", help="event time (epoch ms) of the first order (default: so the last one is now)"
+    ),
     topic: str = typer.Option("orders_raw", "--topic"),
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -35,9 +36,20 @@ def produce_orders_cmd(
         ensure_local_registry(s)
     window = spec.aggregation().window
     summary = produce_orders(
-        s, tspec, value_serializer(s, tspec), window, count=count, seed=seed, start_ms=start_ms,
-        rate=rate, late_fraction=late_fraction, poison_fraction=poison_fraction, customers=customers,
-        truth=truth, progress=progress)
+        s,
+        tspec,
+        value_serializer(s, tspec),
+        window,
+        count=count,
+        seed=seed,
+        start_ms=start_ms,
+        rate=rate,
+        late_fraction=late_fraction,
+        poison_fraction=poison_fraction,
+        customers=customers,
+        truth=truth,
+        progress=progress,
+    )
     for line in summary.lines():
         typer.echo(line)
     if truth:

@@ -13,8 +13,9 @@ from kstream_lab.kafka.admin import ping
 from kstream_lab.kafka.topics import apply_topics
 from kstream_lab.workers.supervisor import COMPONENTS, Supervisor
 
-app = typer.Typer(no_args_is_help=True,
-                  help="Run the order pipeline's apps and workers in the background (and restart them: watch).")
+app = typer.Typer(
+    no_args_is_help=True, help="Run the order pipeline's apps and workers in the background (and restart them: watch)."
+)
 PipelineOpt = typer.Option(None, "--pipeline", "-P", help="pipeline file (default: KSTREAM_PIPELINE_FILE)")
 
 
@@ -26,8 +27,10 @@ def _supervisor(pipeline_file: Path | None) -> Supervisor:
 
 
 @app.command()
-def up(pipeline_file: Path | None = PipelineOpt,
-       timeout: float = typer.Option(60.0, help="seconds to wait for each component")) -> None:
+def up(
+    pipeline_file: Path | None = PipelineOpt,
+    timeout: float = typer.Option(60.0, help="seconds to wait for each component"),
+) -> None:
     """Apply the topics, start every component not yet running, wait until each answers."""
     sup = _supervisor(pipeline_file)
     ping(sup.settings)
@@ -40,8 +43,9 @@ def up(pipeline_file: Path | None = PipelineOpt,
 
 
 @app.command()
-def down(pipeline_file: Path | None = PipelineOpt,
-         timeout: float = typer.Option(10.0, help="seconds to wait before SIGKILL")) -> None:
+def down(
+    pipeline_file: Path | None = PipelineOpt, timeout: float = typer.Option(10.0, help="seconds to wait before SIGKILL")
+) -> None:
     """SIGTERM every component (reverse start order), SIGKILL after the timeout."""
     result = _supervisor(pipeline_file).down(timeout=timeout)
     for name in COMPONENTS:
@@ -51,9 +55,11 @@ def down(pipeline_file: Path | None = PipelineOpt,
 
 
 @app.command()
-def watch(pipeline_file: Path | None = PipelineOpt,
-          interval: float = typer.Option(1.0, help="seconds between checks"),
-          timeout: float = typer.Option(60.0, help="seconds to wait for a restarted component")) -> None:
+def watch(
+    pipeline_file: Path | None = PipelineOpt,
+    interval: float = typer.Option(1.0, help="seconds between checks"),
+    timeout: float = typer.Option(60.0, help="seconds to wait for a restarted component"),
+) -> None:
     """Stay in the foreground and restart components that die (back-off 1 s doubling to 60 s).
 
     Ctrl-C or SIGTERM stops the watching, not the components (`pipeline down` stops those)."""

@@ -19,8 +19,13 @@ def replay_cmd(
     chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, help="rows per Parquet file"),
     limit: int = typer.Option(20, "--limit", min=0, help="rows to print without --out"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
-    schema_file: Path | None = typer.Option(None, "--schema", exists=True, dir_okay=False,
-                                            help='JSON values: a file {"field": "Int64", ...} fixing the columns'),
+    schema_file: Path | None = typer.Option(
+        None,
+        "--schema",
+        exists=True,
+        dir_okay=False,
+        help='JSON values: a file {"field": "Int64", ...} fixing the columns',
+    ),
 ) -> None:
     """Read [from, to) of a topic (read_committed, end snapshotted now); print it or export it as Parquet."""
     from kstream_lab.replay.parquet import export_parquet
@@ -31,8 +36,9 @@ def replay_cmd(
     rng = resolve_range(s, topic, _position(start), _position(end), partitions or None)
     typer.echo(f"range: {rng.describe()}", err=True)
     if out is not None:
-        summary = export_parquet(s, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress,
-                                 schema=schema)
+        summary = export_parquet(
+            s, rng, out, value_format=value_format, chunk_rows=chunk_rows, progress=progress, schema=schema
+        )
         typer.echo(summary.line())
         return
     import polars as pl

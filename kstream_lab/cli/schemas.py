@@ -37,8 +37,9 @@ def register(
             wanted = read_schema_file(file)
             pairs = [(subj, wanted) for subj, sf in pairs if sf.full_name == wanted.full_name]
             if not pairs:
-                raise ConfigError(f"no topic declares schema {wanted.name} ({file})",
-                                  hint="pass --subject to register it anyway")
+                raise ConfigError(
+                    f"no topic declares schema {wanted.name} ({file})", hint="pass --subject to register it anyway"
+                )
     registry = SchemaRegistry(s)
     for subj, sf in pairs:
         before = registry.lookup(subj, sf.text)

@@ -31,14 +31,14 @@ def murmur2(data: bytes) -> int:
     length, seed, m, r = len(data), 0x9747B28C, 0x5BD1E995, 24
     h = (seed ^ length) & 0xFFFFFFFF
     for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
+        k = int.from_bytes(data[i : i + 4], "little")
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> r
         k = (k * m) & 0xFFFFFFFF
         h = ((h * m) & 0xFFFFFFFF) ^ k
     rest = length % 4
     if rest:
-        tail = data[length - rest:]
+        tail = data[length - rest :]
         if rest == 3:
             h ^= tail[2] << 16
         if rest >= 2:
@@ -73,9 +73,17 @@ class OrderGenerator:
     """Skewed customers (Zipf-like), log-normal totals in whole cents, out-of-order event times."""
 
     def __init__(
-        self, *, seed: int, start_ms: int, partitions: int, window: WindowSpec,
-        customers: int = 10_000, late_fraction: float = 0.0, poison_fraction: float = 0.0,
-        interval_ms: float = 20.0, disorder_ms: int = 3_000,
+        self,
+        *,
+        seed: int,
+        start_ms: int,
+        partitions: int,
+        window: WindowSpec,
+        customers: int = 10_000,
+        late_fraction: float = 0.0,
+        poison_fraction: float = 0.0,
+        interval_ms: float = 20.0,
+        disorder_ms: int = 3_000,
     ) -> None:
         if customers <= 0:
             raise ValueError("customers must be positive")
@@ -86,7 +94,7 @@ class OrderGenerator:
         self.start_ms, self.partitions, self.window = start_ms, partitions, window
         self.late_fraction, self.poison_fraction = late_fraction, poison_fraction
         self.interval_ms, self.disorder_ms = interval_ms, disorder_ms
-        self.customer_weights = list(accumulate(1.0 / (rank ** 1.1) for rank in range(1, customers + 1)))
+        self.customer_weights = list(accumulate(1.0 / (rank**1.1) for rank in range(1, customers + 1)))
         self.watermarks = [-(2**63)] * partitions
 
     def __iter__(self) -> Iterator[GeneratedOrder]:
@@ -115,14 +123,21 @@ class OrderGenerator:
         cust_n = rng.choices(range(len(self.customer_weights)), cum_weights=self.customer_weights)[0]
         cust = customer_id(cust_n)
         total = max(50, int(round(math.exp(rng.gauss(math.log(4000), 0.8)))))
-        value = {"order_id": order_id, "customer_id": cust, "total_cents": total, "currency": "EUR",
-                 "item_count": 1 + int(rng.expovariate(0.5)), "timestamp": ts}
+        value = {
+            "order_id": order_id,
+            "customer_id": cust,
+            "total_cents": total,
+            "currency": "EUR",
+            "item_count": 1 + int(rng.expovariate(0.5)),
+            "timestamp": ts,
+        }
         window_start = ts - ts % size
         wm = self.watermarks[partition]
         late = window_start + size + grace <= wm
         self.watermarks[partition] = max(wm, ts)
-        return GeneratedOrder(order_id, value, None, partition, "late" if late else "ok", ts,
-                              window_start, loyalty_tier_for(cust))
+        return GeneratedOrder(
+            order_id, value, None, partition, "late" if late else "ok", ts, window_start, loyalty_tier_for(cust)
+        )
 
     @staticmethod
     def _poison(order_id: str, partition: int, rng: random.Random) -> GeneratedOrder:

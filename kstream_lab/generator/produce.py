@@ -35,8 +35,11 @@ class ProduceSummary:
     def lines(self) -> list[str]:
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.kinds.items()))
         parts = " ".join(f"p{p}={n}" for p, n in sorted(self.per_partition.items()))
-        return [f"produced {self.produced} records to {self.topic} in {self.seconds:.1f}s "
-                f"({self.rate:,.0f}/s)", f"  kinds: {kinds}", f"  partitions: {parts}"]
+        return [
+            f"produced {self.produced} records to {self.topic} in {self.seconds:.1f}s ({self.rate:,.0f}/s)",
+            f"  kinds: {kinds}",
+            f"  partitions: {parts}",
+        ]
 
 
 def truth_frame(records: list[GeneratedOrder]):
@@ -53,16 +56,34 @@ def truth_frame(records: list[GeneratedOrder]):
             "customer_id": [r.value["customer_id"] if r.value else None for r in records],
             "total_cents": [r.value["total_cents"] if r.value else None for r in records],
         },
-        schema={"order_id": pl.Utf8, "partition": pl.Int32, "kind": pl.Utf8, "timestamp": pl.Int64,
-                "window_start": pl.Int64, "tier": pl.Utf8, "customer_id": pl.Utf8, "total_cents": pl.Int64},
+        schema={
+            "order_id": pl.Utf8,
+            "partition": pl.Int32,
+            "kind": pl.Utf8,
+            "timestamp": pl.Int64,
+            "window_start": pl.Int64,
+            "tier": pl.Utf8,
+            "customer_id": pl.Utf8,
+            "total_cents": pl.Int64,
+        },
     )
 
 
 def produce_orders(
-    settings: Settings, topic: TopicSpec, serialize: Serializer, window: WindowSpec, *,
-    count: int, seed: int, start_ms: int | None = None, rate: float | None = None,
-    late_fraction: float = 0.0, poison_fraction: float = 0.0, customers: int = 10_000,
-    truth: Path | None = None, progress: bool = True,
+    settings: Settings,
+    topic: TopicSpec,
+    serialize: Serializer,
+    window: WindowSpec,
+    *,
+    count: int,
+    seed: int,
+    start_ms: int | None = None,
+    rate: float | None = None,
+    late_fraction: float = 0.0,
+    poison_fraction: float = 0.0,
+    customers: int = 10_000,
+    truth: Path | None = None,
+    progress: bool = True,
 ) -> ProduceSummary:
     """Generate ``count`` orders for ``seed`` and produce them; return counts by kind and partition."""
     if count < 0:
@@ -73,14 +94,23 @@ def produce_orders(
     if start_ms is None:
         now = int(time.time() * 1000)
         start_ms = now - int(count * interval) if not rate else now
-    gen = OrderGenerator(seed=seed, start_ms=start_ms, partitions=topic.partitions, window=window,
-                         customers=customers, late_fraction=late_fraction,
-                         poison_fraction=poison_fraction, interval_ms=interval)
+    gen = OrderGenerator(
+        seed=seed,
+        start_ms=start_ms,
+        partitions=topic.partitions,
+        window=window,
+        customers=customers,
+        late_fraction=late_fraction,
+        poison_fraction=poison_fraction,
+        interval_ms=interval,
+    )
     summary = ProduceSummary(topic.name, 0)
     kept: list[GeneratedOrder] = []
     t0 = time.monotonic()
-    with BatchProducer(settings) as producer, tqdm(total=count, unit="rec", disable=not progress or None,
-                                                    desc=f"produce {topic.name}") as bar:
+    with (
+        BatchProducer(settings) as producer,
+        tqdm(total=count, unit="rec", disable=not progress or None, desc=f"produce {topic.name}") as bar,
+    ):
         for i, rec in enumerate(gen.take(count)):
             value = rec.poison if rec.value is None else serialize(rec.value, topic.name)
             producer.produce(topic.name, key=rec.key.encode(), value=value, partition=rec.partition)
@@ -99,8 +129,10 @@ def produce_orders(
                     time.sleep(ahead)
         bar.update(count - bar.n)
     if producer.failed:
-        raise BrokerError(f"{producer.failed} of {count} records were not acknowledged: {producer.first_error}",
-                          hint="check the broker log")
+        raise BrokerError(
+            f"{producer.failed} of {count} records were not acknowledged: {producer.first_error}",
+            hint="check the broker log",
+        )
     summary.produced = count
     summary.seconds = time.monotonic() - t0
     if truth is not None:

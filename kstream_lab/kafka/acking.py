@@ -39,8 +39,15 @@ class AckingProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def produce(self, topic: str, *, key: bytes | None, value: bytes | None,
-                headers: list[tuple[str, bytes]] | None = None, timestamp: int | None = None) -> Future:
+    def produce(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp: int | None = None,
+    ) -> Future:
         future: Future = Future()
 
         def on_delivery(err: KafkaError | None, msg: Any) -> None:

@@ -15,9 +15,7 @@ from kstream_lab.settings import Settings
 def ping(settings: Settings, timeout: float = 5.0) -> list[str]:
     """Return the topic names if the cluster answers a metadata request, else raise BrokerError."""
     try:
-        md = make_admin(settings, **{"socket.connection.setup.timeout.ms": 2000}).list_topics(
-            timeout=timeout
-        )
+        md = make_admin(settings, **{"socket.connection.setup.timeout.ms": 2000}).list_topics(timeout=timeout)
     except KafkaException as exc:
         raise BrokerError(
             f"Kafka at {settings.bootstrap} did not answer: {exc.args[0].str() if exc.args else exc}",

@@ -26,9 +26,7 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return conf
 
 
-def make_producer(
-    settings: Settings, *, transactional_id: str | None = None, **overrides: Any
-) -> Producer:
+def make_producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> Producer:
     """An idempotent producer (transactional when ``transactional_id`` is given)."""
     conf = client_config(
         settings,
@@ -65,9 +63,7 @@ def consumer_config(
     return conf
 
 
-def make_consumer(
-    settings: Settings, group_id: str, *, read_committed: bool = True, **overrides: Any
-) -> Consumer:
+def make_consumer(settings: Settings, group_id: str, *, read_committed: bool = True, **overrides: Any) -> Consumer:
     """A manually-committing consumer that only sees committed transactional data by default."""
     return Consumer(consumer_config(settings, group_id, read_committed=read_committed, **overrides))
 

@@ -40,16 +40,15 @@ class Record:
 
 
 def _record(m: Any) -> Record:
-    return Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), tuple(m.headers() or ()),
-                  m.timestamp()[1])
+    return Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), tuple(m.headers() or ()), m.timestamp()[1])
 
 
-def read_partitions_to_end(settings: Settings, topic: str, partitions: list[int], *,
-                           timeout: float = 120.0) -> dict[int, list[tuple[bytes, bytes | None]]]:
+def read_partitions_to_end(
+    settings: Settings, topic: str, partitions: list[int], *, timeout: float = 120.0
+) -> dict[int, list[tuple[bytes, bytes | None]]]:
     """(key, value) pairs of each partition from offset 0 to its end offset at call time, committed only."""
     out: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-    consumer = make_consumer(settings, f"kstream-lab-restore-{uuid.uuid4().hex[:8]}",
-                             **{"fetch.wait.max.ms": 50})
+    consumer = make_consumer(settings, f"kstream-lab-restore-{uuid.uuid4().hex[:8]}", **{"fetch.wait.max.ms": 50})
     try:
         ends: dict[int, int] = {}
         for p in partitions:
@@ -63,8 +62,10 @@ def read_partitions_to_end(settings: Settings, topic: str, partitions: list[int]
         pending = dict(ends)
         while pending:
             if time.monotonic() > deadline:
-                raise BrokerError(f"restoring {topic} partitions {sorted(pending)} did not reach the end "
-                                  f"within {timeout:.0f}s", hint="an open transaction may be blocking read_committed")
+                raise BrokerError(
+                    f"restoring {topic} partitions {sorted(pending)} did not reach the end within {timeout:.0f}s",
+                    hint="an open transaction may be blocking read_committed",
+                )
             for m in consumer.consume(10000, 0.2):
                 if m.error() is None:
                     out[m.partition()].append((m.key(), m.value()))
@@ -91,13 +92,28 @@ def update_lag(consumer: Any, service: str) -> None:
 class BatchConsumer:
     """A group consumer handing out batches, committing only when told (after the sink's write)."""
 
-    def __init__(self, settings: Settings, topic: str, group_id: str, *, service: str,
-                 batch_size: int = 5000, batch_timeout_s: float = 0.05, session_timeout_ms: int = 6000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        group_id: str,
+        *,
+        service: str,
+        batch_size: int = 5000,
+        batch_timeout_s: float = 0.05,
+        session_timeout_ms: int = 6000,
+    ) -> None:
         self.topic, self.service = topic, service
         self.batch_size, self.batch_timeout_s = batch_size, batch_timeout_s
-        self.consumer = make_consumer(settings, group_id, **{
-            "session.timeout.ms": session_timeout_ms,
-            "heartbeat.interval.ms": max(500, session_timeout_ms // 6), "fetch.wait.max.ms": 100})
+        self.consumer = make_consumer(
+            settings,
+            group_id,
+            **{
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+                "fetch.wait.max.ms": 100,
+            },
+        )
         self.consumer.subscribe([topic])
 
     def batches(self, stop: threading.Event) -> Iterator[list[Record]]:
@@ -132,8 +148,7 @@ class BatchConsumer:
         self.consumer.close()
 
 
-def read_topic(settings: Settings, topic: str, *, read_committed: bool = True,
-               timeout: float = 60.0) -> list[Record]:
+def read_topic(settings: Settings, topic: str, *, read_committed: bool = True, timeout: float = 60.0) -> list[Record]:
     """Every record of ``topic`` up to its end offsets at call time (tests, tools, the DLQ triage)."""
     consumer = make_consumer(settings, f"kstream-lab-read-{uuid.uuid4().hex[:8]}", read_committed=read_committed)
     try:

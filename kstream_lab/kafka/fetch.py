@@ -48,15 +48,25 @@ _ts = itemgetter(1)
 # looks again only a second later (fetch.queue.backoff.ms=1000): a bulk reader that drains the queue
 # in milliseconds then idles most of the time (~0.2 M msg/s here). A 10 ms back-off keeps the fetcher
 # busy, which lets the queues be small: 2.5-4x the throughput at lower peak memory (bench/README.md).
-FETCH_TUNING: dict[str, object] = {"fetch.queue.backoff.ms": 10, "queued.min.messages": 20_000,
-                                   "queued.max.messages.kbytes": 8192}
+FETCH_TUNING: dict[str, object] = {
+    "fetch.queue.backoff.ms": 10,
+    "queued.min.messages": 20_000,
+    "queued.max.messages.kbytes": 8192,
+}
 # Messages per consume() call. Small calls keep the Message objects short-lived and cache-warm: with
 # the tuning above, 500 per call read ~1.5x faster than 10,000 and ~5x faster than 100,000 here, at a
 # fraction of the peak memory (the batches handed to the decoder stay large).
 CONSUME_CHUNK = 500
 FIRST_BATCH = 2_000
-_value, _key, _part, _off, _stamp, _hdrs, _err = (Message.value, Message.key, Message.partition, Message.offset,
-                                                  Message.timestamp, Message.headers, Message.error)
+_value, _key, _part, _off, _stamp, _hdrs, _err = (
+    Message.value,
+    Message.key,
+    Message.partition,
+    Message.offset,
+    Message.timestamp,
+    Message.headers,
+    Message.error,
+)
 
 
 @dataclass
@@ -107,14 +117,27 @@ class RawBatch:
         self._runs: list[tuple[int, int] | list[int]] = []
 
     @classmethod
-    def of(cls, topic: str, partition: int, values: list[bytes | None], *, keys: list[bytes | None] | None = None,
-           offsets: list[int] | None = None, timestamps: list[int] | None = None,
-           headers: list | None = None) -> RawBatch:
+    def of(
+        cls,
+        topic: str,
+        partition: int,
+        values: list[bytes | None],
+        *,
+        keys: list[bytes | None] | None = None,
+        offsets: list[int] | None = None,
+        timestamps: list[int] | None = None,
+        headers: list | None = None,
+    ) -> RawBatch:
         """A batch from plain lists (tests, benchmarks, decoding values held in memory)."""
         n = len(values)
         batch = cls(topic, partition)
-        batch.add_columns(values, [None] * n if keys is None else keys, [0] * n if timestamps is None else timestamps,
-                          [None] * n if headers is None else headers, list(range(n)) if offsets is None else offsets)
+        batch.add_columns(
+            values,
+            [None] * n if keys is None else keys,
+            [0] * n if timestamps is None else timestamps,
+            [None] * n if headers is None else headers,
+            list(range(n)) if offsets is None else offsets,
+        )
         return batch
 
     def __len__(self) -> int:
@@ -123,13 +146,22 @@ class RawBatch:
     def add(self, msgs: list[Message], first_offset: int | None, extract: Extract | None = None) -> None:
         """Append consumed messages of this partition; ``first_offset`` when their offsets are contiguous."""
         x = extract or _ALL
-        self.add_columns(list(map(_value, msgs)), list(map(_key, msgs)) if x.keys else None,
-                         list(map(_ts, map(_stamp, msgs))) if x.timestamps else None,
-                         list(map(_hdrs, msgs)) if x.headers else None,
-                         list(map(_off, msgs)) if first_offset is None else first_offset)
+        self.add_columns(
+            list(map(_value, msgs)),
+            list(map(_key, msgs)) if x.keys else None,
+            list(map(_ts, map(_stamp, msgs))) if x.timestamps else None,
+            list(map(_hdrs, msgs)) if x.headers else None,
+            list(map(_off, msgs)) if first_offset is None else first_offset,
+        )
 
-    def add_columns(self, values: list, keys: list | None, timestamps: list[int] | None, headers: list | None,
-                    offsets: list[int] | int) -> None:
+    def add_columns(
+        self,
+        values: list,
+        keys: list | None,
+        timestamps: list[int] | None,
+        headers: list | None,
+        offsets: list[int] | int,
+    ) -> None:
         """Append columns of one chunk; a None column was not extracted, and the batch drops it."""
         n = len(self._values)
         self._values.add(values)
@@ -173,13 +205,16 @@ class RawBatch:
     @property
     def offsets(self) -> np.ndarray:
         """Every record's offset (int64)."""
-        parts = [np.arange(r[0], r[0] + r[1], dtype=np.int64) if isinstance(r, tuple) else np.array(r, dtype=np.int64)
-                 for r in self._runs]
+        parts = [
+            np.arange(r[0], r[0] + r[1], dtype=np.int64) if isinstance(r, tuple) else np.array(r, dtype=np.int64)
+            for r in self._runs
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def snapshot_bounds(settings: Settings, topic: str, partitions: list[int] | None = None,
-                    timeout: float = 10.0) -> dict[int, PartitionBounds]:
+def snapshot_bounds(
+    settings: Settings, topic: str, partitions: list[int] | None = None, timeout: float = 10.0
+) -> dict[int, PartitionBounds]:
     """Low offset and last stable offset per partition, now; TopicError for unknown topics/partitions."""
     consumer = make_consumer(settings, "kstream-lab-replay", read_committed=True)
     try:
@@ -199,8 +234,9 @@ def snapshot_bounds(settings: Settings, topic: str, partitions: list[int] | None
         consumer.close()
 
 
-def committed_offsets(settings: Settings, group_id: str, topic: str, partitions: list[int],
-                      timeout: float = 10.0) -> dict[int, int]:
+def committed_offsets(
+    settings: Settings, group_id: str, topic: str, partitions: list[int], timeout: float = 10.0
+) -> dict[int, int]:
     """The group's committed offset per partition (partitions it never committed are left out)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
@@ -213,9 +249,16 @@ def committed_offsets(settings: Settings, group_id: str, topic: str, partitions:
     return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
 
 
-def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], *,
-                  batch_size: int = 50_000, stall_timeout: float = 30.0,
-                  stop: Event | None = None, extract: Extract | None = None) -> Iterator[RawBatch]:
+def fetch_batches(
+    settings: Settings,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    *,
+    batch_size: int = 50_000,
+    stall_timeout: float = 30.0,
+    stop: Event | None = None,
+    extract: Extract | None = None,
+) -> Iterator[RawBatch]:
     """Yield every committed record with ``start <= offset < end`` per partition, then stop.
 
     Each batch holds records of one partition in offset order, ``batch_size`` or a little more (a
@@ -228,8 +271,11 @@ def fetch_batches(settings: Settings, topic: str, ranges: dict[int, tuple[int, i
     if not ends:
         return
     group = f"kstream-lab-replay-{uuid.uuid4().hex[:8]}"
-    conf = {"enable.partition.eof": True, "auto.offset.reset": "error",
-            **{k: v for k, v in FETCH_TUNING.items() if k not in settings.client_config}}
+    conf = {
+        "enable.partition.eof": True,
+        "auto.offset.reset": "error",
+        **{k: v for k, v in FETCH_TUNING.items() if k not in settings.client_config},
+    }
     native = _native_consumer(settings, group, conf)
     if native is not None:
         from kstream_lab.kafka.fetch_native import native_loop
@@ -266,8 +312,15 @@ def _native_consumer(settings: Settings, group: str, conf: dict[str, object]) ->
     return native.NativeConsumer(lib, options)
 
 
-def _fetch_loop(consumer, topic: str, ends: dict[int, int], batch_size: int, stall_timeout: float,
-                stop: Event | None, extract: Extract | None = None) -> Iterator[RawBatch]:
+def _fetch_loop(
+    consumer,
+    topic: str,
+    ends: dict[int, int],
+    batch_size: int,
+    stall_timeout: float,
+    stop: Event | None,
+    extract: Extract | None = None,
+) -> Iterator[RawBatch]:
     """Consume in small chunks, gather them per partition, yield a partition's batch when it is full
     or the partition is done. Batches of one partition each let readers order a range by partition
     and offset by concatenation alone, without copying the data to sort or split it."""
@@ -328,8 +381,15 @@ class PartitionBatches:
         return [self._open.pop(p).seal() for p in sorted(self._open)]
 
 
-def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[int, int],
-          batches: PartitionBatches, extract: Extract | None = None) -> Iterator[RawBatch]:
+def _take(
+    consumer,
+    topic: str,
+    msgs: list,
+    ends: dict[int, int],
+    pending: dict[int, int],
+    batches: PartitionBatches,
+    extract: Extract | None = None,
+) -> Iterator[RawBatch]:
     """Add one consumed chunk to the per-partition batches; yield those that filled up."""
     parts = list(map(_part, msgs))
     if parts.count(parts[0]) == len(parts):  # the usual case: librdkafka hands out one partition's batch
@@ -346,7 +406,7 @@ def _take(consumer, topic: str, msgs: list, ends: dict[int, int], pending: dict[
         if last >= end - 1:
             _finish(consumer, topic, pending, p)
         if last >= end:  # past the snapshot: cut there
-            run = run[:max(0, end - first)] if contiguous else [m for m in run if _off(m) < end]
+            run = run[: max(0, end - first)] if contiguous else [m for m in run if _off(m) < end]
             if not run:
                 continue
         batches.get(p).add(run, first if contiguous else None, extract)
@@ -361,8 +421,15 @@ def _handle_errors(consumer, topic: str, msgs: list, pending: dict[int, int]) ->
         if err is None:
             data.append(m)
         elif err.fatal() or not err.retriable() or err.code() in _HANDLED:
-            on_error(topic, pending, err.code(), m.partition(), m.offset(), err.str(),
-                     lambda p: _finish(consumer, topic, pending, p))
+            on_error(
+                topic,
+                pending,
+                err.code(),
+                m.partition(),
+                m.offset(),
+                err.str(),
+                lambda p: _finish(consumer, topic, pending, p),
+            )
     return data
 
 
@@ -372,8 +439,15 @@ _HANDLED = (KafkaError._PARTITION_EOF, KafkaError.OFFSET_OUT_OF_RANGE, *_GONE)
 _TRANSIENT = (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE)
 
 
-def on_error(topic: str, pending: dict[int, int], code: int, partition: int, offset: int, text: str,
-             finish: Callable[[int], None]) -> None:
+def on_error(
+    topic: str,
+    pending: dict[int, int],
+    code: int,
+    partition: int,
+    offset: int,
+    text: str,
+    finish: Callable[[int], None],
+) -> None:
     """One error message of a bounded read: EOF at or past a pending end finishes that partition;
     deleted offsets and vanished topics are TopicErrors; connection trouble is waited out (the stall
     timeout bounds it); anything else fails the read."""
@@ -381,8 +455,10 @@ def on_error(topic: str, pending: dict[int, int], code: int, partition: int, off
         if partition in pending and offset >= pending[partition]:
             finish(partition)
     elif code == KafkaError.OFFSET_OUT_OF_RANGE:
-        raise TopicError(f"{topic}[{partition}]: offsets of the range were deleted during the read ({text})",
-                         hint="retention removed them; choose a later start")
+        raise TopicError(
+            f"{topic}[{partition}]: offsets of the range were deleted during the read ({text})",
+            hint="retention removed them; choose a later start",
+        )
     elif code in _GONE:
         raise TopicError(f"topic {topic!r} disappeared during the read ({text})")
     elif code not in _TRANSIENT:
@@ -390,9 +466,11 @@ def on_error(topic: str, pending: dict[int, int], code: int, partition: int, off
 
 
 def stalled(topic: str, stall_timeout: float, pending: dict[int, int]) -> BrokerError:
-    return BrokerError(f"replay of {topic} stalled: no records for {stall_timeout:.0f}s; still waiting "
-                       f"for partitions {sorted(pending)} to reach offsets {pending}",
-                       hint="is the broker up? were the offsets deleted?")
+    return BrokerError(
+        f"replay of {topic} stalled: no records for {stall_timeout:.0f}s; still waiting "
+        f"for partitions {sorted(pending)} to reach offsets {pending}",
+        hint="is the broker up? were the offsets deleted?",
+    )
 
 
 def _finish(consumer, topic: str, pending: dict[int, int], partition: int) -> None:

@@ -63,13 +63,21 @@ class ArrayBatch:
             self.keys = pa.concat_arrays([p.keys for p in pieces])
         if all(p.headers_taken for p in pieces) and any(p.headers is not None for p in pieces):
             kind = next(p.headers.type for p in pieces if p.headers is not None)
-            self.headers = pa.concat_arrays([pa.nulls(len(p), kind) if p.headers is None else p.headers
-                                             for p in pieces])
+            self.headers = pa.concat_arrays(
+                [pa.nulls(len(p), kind) if p.headers is None else p.headers for p in pieces]
+            )
         return self
 
 
-def native_loop(consumer: NativeConsumer, topic: str, ends: dict[int, int], batch_size: int, stall_timeout: float,
-                stop: Event | None, extract: Extract) -> Iterator[ArrayBatch]:
+def native_loop(
+    consumer: NativeConsumer,
+    topic: str,
+    ends: dict[int, int],
+    batch_size: int,
+    stall_timeout: float,
+    stop: Event | None,
+    extract: Extract,
+) -> Iterator[ArrayBatch]:
     """Poll chunks, split them by partition, cut at the ends, yield full or finished batches."""
     pending = dict(ends)
     batches = PartitionBatches(lambda p: ArrayBatch(topic, p), ends, batch_size)
@@ -104,4 +112,3 @@ def native_loop(consumer: NativeConsumer, topic: str, ends: dict[int, int], batc
             yield from batches.full(p)
         yield from batches.finished(pending)
     yield from batches.rest()
-

@@ -42,15 +42,40 @@ class NativeUnavailable(ConfigError):
 
 
 class _Sizes(ctypes.Structure):
-    _fields_ = [(name, _I64) for name in ("data", "value_bytes", "key_bytes", "headers", "header_name_bytes",
-                                          "header_value_bytes", "events")]
+    _fields_ = [
+        (name, _I64)
+        for name in ("data", "value_bytes", "key_bytes", "headers", "header_name_bytes", "header_value_bytes", "events")
+    ]
 
 
 class _Out(ctypes.Structure):
-    _fields_ = [*((name, _VOID) for name in (
-        "values", "value_len", "partition", "offset", "timestamp", "keys", "key_off", "key_valid", "header_off",
-        "header_valid", "header_names", "header_name_off", "header_values", "header_value_off", "header_value_valid",
-        "event_err", "event_partition", "event_offset", "event_text")), ("event_text_size", ctypes.c_int32)]
+    _fields_ = [
+        *(
+            (name, _VOID)
+            for name in (
+                "values",
+                "value_len",
+                "partition",
+                "offset",
+                "timestamp",
+                "keys",
+                "key_off",
+                "key_valid",
+                "header_off",
+                "header_valid",
+                "header_names",
+                "header_name_off",
+                "header_values",
+                "header_value_off",
+                "header_value_valid",
+                "event_err",
+                "event_partition",
+                "event_offset",
+                "event_text",
+            )
+        ),
+        ("event_text_size", ctypes.c_int32),
+    ]
 
 
 def librdkafka_path() -> Path:
@@ -77,8 +102,10 @@ def build(cache_dir: Path) -> Path:
         return out
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise NativeUnavailable("no C compiler (cc) on PATH to build replay's native fetch",
-                                hint="install gcc (apt-get install gcc); replay uses the slower Python fetch meanwhile")
+        raise NativeUnavailable(
+            "no C compiler (cc) on PATH to build replay's native fetch",
+            hint="install gcc (apt-get install gcc); replay uses the slower Python fetch meanwhile",
+        )
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE)]
@@ -87,12 +114,14 @@ def build(cache_dir: Path) -> Path:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as exc:
-        raise NativeUnavailable(f"cannot run the C compiler {cc!r}: {exc}",
-                                hint="set CC to a working compiler") from None
+        raise NativeUnavailable(
+            f"cannot run the C compiler {cc!r}: {exc}", hint="set CC to a working compiler"
+        ) from None
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise NativeUnavailable(f"building replay's native fetch failed: {done.stderr.strip()[-800:]}",
-                                hint=f"command: {' '.join(cmd)}")
+        raise NativeUnavailable(
+            f"building replay's native fetch failed: {done.stderr.strip()[-800:]}", hint=f"command: {' '.join(cmd)}"
+        )
     os.replace(tmp, out)  # atomic: concurrent builders end with the same file
     return out
 
@@ -104,8 +133,13 @@ def load(cache_dir: Path) -> ctypes.CDLL:
 
     lib = ctypes.CDLL(str(build(cache_dir)))
     lib.kl_open.restype = _VOID
-    lib.kl_open.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p),
-                            ctypes.c_char_p, ctypes.c_int]
+    lib.kl_open.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.c_char_p,
+        ctypes.c_int,
+    ]
     lib.kl_assign.argtypes = [_VOID, ctypes.c_char_p, ctypes.c_int, _VOID, _VOID]
     lib.kl_pause.argtypes = [_VOID, ctypes.c_char_p, ctypes.c_int32]
     lib.kl_err2str.restype = ctypes.c_char_p
@@ -135,14 +169,14 @@ def native_config(conf: dict[str, object]) -> dict[str, str]:
 class Chunk:
     """One consumed chunk in columns (data messages only) plus its events (error messages)."""
 
-    values: np.ndarray        # uint8: every value followed by a newline
-    value_len: np.ndarray     # int32, -1 for null values
-    partition: np.ndarray     # int32
-    offset: np.ndarray        # int64
+    values: np.ndarray  # uint8: every value followed by a newline
+    value_len: np.ndarray  # int32, -1 for null values
+    partition: np.ndarray  # int32
+    offset: np.ndarray  # int64
     timestamp: np.ndarray | None
-    keys: pa.Array | None     # large_binary
+    keys: pa.Array | None  # large_binary
     headers: pa.Array | None  # list<struct<key: large_string, value: large_binary>>; None if no message had any
-    headers_taken: bool       # headers were asked for (``headers`` None then means none had any)
+    headers_taken: bool  # headers were asked for (``headers`` None then means none had any)
     events: list[tuple[int, int, int]]  # (error code, partition, offset)
     event_text: str
 
@@ -158,9 +192,18 @@ class Chunk:
             return None if col is None else col.slice(start, stop - start)
 
         rows = slice(start, stop)
-        return Chunk(self.values[skip:skip + size], self.value_len[rows], self.partition[rows], self.offset[rows],
-                     None if self.timestamp is None else self.timestamp[rows], arrow(self.keys), arrow(self.headers),
-                     self.headers_taken, [], "")
+        return Chunk(
+            self.values[skip : skip + size],
+            self.value_len[rows],
+            self.partition[rows],
+            self.offset[rows],
+            None if self.timestamp is None else self.timestamp[rows],
+            arrow(self.keys),
+            arrow(self.headers),
+            self.headers_taken,
+            [],
+            "",
+        )
 
     def runs(self) -> list[tuple[int, Chunk]]:
         """(partition, records) for each run of one partition, in order. kl_fill groups a chunk by
@@ -184,8 +227,10 @@ class NativeConsumer:
         err = ctypes.create_string_buffer(512)
         self._h = lib.kl_open(len(conf), names, values, err, len(err))
         if not self._h:
-            raise ConfigError(f"client configuration rejected: {err.value.decode(errors='replace')}",
-                              hint="check KSTREAM_CLIENT_CONFIG and the security settings")
+            raise ConfigError(
+                f"client configuration rejected: {err.value.decode(errors='replace')}",
+                hint="check KSTREAM_CLIENT_CONFIG and the security settings",
+            )
         self._sizes = _Sizes()
 
     def assign(self, topic: str, starts: dict[int, int]) -> None:
@@ -199,8 +244,9 @@ class NativeConsumer:
     def pause(self, topic: str, partition: int) -> None:
         self._lib.kl_pause(self._h, topic.encode(), partition)
 
-    def poll(self, max_messages: int, timeout_ms: int, *, keys: bool = True, timestamps: bool = True,
-             headers: bool = True) -> Chunk | None:
+    def poll(
+        self, max_messages: int, timeout_ms: int, *, keys: bool = True, timestamps: bool = True, headers: bool = True
+    ) -> Chunk | None:
         """Up to ``max_messages`` records (None when none came within the timeout)."""
         s = self._sizes
         got = self._lib.kl_poll(self._h, max_messages, timeout_ms, int(headers), ctypes.byref(s))
@@ -209,31 +255,59 @@ class NativeConsumer:
         if got == 0:
             return None
         n, h = s.data, s.headers
-        cols = {"values": np.empty(s.value_bytes, np.uint8), "value_len": np.empty(n, np.int32),
-                "partition": np.empty(n, np.int32), "offset": np.empty(n, np.int64),
-                "event_err": np.empty(s.events, np.int32), "event_partition": np.empty(s.events, np.int32),
-                "event_offset": np.empty(s.events, np.int64)}
+        cols = {
+            "values": np.empty(s.value_bytes, np.uint8),
+            "value_len": np.empty(n, np.int32),
+            "partition": np.empty(n, np.int32),
+            "offset": np.empty(n, np.int64),
+            "event_err": np.empty(s.events, np.int32),
+            "event_partition": np.empty(s.events, np.int32),
+            "event_offset": np.empty(s.events, np.int64),
+        }
         if timestamps:
             cols["timestamp"] = np.empty(n, np.int64)
         if keys:
-            cols |= {"keys": np.empty(s.key_bytes, np.uint8), "key_off": np.empty(n + 1, np.int64),
-                     "key_valid": np.empty(n, np.uint8)}
+            cols |= {
+                "keys": np.empty(s.key_bytes, np.uint8),
+                "key_off": np.empty(n + 1, np.int64),
+                "key_valid": np.empty(n, np.uint8),
+            }
         if headers:
-            cols |= {"header_off": np.empty(n + 1, np.int32), "header_valid": np.empty(n, np.uint8),
-                     "header_names": np.empty(s.header_name_bytes, np.uint8),
-                     "header_name_off": np.empty(h + 1, np.int64),
-                     "header_values": np.empty(s.header_value_bytes, np.uint8),
-                     "header_value_off": np.empty(h + 1, np.int64), "header_value_valid": np.empty(h, np.uint8)}
+            cols |= {
+                "header_off": np.empty(n + 1, np.int32),
+                "header_valid": np.empty(n, np.uint8),
+                "header_names": np.empty(s.header_name_bytes, np.uint8),
+                "header_name_off": np.empty(h + 1, np.int64),
+                "header_values": np.empty(s.header_value_bytes, np.uint8),
+                "header_value_off": np.empty(h + 1, np.int64),
+                "header_value_valid": np.empty(h, np.uint8),
+            }
         text = ctypes.create_string_buffer(512) if s.events else None
-        out = _Out(**{k: a.ctypes.data for k, a in cols.items()}, event_text=ctypes.addressof(text) if text else None,
-                   event_text_size=len(text) if text else 0)
+        out = _Out(
+            **{k: a.ctypes.data for k, a in cols.items()},
+            event_text=ctypes.addressof(text) if text else None,
+            event_text_size=len(text) if text else 0,
+        )
         self._lib.kl_fill(self._h, ctypes.byref(out))
-        return Chunk(cols["values"], cols["value_len"], cols["partition"], cols["offset"], cols.get("timestamp"),
-                     _binary(n, cols["keys"], cols["key_off"], cols["key_valid"]) if keys else None,
-                     _headers(n, h, cols) if headers and h else None, headers,
-                     list(zip(cols["event_err"].tolist(), cols["event_partition"].tolist(),
-                              cols["event_offset"].tolist(), strict=True)),
-                     text.value.decode(errors="replace") if text else "")
+        return Chunk(
+            cols["values"],
+            cols["value_len"],
+            cols["partition"],
+            cols["offset"],
+            cols.get("timestamp"),
+            _binary(n, cols["keys"], cols["key_off"], cols["key_valid"]) if keys else None,
+            _headers(n, h, cols) if headers and h else None,
+            headers,
+            list(
+                zip(
+                    cols["event_err"].tolist(),
+                    cols["event_partition"].tolist(),
+                    cols["event_offset"].tolist(),
+                    strict=True,
+                )
+            ),
+            text.value.decode(errors="replace") if text else "",
+        )
 
     def close(self) -> None:
         if self._h:
@@ -246,21 +320,26 @@ def _validity(valid: np.ndarray) -> tuple[pa.Buffer | None, int]:
     return (pa.py_buffer(np.packbits(valid.view(bool), bitorder="little")) if nulls else None), nulls
 
 
-def _binary(n: int, data: np.ndarray, offsets: np.ndarray, valid: np.ndarray,
-            kind: pa.DataType = pa.large_binary()) -> pa.Array:
+def _binary(
+    n: int, data: np.ndarray, offsets: np.ndarray, valid: np.ndarray, kind: pa.DataType = pa.large_binary()
+) -> pa.Array:
     bitmap, nulls = _validity(valid)
     return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
 
 
 def _headers(n: int, h: int, cols: dict[str, np.ndarray]) -> pa.Array:
     fields = pa.StructArray.from_arrays(
-        [_binary(h, cols["header_names"], cols["header_name_off"], np.ones(h, np.uint8), pa.large_string()),
-         _binary(h, cols["header_values"], cols["header_value_off"], cols["header_value_valid"])],
-        names=["key", "value"])
+        [
+            _binary(h, cols["header_names"], cols["header_name_off"], np.ones(h, np.uint8), pa.large_string()),
+            _binary(h, cols["header_values"], cols["header_value_off"], cols["header_value_valid"]),
+        ],
+        names=["key", "value"],
+    )
     bitmap, nulls = _validity(cols["header_valid"])
     kind = pa.list_(fields.type)
-    return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(cols["header_off"])], null_count=nulls,
-                                 children=[fields])
+    return pa.Array.from_buffers(
+        kind, n, [bitmap, pa.py_buffer(cols["header_off"])], null_count=nulls, children=[fields]
+    )
 
 
 def main() -> int:

@@ -37,8 +37,16 @@ class BatchProducer:
             self.failed += 1
             self.first_error = self.first_error or err.str()
 
-    def produce(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int | None = None,
-                timestamp: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
@@ -55,8 +63,9 @@ class BatchProducer:
     def flush(self, timeout: float = 60.0) -> None:
         remaining = self._producer.flush(timeout)
         if remaining:
-            raise BrokerError(f"{remaining} records still undelivered after {timeout:.0f}s",
-                              hint="is the broker reachable?")
+            raise BrokerError(
+                f"{remaining} records still undelivered after {timeout:.0f}s", hint="is the broker reachable?"
+            )
 
     def __enter__(self) -> BatchProducer:
         return self
@@ -65,8 +74,9 @@ class BatchProducer:
         self.flush()
 
 
-def publish_atomically(settings: Settings, transactional_id: str,
-                       records: list[dict[str, Any]], timeout: float = 30.0) -> None:
+def publish_atomically(
+    settings: Settings, transactional_id: str, records: list[dict[str, Any]], timeout: float = 30.0
+) -> None:
     """Write ``records`` (dicts of topic, key, value, headers, partition) in one Kafka transaction.
 
     All or nothing: readers with read_committed see every record or none. A fixed transactional id
@@ -84,5 +94,6 @@ def publish_atomically(settings: Settings, transactional_id: str,
         err = exc.args[0] if exc.args else None
         if err is not None and getattr(err, "txn_requires_abort", lambda: False)():
             producer.abort_transaction(timeout)
-        raise BrokerError(f"transaction {transactional_id} failed: {err.str() if err else exc}",
-                          hint="nothing was written; retry") from None
+        raise BrokerError(
+            f"transaction {transactional_id} failed: {err.str() if err else exc}", hint="nothing was written; retry"
+        ) from None

@@ -67,8 +67,9 @@ class SchemaRegistry:
         try:
             return fn(*args, **kwargs)
         except SchemaRegistryError as exc:
-            raise RegistryError(f"{what}: {exc.error_message}", status=exc.http_status_code,
-                                code=exc.error_code) from None
+            raise RegistryError(
+                f"{what}: {exc.error_message}", status=exc.http_status_code, code=exc.error_code
+            ) from None
         except Exception as exc:
             if is_transport_error(exc):
                 raise unreachable(self.url, exc) from None
@@ -97,8 +98,9 @@ class SchemaRegistry:
         """The schema text for ``schema_id``; RegistryError (code 40403) when unknown."""
         sch = self._call(f"schema id {schema_id}", self._client.get_schema, schema_id)
         if sch.schema_type not in (None, "AVRO"):
-            raise RegistryError(f"schema id {schema_id} is a {sch.schema_type} schema, not Avro", status=422,
-                                code=42201)
+            raise RegistryError(
+                f"schema id {schema_id} is a {sch.schema_type} schema, not Avro", status=422, code=42201
+            )
         return sch.schema_str
 
     def subjects(self) -> list[str]:
@@ -127,16 +129,22 @@ class SchemaRegistry:
         Uses the verbose REST form directly because the client's method only returns a boolean.
         """
         try:
-            res = httpx.post(f"{self.url}/compatibility/subjects/{subject}/versions/{version}",
-                             params={"verbose": "true"}, timeout=self._timeout,
-                             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
-                             json={"schema": schema, "schemaType": "AVRO"})
+            res = httpx.post(
+                f"{self.url}/compatibility/subjects/{subject}/versions/{version}",
+                params={"verbose": "true"},
+                timeout=self._timeout,
+                headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+                json={"schema": schema, "schemaType": "AVRO"},
+            )
         except httpx.HTTPError as exc:
             raise unreachable(self.url, exc) from None
         body = res.json() if res.content else {}
         if res.status_code != 200:
-            raise RegistryError(f"compatibility check for {subject}: {body.get('message', res.text)}",
-                                status=res.status_code, code=body.get("error_code", -1))
+            raise RegistryError(
+                f"compatibility check for {subject}: {body.get('message', res.text)}",
+                status=res.status_code,
+                code=body.get("error_code", -1),
+            )
         if body.get("is_compatible"):
             return []
         return list(body.get("messages") or ["incompatible (the registry gave no reason)"])
@@ -150,8 +158,11 @@ class SchemaRegistry:
             try:
                 return ser(obj, SerializationContext(topic, MessageField.VALUE))
             except SchemaRegistryError as exc:
-                raise RegistryError(f"registering the schema of {topic}-value: {exc.error_message}",
-                                    status=exc.http_status_code, code=exc.error_code) from None
+                raise RegistryError(
+                    f"registering the schema of {topic}-value: {exc.error_message}",
+                    status=exc.http_status_code,
+                    code=exc.error_code,
+                ) from None
             except Exception as exc:
                 if is_transport_error(exc):
                     raise unreachable(self.url, exc) from None
@@ -179,8 +190,10 @@ def is_transport_error(exc: Exception) -> bool:
 
 
 def unreachable(url: str, exc: Exception) -> RegistryError:
-    return RegistryError(f"schema registry at {url} did not answer: {type(exc).__name__}: {exc}",
-                         hint="start it with `kstream-lab registry up` or set KSTREAM_SCHEMA_REGISTRY_URL")
+    return RegistryError(
+        f"schema registry at {url} did not answer: {type(exc).__name__}: {exc}",
+        hint="start it with `kstream-lab registry up` or set KSTREAM_SCHEMA_REGISTRY_URL",
+    )
 
 
 class SchemaLog:
@@ -191,16 +204,26 @@ class SchemaLog:
 
     def __init__(self, settings: Settings, topic: str = "_schemas") -> None:
         self.settings, self.topic = settings, topic
-        self._producer = make_producer(settings, **{"linger.ms": 0, "message.timeout.ms": 15000,
-                                                    "compression.type": "none"})
+        self._producer = make_producer(
+            settings, **{"linger.ms": 0, "message.timeout.ms": 15000, "compression.type": "none"}
+        )
 
     def ensure_topic(self) -> None:
         admin = make_admin(self.settings)
         try:
             if self.topic in admin.list_topics(timeout=10).topics:
                 return
-            fut = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=1, config={
-                "cleanup.policy": "compact", "min.compaction.lag.ms": "0"})], operation_timeout=30)[self.topic]
+            fut = admin.create_topics(
+                [
+                    NewTopic(
+                        self.topic,
+                        num_partitions=1,
+                        replication_factor=1,
+                        config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+                    )
+                ],
+                operation_timeout=30,
+            )[self.topic]
             fut.result(timeout=60)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -246,8 +269,9 @@ class SchemaLog:
     def append(self, key: bytes, value: bytes | None, timeout: float = 20.0) -> None:
         """Write one record and wait for the broker's acknowledgement."""
         errors: list[KafkaError] = []
-        self._producer.produce(self.topic, key=key, value=value,
-                               on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        self._producer.produce(
+            self.topic, key=key, value=value, on_delivery=lambda err, _msg: errors.append(err) if err else None
+        )
         left = self._producer.flush(timeout)
         if left or errors:
             reason = errors[0].str() if errors else f"not acknowledged within {timeout:.0f}s"

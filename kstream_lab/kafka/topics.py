@@ -51,7 +51,8 @@ def plan_changes(settings: Settings, specs: list[TopicSpec], *, force: bool = Fa
             if not force:
                 raise TopicError(
                     f"{spec.name} has {have} partitions, the spec asks for {spec.partitions}",
-                    hint="Kafka cannot shrink a topic; pass --force to delete and recreate it (data is lost)")
+                    hint="Kafka cannot shrink a topic; pass --force to delete and recreate it (data is lost)",
+                )
             changes.append(TopicChange(spec.name, "recreate", f"{have} -> {spec.partitions} partitions"))
             continue
         if spec.partitions > have:
@@ -76,18 +77,33 @@ def apply_topics(settings: Settings, specs: list[TopicSpec], *, force: bool = Fa
         _wait_gone(admin, recreate)
     create = [by_name[c.topic] for c in changes if c.action in ("create", "recreate")]
     if create:
-        _wait(admin.create_topics([
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
-                     config=s.kafka_config()) for s in create], operation_timeout=30))
-    grow = [NewPartitions(c.topic, by_name[c.topic].partitions) for c in changes
-            if c.action == "add-partitions"]
+        _wait(
+            admin.create_topics(
+                [
+                    NewTopic(
+                        s.name,
+                        num_partitions=s.partitions,
+                        replication_factor=s.replication_factor,
+                        config=s.kafka_config(),
+                    )
+                    for s in create
+                ],
+                operation_timeout=30,
+            )
+        )
+    grow = [NewPartitions(c.topic, by_name[c.topic].partitions) for c in changes if c.action == "add-partitions"]
     if grow:
         _wait(admin.create_partitions(grow, operation_timeout=30))
     for c in changes:
         if c.action == "alter-config":
-            res = ConfigResource(ResourceType.TOPIC, c.topic, incremental_configs=[
-                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
-                for k, v in by_name[c.topic].kafka_config().items()])
+            res = ConfigResource(
+                ResourceType.TOPIC,
+                c.topic,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in by_name[c.topic].kafka_config().items()
+                ],
+            )
             _wait(admin.incremental_alter_configs([res]))
     return changes
 

@@ -58,8 +58,16 @@ class Output:
         self._producer, self._classify = producer, classify
         self.sent: dict[str, int] = {}
 
-    def send(self, topic: str, *, key: bytes | None, value: bytes | None, partition: int,
-             headers: list[tuple[str, bytes]] | None = None, timestamp: int | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"key": key, "value": value, "partition": partition}
         if headers:
             kwargs["headers"] = headers
@@ -105,18 +113,31 @@ class LoopConfig:
 class TransactionalLoop:
     """Runs a :class:`Processor` over ``input_topic`` until ``stop`` is set, exactly once."""
 
-    def __init__(self, settings: Settings, config: LoopConfig, processor: Processor, *,
-                 service: str, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, config: LoopConfig, processor: Processor, *, service: str, stop: threading.Event
+    ) -> None:
         self.settings, self.config, self.processor = settings, config, processor
         self.service, self.stop = service, stop
-        self.producer = make_producer(settings, transactional_id=config.transactional_id, **{
-            "transaction.timeout.ms": config.transaction_timeout_ms, "linger.ms": 5,
-            "error_cb": self._on_client_error})
+        self.producer = make_producer(
+            settings,
+            transactional_id=config.transactional_id,
+            **{
+                "transaction.timeout.ms": config.transaction_timeout_ms,
+                "linger.ms": 5,
+                "error_cb": self._on_client_error,
+            },
+        )
         self._fatal_cause: str | None = None
-        self.consumer = make_consumer(settings, config.group_id, **{
-            "session.timeout.ms": config.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
-            "max.poll.interval.ms": 300000, "fetch.wait.max.ms": 100})
+        self.consumer = make_consumer(
+            settings,
+            config.group_id,
+            **{
+                "session.timeout.ms": config.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
+                "max.poll.interval.ms": 300000,
+                "fetch.wait.max.ms": 100,
+            },
+        )
         self.in_transaction = False
         self.batches = 0
         self._retry_delay = 0.0
@@ -128,8 +149,9 @@ class TransactionalLoop:
             self._call(self.producer.init_transactions, self.config.call_timeout_s)
         except _AbortTransaction:
             raise FatalKafkaError("init_transactions failed") from None
-        self.consumer.subscribe([self.config.input_topic], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe(
+            [self.config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
         try:
             while not self.stop.is_set():
                 batch = self._consume()
@@ -164,8 +186,12 @@ class TransactionalLoop:
             self.processor.process(batch, out)
             self._write_changelog(out)
             offsets = _next_offsets(batch)
-            self._call(self.producer.send_offsets_to_transaction, offsets,
-                       self.consumer.consumer_group_metadata(), self.config.call_timeout_s)
+            self._call(
+                self.producer.send_offsets_to_transaction,
+                offsets,
+                self.consumer.consumer_group_metadata(),
+                self.config.call_timeout_s,
+            )
             self._call(self.producer.commit_transaction, self.config.call_timeout_s)
             self.in_transaction = False
         except _AbortTransaction as exc:
@@ -213,7 +239,7 @@ class TransactionalLoop:
                 if retry and attempt < self.config.retries:
                     METRICS.errors.labels(self.service, "retriable").inc()
                     log.warning("retriable error in %s (attempt %d): %s", fn.__name__, attempt + 1, err.str())
-                    time.sleep(min(2.0, 0.1 * 2 ** attempt))
+                    time.sleep(min(2.0, 0.1 * 2**attempt))
                     continue
                 raise self._txn_error(fn.__name__, err) from None
         raise AssertionError("unreachable")

@@ -34,8 +34,15 @@ class DashboardContext:
         settings = settings or get_settings()
         spec = load_pipeline(settings.pipeline_file)
         window = spec.aggregation().window
-        return cls(settings, spec, sink_target(settings, spec), PipelineTopics.from_spec(spec),
-                   metrics_endpoints(spec), window.size_ms, window.grace_ms)
+        return cls(
+            settings,
+            spec,
+            sink_target(settings, spec),
+            PipelineTopics.from_spec(spec),
+            metrics_endpoints(spec),
+            window.size_ms,
+            window.grace_ms,
+        )
 
 
 __all__ = ["DashboardContext"]

@@ -67,8 +67,11 @@ def view_of(report: Any, focus_ms: int | None = None) -> BacktestView:
     """Adapt a :class:`kstream_lab.replay.backtest.BacktestReport` to the panel."""
     ok = bool(report.verdict)
     mismatches = report.diff.height
-    verdict = "MATCH: every judged window equals the live result" if ok else \
-        f"DIFFER: {mismatches} window(s) differ from the live result"
+    verdict = (
+        "MATCH: every judged window equals the live result"
+        if ok
+        else f"DIFFER: {mismatches} window(s) differ from the live result"
+    )
     focus = focus_table(report.windows, focus_ms) if focus_ms is not None else []
     return BacktestView(verdict, ok, report.diff, list(report.summary()), report.windows, focus)
 
@@ -80,9 +83,22 @@ def focus_table(windows: pl.DataFrame, window_start_ms: int) -> list[dict]:
     if minute.is_empty() or not need <= set(minute.columns):
         return []
     per_tier = minute.group_by("tier").agg(
-        pl.col("live_total").sum(), pl.col("backtest_total").sum(), pl.col("live_count").sum(),
-        pl.col("backtest_count").sum(), pl.col("status").sort().unique(maintain_order=True).str.join(", "))
+        pl.col("live_total").sum(),
+        pl.col("backtest_total").sum(),
+        pl.col("live_count").sum(),
+        pl.col("backtest_count").sum(),
+        pl.col("status").sort().unique(maintain_order=True).str.join(", "),
+    )
     rows = {r["tier"]: r for r in per_tier.iter_rows(named=True)}
-    return [{"tier": t, "live": format_cents(r["live_total"]), "back-test": format_cents(r["backtest_total"]),
-             "live orders": r["live_count"], "back-test orders": r["backtest_count"], "windows": r["status"]}
-            for t in tier_order(list(rows)) for r in (rows[t],)]
+    return [
+        {
+            "tier": t,
+            "live": format_cents(r["live_total"]),
+            "back-test": format_cents(r["backtest_total"]),
+            "live orders": r["live_count"],
+            "back-test orders": r["backtest_count"],
+            "windows": r["status"],
+        }
+        for t in tier_order(list(rows))
+        for r in (rows[t],)
+    ]

@@ -32,8 +32,13 @@ class PipelineTopics:
     @classmethod
     def from_spec(cls, spec: PipelineSpec) -> PipelineTopics:
         wc = workers_config(spec)
-        return cls(raw=wc.enricher.input, enriched=wc.enricher.output, aggregates=wc.aggregator.output,
-                   dlq=wc.enricher.dlq, late=wc.aggregator.late)
+        return cls(
+            raw=wc.enricher.input,
+            enriched=wc.enricher.output,
+            aggregates=wc.aggregator.output,
+            dlq=wc.enricher.dlq,
+            late=wc.aggregator.late,
+        )
 
     @property
     def consumed(self) -> tuple[str, ...]:
@@ -106,16 +111,27 @@ def collect_health(settings: Settings, topics: PipelineTopics, previous: Offsets
 
 def throughput_table(topics: PipelineTopics, report: HealthReport) -> list[dict]:
     """One row per pipeline topic: role, offsets retained (records + commit markers), offsets/s since last time."""
-    roles = {topics.raw: "in (orders)", topics.enriched: "enriched", topics.aggregates: "out (aggregates)",
-             topics.dlq: "dead letters", topics.late: "late events"}
+    roles = {
+        topics.raw: "in (orders)",
+        topics.enriched: "enriched",
+        topics.aggregates: "out (aggregates)",
+        topics.dlq: "dead letters",
+        topics.late: "late events",
+    }
     rows = []
     for topic in topics.all:
         if topic in report.snapshot.missing:
             rows.append({"topic": topic, "role": roles[topic], "offsets": None, "per second": "topic missing"})
             continue
         rate = report.rates.get(topic)
-        rows.append({"topic": topic, "role": roles[topic], "offsets": report.snapshot.messages(topic),
-                     "per second": "measuring..." if rate is None else f"{rate:,.1f}"})
+        rows.append(
+            {
+                "topic": topic,
+                "role": roles[topic],
+                "offsets": report.snapshot.messages(topic),
+                "per second": "measuring..." if rate is None else f"{rate:,.1f}",
+            }
+        )
     return rows
 
 
@@ -140,8 +156,9 @@ class RecordCount:
     records: int
 
 
-def count_records(settings: Settings, topic: str, offsets: list[PartitionOffsets],
-                  previous: RecordCount | None = None) -> RecordCount:
+def count_records(
+    settings: Settings, topic: str, offsets: list[PartitionOffsets], previous: RecordCount | None = None
+) -> RecordCount:
     """Exact count of the records in ``topic``, reading only what arrived since ``previous``.
 
     Offsets over-count a transactional topic (every commit marker takes one), and the DLQ and late
@@ -159,8 +176,13 @@ def count_records(settings: Settings, topic: str, offsets: list[PartitionOffsets
     todo = {p: r for p, r in rng.partitions.items() if r.end > r.start}
     records = previous.records if previous is not None else 0
     if todo:
-        frame = replay(topic, start={p: r.start for p, r in todo.items()}, end={p: r.end for p, r in todo.items()},
-                       value_format="raw", settings=settings)
+        frame = replay(
+            topic,
+            start={p: r.start for p, r in todo.items()},
+            end={p: r.end for p, r in todo.items()},
+            value_format="raw",
+            settings=settings,
+        )
         records += frame.height
     return RecordCount(topic, {**done, **{p: r.end for p, r in rng.partitions.items()}}, highs, records)
 
@@ -172,16 +194,22 @@ def latest_dead_letters(settings: Settings, topic: str, offsets: list[PartitionO
         return []
     from kstream_lab.api import replay
 
-    frame = replay(topic, start=starts, end="latest", partitions=sorted(starts), value_format="raw",
-                   settings=settings)
+    frame = replay(topic, start=starts, end="latest", partitions=sorted(starts), value_format="raw", settings=settings)
     letters = []
     for row in frame.select("partition", "offset", "key", "headers").iter_rows(named=True):
         headers = [(h["key"], h["value"]) for h in row["headers"] or ()]
         dl = DeadLetter.from_record(None, None, headers)
-        letters.append({"failed at (UTC)": _ms_label(dl.failed_at), "error": dl.error_class,
-                        "message": dl.error_message, "source": f"{dl.source_topic}[{dl.source_partition}]"
-                        f"@{dl.source_offset}", "key": row["key"], "dlq offset": f"p{row['partition']}@{row['offset']}",
-                        "_at": dl.failed_at})
+        letters.append(
+            {
+                "failed at (UTC)": _ms_label(dl.failed_at),
+                "error": dl.error_class,
+                "message": dl.error_message,
+                "source": f"{dl.source_topic}[{dl.source_partition}]@{dl.source_offset}",
+                "key": row["key"],
+                "dlq offset": f"p{row['partition']}@{row['offset']}",
+                "_at": dl.failed_at,
+            }
+        )
     letters.sort(key=lambda r: r["_at"], reverse=True)
     return [{k: v for k, v in r.items() if k != "_at"} for r in letters[:n]]
 

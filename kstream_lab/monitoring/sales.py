@@ -25,8 +25,15 @@ from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import TABLE, default_duckdb_path
 from kstream_lab.workers.config import workers_config
 
-MINUTE_SCHEMA = {"window_start": pl.Int64, "minute": pl.Datetime("ms", "UTC"), "tier": pl.String,
-                 "total_cents": pl.Int64, "count": pl.Int64, "partitions": pl.Int64, "final": pl.Boolean}
+MINUTE_SCHEMA = {
+    "window_start": pl.Int64,
+    "minute": pl.Datetime("ms", "UTC"),
+    "tier": pl.String,
+    "total_cents": pl.Int64,
+    "count": pl.Int64,
+    "partitions": pl.Int64,
+    "final": pl.Boolean,
+}
 
 
 class SinkMissing(KStreamLabError):
@@ -61,7 +68,7 @@ def sink_target(settings: Settings, spec: PipelineSpec) -> SinkTarget:
     if target is None:
         return SinkTarget("duckdb", str(default_duckdb_path(settings)))
     if target.startswith("duckdb://"):
-        return SinkTarget("duckdb", target[len("duckdb://"):])
+        return SinkTarget("duckdb", target[len("duckdb://") :])
     if target.startswith(("postgresql://", "postgres://")):
         return SinkTarget("postgres", target)
     raise SinkUnavailable(f"unknown sink target {target!r}", hint="use duckdb:///path or postgresql://...")
@@ -79,19 +86,28 @@ def minute_totals_sql(last_minutes: int, window_ms: int) -> str:
         ORDER BY window_start, tier"""
 
 
-def load_minute_totals(target: SinkTarget, *, last_minutes: int = 60, window_ms: int = 60_000,
-                       timeout_s: float = 5.0) -> pl.DataFrame:
+def load_minute_totals(
+    target: SinkTarget, *, last_minutes: int = 60, window_ms: int = 60_000, timeout_s: float = 5.0
+) -> pl.DataFrame:
     """One row per (minute, tier): exact integer cents, order count, partitions seen, all-final flag.
 
     Raises SinkMissing when the sink has not created its table yet, SinkUnavailable when it cannot be read.
     """
     sql = minute_totals_sql(last_minutes, window_ms)
-    rows = _read_duckdb(Path(target.location), sql, timeout_s) if target.kind == "duckdb" \
+    rows = (
+        _read_duckdb(Path(target.location), sql, timeout_s)
+        if target.kind == "duckdb"
         else _read_postgres(target.location, sql, timeout_s)
-    frame = pl.DataFrame(rows, schema=["window_start", "tier", "total_cents", "count", "partitions", "final"],
-                         orient="row", schema_overrides={k: v for k, v in MINUTE_SCHEMA.items() if k != "minute"})
+    )
+    frame = pl.DataFrame(
+        rows,
+        schema=["window_start", "tier", "total_cents", "count", "partitions", "final"],
+        orient="row",
+        schema_overrides={k: v for k, v in MINUTE_SCHEMA.items() if k != "minute"},
+    )
     return frame.with_columns(pl.col("window_start").cast(pl.Datetime("ms", "UTC")).alias("minute")).select(
-        list(MINUTE_SCHEMA))
+        list(MINUTE_SCHEMA)
+    )
 
 
 def _read_duckdb(path: Path, sql: str, timeout_s: float) -> list[tuple]:
@@ -147,8 +163,10 @@ def minute_table(totals: pl.DataFrame, *, newest_first: bool = True, limit: int 
         return pl.DataFrame()
     tiers = tier_order(totals["tier"].unique().to_list())
     per_minute = totals.group_by("window_start").agg(
-        pl.col("total_cents").sum().alias("all_cents"), pl.col("count").sum().alias("orders"),
-        pl.col("final").all().alias("final"))
+        pl.col("total_cents").sum().alias("all_cents"),
+        pl.col("count").sum().alias("orders"),
+        pl.col("final").all().alias("final"),
+    )
     wide = totals.pivot(on="tier", index="window_start", values="total_cents").join(per_minute, on="window_start")
     wide = wide.sort("window_start", descending=newest_first).head(limit)
     out: dict[str, list] = {"minute (UTC)": [minute_label(ws) for ws in wide["window_start"]]}
@@ -164,9 +182,11 @@ def chart_frame(totals: pl.DataFrame) -> pl.DataFrame:
     """Long frame for stacked bars: minute, tier, tier_rank (stack order), sales_usd (display only), orders."""
     tiers = tier_order(totals["tier"].unique().to_list())
     return totals.select(
-        pl.col("minute"), pl.col("tier"),
+        pl.col("minute"),
+        pl.col("tier"),
         pl.col("tier").replace_strict({t: i for i, t in enumerate(tiers)}, return_dtype=pl.Int32).alias("tier_rank"),
-        (pl.col("total_cents") / 100).alias("sales_usd"), pl.col("count").alias("orders"),
+        (pl.col("total_cents") / 100).alias("sales_usd"),
+        pl.col("count").alias("orders"),
     ).sort("minute", "tier_rank")
 
 

@@ -50,8 +50,10 @@ class WorkerMetrics:
 
     def breakers(self) -> dict[str, str]:
         """Breaker name -> closed / half-open / open."""
-        return {s.labels.get("breaker", "?"): BREAKER_NAMES.get(int(s.value), f"unknown ({s.value:g})")
-                for s in self.series("kstream_breaker_state")}
+        return {
+            s.labels.get("breaker", "?"): BREAKER_NAMES.get(int(s.value), f"unknown ({s.value:g})")
+            for s in self.series("kstream_breaker_state")
+        }
 
 
 def _match(have: dict[str, str], want: dict[str, str]) -> bool:
@@ -107,12 +109,30 @@ def counters_table(workers: Iterable[WorkerMetrics]) -> list[dict]:
     rows = []
     for w in workers:
         if not w.up:
-            rows.append({"worker": w.service, "status": w.error, "consumed": None, "produced": None,
-                         "errors": None, "dlq": None, "late": None, "breakers": "—"})
+            rows.append(
+                {
+                    "worker": w.service,
+                    "status": w.error,
+                    "consumed": None,
+                    "produced": None,
+                    "errors": None,
+                    "dlq": None,
+                    "late": None,
+                    "breakers": "—",
+                }
+            )
             continue
         breakers = ", ".join(f"{k}: {v}" for k, v in sorted(w.breakers().items()))
-        rows.append({"worker": w.service, "status": "up", "consumed": w.total("kstream_consumed_total"),
-                     "produced": w.total("kstream_produced_total"), "errors": w.total("kstream_errors_total"),
-                     "dlq": w.total("kstream_dlq_total"), "late": w.total("kstream_late_total"),
-                     "breakers": breakers or "none"})
+        rows.append(
+            {
+                "worker": w.service,
+                "status": "up",
+                "consumed": w.total("kstream_consumed_total"),
+                "produced": w.total("kstream_produced_total"),
+                "errors": w.total("kstream_errors_total"),
+                "dlq": w.total("kstream_dlq_total"),
+                "late": w.total("kstream_late_total"),
+                "breakers": breakers or "none",
+            }
+        )
     return rows

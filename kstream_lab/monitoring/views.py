@@ -43,8 +43,11 @@ def sales_view(ctx: DashboardContext, last_minutes: int) -> SalesView:
     except SinkUnavailable as exc:
         return SalesView(None, f"The sink cannot be read right now: {exc}", "warning")
     if totals.is_empty():
-        return SalesView(None, "No sales aggregates yet: the sink is running but has not written a window. "
-                               "Produce orders (`kstream-lab produce-orders`) and they appear here within seconds.")
+        return SalesView(
+            None,
+            "No sales aggregates yet: the sink is running but has not written a window. "
+            "Produce orders (`kstream-lab produce-orders`) and they appear here within seconds.",
+        )
     return SalesView(totals)
 
 
@@ -81,8 +84,9 @@ def health_view(ctx: DashboardContext, state: MutableMapping[str, Any], *, dead_
     return view
 
 
-def _count(ctx: DashboardContext, topic: str, offsets: dict, state: MutableMapping[str, Any],
-           warnings: list[str]) -> int | None:
+def _count(
+    ctx: DashboardContext, topic: str, offsets: dict, state: MutableMapping[str, Any], warnings: list[str]
+) -> int | None:
     if topic not in offsets:
         return None
     key = f"count:{topic}"
@@ -94,8 +98,9 @@ def _count(ctx: DashboardContext, topic: str, offsets: dict, state: MutableMappi
     return state[key].records
 
 
-def _dead_letters(ctx: DashboardContext, offsets: list, state: MutableMapping[str, Any], n: int,
-                  warnings: list[str]) -> list[dict]:
+def _dead_letters(
+    ctx: DashboardContext, offsets: list, state: MutableMapping[str, Any], n: int, warnings: list[str]
+) -> list[dict]:
     """Latest DLQ reasons, re-read only when the DLQ grew since the last refresh."""
     key = tuple((p.partition, p.high) for p in offsets)
     if state.get("dlq_key") != key:

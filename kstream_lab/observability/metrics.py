@@ -31,15 +31,22 @@ METRICS = PipelineMetrics(
     errors=Counter("kstream_errors", "Errors by kind", ["service", "kind"]),
     dlq=Counter("kstream_dlq", "Records sent to the dead-letter topic", ["service"]),
     late=Counter("kstream_late", "Records past the window grace (to orders_late)", ["service"]),
-    latency=Histogram("kstream_processing_seconds", "Processing time of one batch (or request)",
-                      ["service"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)),
-    lag=Gauge("kstream_consumer_lag", "Records between the committed position and the high watermark",
-              ["service", "topic", "partition"]),
-    breaker_state=Gauge("kstream_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
-                        ["service", "breaker"]),
+    latency=Histogram(
+        "kstream_processing_seconds",
+        "Processing time of one batch (or request)",
+        ["service"],
+        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    ),
+    lag=Gauge(
+        "kstream_consumer_lag",
+        "Records between the committed position and the high watermark",
+        ["service", "topic", "partition"],
+    ),
+    breaker_state=Gauge(
+        "kstream_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["service", "breaker"]
+    ),
     transactions=Counter("kstream_transactions", "Kafka transactions by outcome", ["service", "outcome"]),
-    http_requests=Counter("kstream_http_requests", "HTTP requests by route and status",
-                          ["service", "route", "status"]),
+    http_requests=Counter("kstream_http_requests", "HTTP requests by route and status", ["service", "route", "status"]),
 )
 
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}

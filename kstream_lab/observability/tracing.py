@@ -35,8 +35,12 @@ def _headers_for(span_context: SpanContext) -> Headers:
 
 def new_trace_headers() -> Headers:
     """Headers that start a new sampled trace (the order service does this once per order)."""
-    ctx = SpanContext(trace_id=_rng.getrandbits(128) or 1, span_id=_rng.getrandbits(64) or 1,
-                      is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    ctx = SpanContext(
+        trace_id=_rng.getrandbits(128) or 1,
+        span_id=_rng.getrandbits(64) or 1,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
     return _headers_for(ctx)
 
 
@@ -45,8 +49,13 @@ def child_trace_headers(headers: Iterable[tuple[str, bytes | str | None]] | None
     parent = trace.get_current_span(extract(_carrier(headers))).get_span_context()
     if not parent.is_valid:
         return new_trace_headers()
-    ctx = SpanContext(trace_id=parent.trace_id, span_id=_rng.getrandbits(64) or 1, is_remote=False,
-                      trace_flags=parent.trace_flags, trace_state=parent.trace_state)
+    ctx = SpanContext(
+        trace_id=parent.trace_id,
+        span_id=_rng.getrandbits(64) or 1,
+        is_remote=False,
+        trace_flags=parent.trace_flags,
+        trace_state=parent.trace_state,
+    )
     return _headers_for(ctx)
 
 

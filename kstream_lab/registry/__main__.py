@@ -25,10 +25,17 @@ def main() -> None:
     except KStreamLabError as exc:
         LOG.error("start-up failed: %s", exc)
         sys.exit(2)
-    LOG.info("restored %d records from %s on %s: %d subjects, %d schemas", count, service.log.topic,
-             settings.bootstrap, len(service.state.subject_names()), len(service.state.schemas))
-    uvicorn.run(create_app(service), host="127.0.0.1", port=settings.registry_port, log_level="warning",
-                access_log=False)
+    LOG.info(
+        "restored %d records from %s on %s: %d subjects, %d schemas",
+        count,
+        service.log.topic,
+        settings.bootstrap,
+        len(service.state.subject_names()),
+        len(service.state.schemas),
+    )
+    uvicorn.run(
+        create_app(service), host="127.0.0.1", port=settings.registry_port, log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

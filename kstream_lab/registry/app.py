@@ -90,13 +90,15 @@ async def _schema_body(request: Request) -> str:
     except json.JSONDecodeError as exc:
         raise RegistryProblem(422, 42201, f"Invalid schema: request body is not JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
-        raise RegistryProblem(422, 42201, "Invalid schema: the body needs a \"schema\" string")
+        raise RegistryProblem(422, 42201, 'Invalid schema: the body needs a "schema" string')
     if (body.get("schemaType") or "AVRO").upper() != "AVRO":
-        raise RegistryProblem(422, 42201, f"Invalid schema: schemaType {body['schemaType']} is not supported "
-                              "by the local registry (Avro only)")
+        raise RegistryProblem(
+            422,
+            42201,
+            f"Invalid schema: schemaType {body['schemaType']} is not supported by the local registry (Avro only)",
+        )
     if body.get("references"):
-        raise RegistryProblem(422, 42201, "Invalid schema: schema references are not supported by the local "
-                              "registry")
+        raise RegistryProblem(422, 42201, "Invalid schema: schema references are not supported by the local registry")
     return body["schema"]
 
 
@@ -105,8 +107,13 @@ def _flag(request: Request, name: str) -> bool:
 
 
 def create_app(service: RegistryService) -> FastAPI:
-    app = FastAPI(title="kstream_lab schema registry", default_response_class=SchemaJSON, docs_url=None,
-                  redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="kstream_lab schema registry",
+        default_response_class=SchemaJSON,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     state = service.state
 
     @app.exception_handler(RegistryProblem)
@@ -116,13 +123,16 @@ def create_app(service: RegistryService) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> SchemaJSON:
         """Unknown paths and methods (e.g. contexts, metadata, modes): Confluent's error shape."""
-        return SchemaJSON({"error_code": exc.status_code, "message": f"HTTP {exc.status_code} {exc.detail}"},
-                          status_code=exc.status_code)
+        return SchemaJSON(
+            {"error_code": exc.status_code, "message": f"HTTP {exc.status_code} {exc.detail}"},
+            status_code=exc.status_code,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> SchemaJSON:
-        return SchemaJSON({"error_code": 422, "message": f"Unprocessable request: {exc.errors()[0]['msg']}"},
-                          status_code=422)
+        return SchemaJSON(
+            {"error_code": 422, "message": f"Unprocessable request: {exc.errors()[0]['msg']}"}, status_code=422
+        )
 
     @app.get("/")
     def root() -> dict:
@@ -184,8 +194,12 @@ def create_app(service: RegistryService) -> FastAPI:
     @app.get("/schemas/ids/{schema_id}/versions")
     def versions_by_id(schema_id: int) -> list[dict]:
         state.schema_by_id(schema_id)
-        return [{"subject": v.subject, "version": v.version} for s in state.subject_names()
-                for v in state.versions(s) if v.schema_id == schema_id]
+        return [
+            {"subject": v.subject, "version": v.version}
+            for s in state.subject_names()
+            for v in state.versions(s)
+            if v.schema_id == schema_id
+        ]
 
     @app.get("/schemas/ids/{schema_id}/subjects")
     def subjects_by_id(schema_id: int) -> list[str]:
@@ -221,8 +235,9 @@ def create_app(service: RegistryService) -> FastAPI:
     @app.get("/config/{subject}")
     def get_config(subject: str, request: Request) -> dict:
         if subject not in state.config and not _flag(request, "defaultToGlobal"):
-            raise RegistryProblem(404, 40408, f"Subject '{subject}' does not have subject-level compatibility "
-                                  "configured")
+            raise RegistryProblem(
+                404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured"
+            )
         return {"compatibilityLevel": state.level(subject)}
 
     @app.put("/config/{subject}")
@@ -250,5 +265,5 @@ async def _level_body(request: Request) -> str:
         raise RegistryProblem(422, 42203, f"Invalid compatibility level: body is not JSON: {exc}") from None
     level = body.get("compatibility") if isinstance(body, dict) else None
     if not isinstance(level, str):
-        raise RegistryProblem(422, 42203, "Invalid compatibility level: the body needs a \"compatibility\" string")
+        raise RegistryProblem(422, 42203, 'Invalid compatibility level: the body needs a "compatibility" string')
     return level

@@ -43,20 +43,32 @@ class LocalRegistry:
     def up(self, *, timeout: float = 60.0) -> str:
         """Start in the background after checking port and broker; wait until it answers HTTP."""
         if (pid := self.pid()) is not None:
-            raise RegistryError(f"the local registry is already running (pid {pid}) at {self.url}",
-                                hint="use it as is, or stop it with `kstream-lab registry down`")
+            raise RegistryError(
+                f"the local registry is already running (pid {pid}) at {self.url}",
+                hint="use it as is, or stop it with `kstream-lab registry down`",
+            )
         if not port_free(self.settings.registry_port):
-            raise RegistryError(f"port {self.settings.registry_port} on 127.0.0.1 is already in use",
-                                hint="stop whatever listens there or set KSTREAM_REGISTRY_PORT to a free port")
+            raise RegistryError(
+                f"port {self.settings.registry_port} on 127.0.0.1 is already in use",
+                hint="stop whatever listens there or set KSTREAM_REGISTRY_PORT to a free port",
+            )
         ping(self.settings, timeout=5)  # BrokerError with a hint when Kafka is down
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KSTREAM_BOOTSTRAP_SERVERS": self.settings.bootstrap,
-               "KSTREAM_REGISTRY_PORT": str(self.settings.registry_port),
-               "KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve())}
+        env = {
+            **os.environ,
+            "KSTREAM_BOOTSTRAP_SERVERS": self.settings.bootstrap,
+            "KSTREAM_REGISTRY_PORT": str(self.settings.registry_port),
+            "KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve()),
+        }
         with self.log_file.open("ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "kstream_lab.registry"], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kstream_lab.registry"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(proc.pid))
         self._wait_ready(proc, timeout)
         return self.url
@@ -92,8 +104,11 @@ class LocalRegistry:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
                 last = self.log_tail(5).splitlines()
-                raise RegistryError(f"the registry exited during start-up (code {proc.returncode}): "
-                                    f"{last[-1] if last else 'no output'}", hint=f"full log: {self.log_file}")
+                raise RegistryError(
+                    f"the registry exited during start-up (code {proc.returncode}): "
+                    f"{last[-1] if last else 'no output'}",
+                    hint=f"full log: {self.log_file}",
+                )
             try:
                 if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
                     return
@@ -101,5 +116,6 @@ class LocalRegistry:
                 pass
             time.sleep(0.2)
         self.down(timeout=5)
-        raise RegistryError(f"the registry did not answer within {timeout:.0f}s; stopped it again",
-                            hint=f"see {self.log_file}")
+        raise RegistryError(
+            f"the registry did not answer within {timeout:.0f}s; stopped it again", hint=f"see {self.log_file}"
+        )

@@ -48,8 +48,7 @@ def _key(obj: dict) -> bytes:
 
 def schema_record(v: Version) -> LogRecord:
     key = _key({"keytype": "SCHEMA", "subject": v.subject, "version": v.version, "magic": 1})
-    value = {"subject": v.subject, "version": v.version, "id": v.schema_id, "schema": v.schema,
-             "deleted": v.deleted}
+    value = {"subject": v.subject, "version": v.version, "id": v.schema_id, "schema": v.schema, "deleted": v.deleted}
     return key, json.dumps(value).encode()
 
 
@@ -105,8 +104,12 @@ class RegistryState:
         try:
             number = int(version)
         except ValueError:
-            raise RegistryProblem(422, 42202, f"The specified version '{version}' is not a valid version id. "
-                                  "Allowed values are between [1, 2^31-1] and the string \"latest\"") from None
+            raise RegistryProblem(
+                422,
+                42202,
+                f"The specified version '{version}' is not a valid version id. "
+                'Allowed values are between [1, 2^31-1] and the string "latest"',
+            ) from None
         for v in live:
             if v.version == number:
                 return v
@@ -150,8 +153,12 @@ class RegistryState:
                 return v, []
         problems = self.problems(subject, text, live)
         if problems:
-            raise RegistryProblem(409, 409, f"Schema being registered is incompatible with an earlier schema for "
-                                  f"subject \"{subject}\" ({self.level(subject)}), details: {problems}")
+            raise RegistryProblem(
+                409,
+                409,
+                f"Schema being registered is incompatible with an earlier schema for "
+                f'subject "{subject}" ({self.level(subject)}), details: {problems}',
+            )
         schema_id = self.ids.get(want) or max(self.schemas, default=0) + 1
         number = max(self.subjects.get(subject, {}), default=0) + 1
         ver = Version(subject, number, schema_id, text)
@@ -167,8 +174,11 @@ class RegistryState:
         ver = self.version(subject, version, deleted=permanent)
         if permanent:
             if not ver.deleted:
-                raise RegistryProblem(404, 40407, f"Subject '{subject}' Version {ver.version} was not deleted "
-                                      "first before being permanently deleted")
+                raise RegistryProblem(
+                    404,
+                    40407,
+                    f"Subject '{subject}' Version {ver.version} was not deleted first before being permanently deleted",
+                )
             return ver, (schema_record(ver)[0], None)
         return ver, schema_record(Version(ver.subject, ver.version, ver.schema_id, ver.schema, True))
 
@@ -178,8 +188,9 @@ class RegistryState:
             raise subject_not_found(subject)
         if permanent:
             if any(not v.deleted for v in versions):
-                raise RegistryProblem(404, 40405, f"Subject '{subject}' was not deleted first before being "
-                                      "permanently deleted")
+                raise RegistryProblem(
+                    404, 40405, f"Subject '{subject}' was not deleted first before being permanently deleted"
+                )
             return [v.version for v in versions], [(schema_record(v)[0], None) for v in versions]
         records = [schema_record(Version(v.subject, v.version, v.schema_id, v.schema, True)) for v in versions]
         return [v.version for v in versions], records

@@ -55,10 +55,20 @@ class BacktestRequest:
     what_if_spec: AggregationSpec | None = None
 
     @classmethod
-    def build(cls, settings: Settings, *, spec: AggregationSpec | str | Path | None, start: Position,
-              end: Position | None, window: str | int | None = None, grace: str | int | None = None,
-              group_by: list[str] | None = None, group_id: str | None = None, live_topic: str | None = None,
-              source: str | Path | None = None) -> BacktestRequest:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        spec: AggregationSpec | str | Path | None,
+        start: Position,
+        end: Position | None,
+        window: str | int | None = None,
+        grace: str | int | None = None,
+        group_by: list[str] | None = None,
+        group_id: str | None = None,
+        live_topic: str | None = None,
+        source: str | Path | None = None,
+    ) -> BacktestRequest:
         if isinstance(spec, AggregationSpec):
             agg, cfg = spec, AggregatorConfig(input=spec.source)
         else:
@@ -70,8 +80,10 @@ class BacktestRequest:
         whatif = None
         if window is not None or grace is not None or group_by is not None:
             try:
-                whatif = agg.with_window(size_ms=None if window is None else parse_duration_ms(window),
-                                         grace_ms=None if grace is None else parse_duration_ms(grace))
+                whatif = agg.with_window(
+                    size_ms=None if window is None else parse_duration_ms(window),
+                    grace_ms=None if grace is None else parse_duration_ms(grace),
+                )
             except ValueError as exc:
                 raise ConfigError(f"bad what-if window: {exc}") from None
             if group_by is not None:
@@ -108,10 +120,13 @@ class BacktestReport:
     def summary(self) -> list[str]:
         parts = ", ".join(f"p{p}=[{s},{e})" for p, (s, e) in sorted(self.ranges.items()))
         counts = ", ".join(f"{k}={v}" for k, v in self.counts.items()) or "no windows"
-        lines = [f"back-test of {self.spec.name or 'aggregation'} over {parts}: {self.records:,} records, "
-                 f"{self.late:,} late, {self.live_finals:,} live final windows ({self.seconds:.1f}s)",
-                 f"windows: {counts}", *self.notes,
-                 f"verdict: {'MATCH' if self.verdict else 'DIFFER'} ({self.diff.height} mismatching window(s))"]
+        lines = [
+            f"back-test of {self.spec.name or 'aggregation'} over {parts}: {self.records:,} records, "
+            f"{self.late:,} late, {self.live_finals:,} live final windows ({self.seconds:.1f}s)",
+            f"windows: {counts}",
+            *self.notes,
+            f"verdict: {'MATCH' if self.verdict else 'DIFFER'} ({self.diff.height} mismatching window(s))",
+        ]
         if self.what_if is not None:
             lines += self.what_if.summary()
         return lines
@@ -128,8 +143,7 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     if frame is None:
         rng = _input_range(req, topic, committed, notes)
         ranges = rng.as_offsets()
-        frame = read_range(req.settings, rng, value_format="auto",
-                           columns=_needed_columns(req.spec, req.what_if_spec))
+        frame = read_range(req.settings, rng, value_format="auto", columns=_needed_columns(req.spec, req.what_if_spec))
     else:
         frame, ranges = _cap_export(frame, ranges, committed, notes)
     assert ranges is not None
@@ -140,12 +154,19 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     result = run_batch(req.spec, lazy)
     live_finals = _live_finals(live_frame, req.spec, req.aggregator, ranges)
     windows = compare_windows(req.spec, result, live_finals, req.aggregator.group_columns, warmup, truncated)
-    whatif = (what_if(req.spec, req.what_if_spec, lazy, live_finals, req.aggregator.group_columns, result)
-              if req.what_if_spec is not None else None)
-    records = int(result.late.height + result.windows.select(pl.col(_count_metric(req.spec))).sum().item()) \
-        if _count_metric(req.spec) else 0
-    return BacktestReport(windows, req.spec, ranges, records, result.late.height, live_finals.height,
-                          time.monotonic() - t0, whatif, notes)
+    whatif = (
+        what_if(req.spec, req.what_if_spec, lazy, live_finals, req.aggregator.group_columns, result)
+        if req.what_if_spec is not None
+        else None
+    )
+    records = (
+        int(result.late.height + result.windows.select(pl.col(_count_metric(req.spec))).sum().item())
+        if _count_metric(req.spec)
+        else 0
+    )
+    return BacktestReport(
+        windows, req.spec, ranges, records, result.late.height, live_finals.height, time.monotonic() - t0, whatif, notes
+    )
 
 
 def _count_metric(spec: AggregationSpec) -> str | None:
@@ -158,8 +179,9 @@ def _needed_columns(spec: AggregationSpec, extra: AggregationSpec | None = None)
     return list(dict.fromkeys(cols))
 
 
-def _live_side(req: BacktestRequest, topic: str, live: pl.DataFrame | None,
-               notes: list[str]) -> tuple[dict[int, int] | None, pl.DataFrame]:
+def _live_side(
+    req: BacktestRequest, topic: str, live: pl.DataFrame | None, notes: list[str]
+) -> tuple[dict[int, int] | None, pl.DataFrame]:
     """The aggregator's committed input offsets and its output, consistent with each other."""
     settings, cfg = req.settings, req.aggregator
     parts = sorted(resolve_range(settings, topic, "latest", "latest").partitions)
@@ -176,13 +198,14 @@ def _live_side(req: BacktestRequest, topic: str, live: pl.DataFrame | None,
     else:
         notes.append("note: the aggregator kept committing while the live output was snapshotted")
     if not after and req.end is None:
-        raise RangeError(f"aggregator group {cfg.group_id!r} has no committed offsets on {topic}",
-                         hint="run the aggregator first, pass --group, or give an explicit end")
+        raise RangeError(
+            f"aggregator group {cfg.group_id!r} has no committed offsets on {topic}",
+            hint="run the aggregator first, pass --group, or give an explicit end",
+        )
     return (after or None), read_range(settings, out_rng, value_format="auto")
 
 
-def _input_range(req: BacktestRequest, topic: str, committed: dict[int, int] | None,
-                 notes: list[str]) -> ReplayRange:
+def _input_range(req: BacktestRequest, topic: str, committed: dict[int, int] | None, notes: list[str]) -> ReplayRange:
     rng = resolve_range(req.settings, topic, req.start, req.end if req.end is not None else "latest")
     if committed is None:
         return rng
@@ -195,28 +218,35 @@ def _input_range(req: BacktestRequest, topic: str, committed: dict[int, int] | N
     return ReplayRange(rng.topic, parts, rng.snapshot_ms)
 
 
-def _warmup_bounds(req: BacktestRequest, topic: str, ranges: dict[int, tuple[int, int]],
-                   notes: list[str]) -> dict[int, int]:
+def _warmup_bounds(
+    req: BacktestRequest, topic: str, ranges: dict[int, tuple[int, int]], notes: list[str]
+) -> dict[int, int]:
     """Max event time per partition before the range's start (only where the range starts late)."""
     bounds = resolve_range(req.settings, topic, "earliest", "latest", sorted(ranges))
     prefix = {p: (bounds.partitions[p].low, s) for p, (s, _e) in ranges.items() if s > bounds.partitions[p].low}
     if not prefix:
         return {}
     if any(bounds.partitions[p].low > 0 for p in prefix):
-        notes.append("note: the topic's first offsets were deleted by retention; warm-up bounds start at "
-                     "the first retained offset")
-    rng = ReplayRange(topic, {p: replace(bounds.partitions[p], start=s, end=e) for p, (s, e) in prefix.items()},
-                      bounds.snapshot_ms)
+        notes.append(
+            "note: the topic's first offsets were deleted by retention; warm-up bounds start at "
+            "the first retained offset"
+        )
+    rng = ReplayRange(
+        topic, {p: replace(bounds.partitions[p], start=s, end=e) for p, (s, e) in prefix.items()}, bounds.snapshot_ms
+    )
     tf = req.spec.time_field
     before = read_range(req.settings, rng, columns=["partition", tf])
     out = dict(before.group_by("partition").agg(pl.col(tf).cast(pl.Int64).max()).iter_rows())
-    notes.append(f"note: sub-range start; windows starting at or before the prior watermark are 'warmup' "
-                 f"({', '.join(f'p{p}<={t}' for p, t in sorted(out.items()))})")
+    notes.append(
+        f"note: sub-range start; windows starting at or before the prior watermark are 'warmup' "
+        f"({', '.join(f'p{p}<={t}' for p, t in sorted(out.items()))})"
+    )
     return out
 
 
-def _cap_export(frame: pl.LazyFrame, ranges: dict[int, tuple[int, int]], committed: dict[int, int] | None,
-                notes: list[str]) -> tuple[pl.LazyFrame, dict[int, tuple[int, int]]]:
+def _cap_export(
+    frame: pl.LazyFrame, ranges: dict[int, tuple[int, int]], committed: dict[int, int] | None, notes: list[str]
+) -> tuple[pl.LazyFrame, dict[int, tuple[int, int]]]:
     """An export may reach past what the aggregator has processed: judge only up to its offsets."""
     if committed is None:
         return frame, ranges
@@ -231,14 +261,17 @@ def _cap_export(frame: pl.LazyFrame, ranges: dict[int, tuple[int, int]], committ
 def _from_parquet(path: Path) -> tuple[pl.LazyFrame, dict[int, tuple[int, int]], str]:
     manifest = read_manifest(path)
     if not manifest:
-        raise ConfigError(f"{path} is not a replay export (no _range.json)",
-                          hint="write one with `kstream-lab replay TOPIC --out DIR`")
+        raise ConfigError(
+            f"{path} is not a replay export (no _range.json)",
+            hint="write one with `kstream-lab replay TOPIC --out DIR`",
+        )
     ranges = {int(p): (r["start"], r["end"]) for p, r in manifest["partitions"].items()}
     return scan_export(path), ranges, manifest["topic"]
 
 
-def _live_finals(live: pl.DataFrame, spec: AggregationSpec, cfg: AggregatorConfig,
-                 ranges: dict[int, tuple[int, int]]) -> pl.DataFrame:
+def _live_finals(
+    live: pl.DataFrame, spec: AggregationSpec, cfg: AggregatorConfig, ranges: dict[int, tuple[int, int]]
+) -> pl.DataFrame:
     """Live final records in the back-test's column names (tier -> loyalty_tier, total -> total_cents)."""
     back = {v: k for k, v in cfg.group_columns.items() if k in spec.group_by}
     df = live.rename({k: v for k, v in back.items() if k in live.columns})
@@ -247,12 +280,18 @@ def _live_finals(live: pl.DataFrame, spec: AggregationSpec, cfg: AggregatorConfi
     need = ["source_partition", "window_start", *spec.group_by, *spec.metrics, "final"]
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ConfigError(f"live output {cfg.output} lacks column(s) {missing}",
-                          hint="is it the aggregator's output topic?")
-    return (df.filter(pl.col("final") & pl.col("source_partition").is_in(list(ranges)))
-            .select(need[:-1])
-            .with_columns(pl.col("source_partition").cast(pl.Int32), pl.col("window_start").cast(pl.Int64),
-                          *[pl.col(m).cast(pl.Int64) for m in spec.metrics]))
+        raise ConfigError(
+            f"live output {cfg.output} lacks column(s) {missing}", hint="is it the aggregator's output topic?"
+        )
+    return (
+        df.filter(pl.col("final") & pl.col("source_partition").is_in(list(ranges)))
+        .select(need[:-1])
+        .with_columns(
+            pl.col("source_partition").cast(pl.Int32),
+            pl.col("window_start").cast(pl.Int64),
+            *[pl.col(m).cast(pl.Int64) for m in spec.metrics],
+        )
+    )
 
 
 __all__ = ["MISMATCH", "BacktestReport", "BacktestRequest", "BatchResult", "run_backtest"]

@@ -53,14 +53,33 @@ def json_schema(schema: SchemaArg) -> pl.Schema | None:
         try:
             pl.Schema({name: dtype})
         except (TypeError, ValueError):
-            raise ConfigError(f"schema field {name!r}: {dtype!r} is not a Polars dtype",
-                              hint="use e.g. pl.Int64, pl.String, pl.Float64, pl.Datetime('ms')") from None
+            raise ConfigError(
+                f"schema field {name!r}: {dtype!r} is not a Polars dtype",
+                hint="use e.g. pl.Int64, pl.String, pl.Float64, pl.Datetime('ms')",
+            ) from None
     return pl.Schema(schema)
 
 
-_DTYPE_NAMES = {name: getattr(pl, name) for name in (
-    "String", "Binary", "Boolean", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
-    "Float32", "Float64", "Date", "Decimal")}
+_DTYPE_NAMES = {
+    name: getattr(pl, name)
+    for name in (
+        "String",
+        "Binary",
+        "Boolean",
+        "Int8",
+        "Int16",
+        "Int32",
+        "Int64",
+        "UInt8",
+        "UInt16",
+        "UInt32",
+        "UInt64",
+        "Float32",
+        "Float64",
+        "Date",
+        "Decimal",
+    )
+}
 
 
 def json_schema_from_names(names: object, where: str = "schema") -> pl.Schema:
@@ -72,27 +91,42 @@ def json_schema_from_names(names: object, where: str = "schema") -> pl.Schema:
     for field_name, dtype in names.items():
         if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
             out[field_name] = _DTYPE_NAMES[dtype]
-        elif isinstance(dtype, str) and dtype.startswith("Datetime[") and dtype.endswith("]") \
-                and dtype[9:-1] in ("ms", "us", "ns"):
+        elif (
+            isinstance(dtype, str)
+            and dtype.startswith("Datetime[")
+            and dtype.endswith("]")
+            and dtype[9:-1] in ("ms", "us", "ns")
+        ):
             out[field_name] = pl.Datetime(dtype[9:-1])
         else:
-            raise ConfigError(f"{where}: field {field_name!r} has dtype {dtype!r}, which is not one of the names known",
-                              hint=f"use one of {', '.join(_DTYPE_NAMES)} or Datetime[ms|us|ns]")
+            raise ConfigError(
+                f"{where}: field {field_name!r} has dtype {dtype!r}, which is not one of the names known",
+                hint=f"use one of {', '.join(_DTYPE_NAMES)} or Datetime[ms|us|ns]",
+            )
     return pl.Schema(out)
 
 
 class BatchDecoder:
     """Decodes the batches of one read; holds the format and schema fixed by the first batch."""
 
-    def __init__(self, settings: Settings, topic: str, value_format: str = "auto", *, errors: str = "skip",
-                 schema: SchemaArg = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        value_format: str = "auto",
+        *,
+        errors: str = "skip",
+        schema: SchemaArg = None,
+    ) -> None:
         if value_format not in FORMATS:
             raise ConfigError(f"value_format must be one of {', '.join(FORMATS)}, got {value_format!r}")
         if errors not in ("skip", "raise"):
             raise ConfigError(f"errors must be 'skip' or 'raise', got {errors!r}")
         if schema is not None and value_format in ("avro", "raw"):
-            raise ConfigError(f"schema= applies to JSON values, not {value_format}",
-                              hint="Avro values carry their schema (the registry's); raw values have none")
+            raise ConfigError(
+                f"schema= applies to JSON values, not {value_format}",
+                hint="Avro values carry their schema (the registry's); raw values have none",
+            )
         self.settings, self.topic, self.errors = settings, topic, errors
         self.format = None if value_format == "auto" else value_format
         self.value_schema: pl.Schema | None = json_schema(schema)
@@ -109,8 +143,10 @@ class BatchDecoder:
         if self.format is None:
             self.format = self._detect(packed.take(range(min(1000, len(packed)))))
             if self.fixed_schema and self.format != "json":
-                raise ConfigError(f"{self.topic}: schema= was given for JSON values, but they look like {self.format}",
-                                  hint="drop schema=, or pass value_format='json' if they are JSON")
+                raise ConfigError(
+                    f"{self.topic}: schema= was given for JSON values, but they look like {self.format}",
+                    hint="drop schema=, or pass value_format='json' if they are JSON",
+                )
         self._reasons = {}
         if self.format == "raw":
             values, good = pl.DataFrame({"value": binary_column(packed)}), None
@@ -134,16 +170,25 @@ class BatchDecoder:
     def report(self) -> None:
         if self.bad:
             p, o, why = self.first_bad  # type: ignore[misc]
-            log.warning("%s: skipped %d undecodable record(s) as %s; first at %s[%d]@%d: %s",
-                        self.topic, self.bad, self.format, self.topic, p, o, why)
+            log.warning(
+                "%s: skipped %d undecodable record(s) as %s; first at %s[%d]@%d: %s",
+                self.topic,
+                self.bad,
+                self.format,
+                self.topic,
+                p,
+                o,
+                why,
+            )
 
     # ---- formats -----------------------------------------------------------------------------
     def _detect(self, values: list[bytes | None]) -> str:
         sample = [v for v in values[:1000] if v]
         if not sample:
             return "raw"
-        kinds = Counter("json" if v.lstrip()[:1] == b"{" else "avro" if v[0] == 0 and len(v) > 5 else "raw"
-                        for v in sample)
+        kinds = Counter(
+            "json" if v.lstrip()[:1] == b"{" else "avro" if v[0] == 0 and len(v) > 5 else "raw" for v in sample
+        )
         guess = kinds.most_common(1)[0][0]
         if guess == "avro":
             ids = Counter(int.from_bytes(v[1:5], "big") for v in sample if v[0] == 0 and len(v) > 5)
@@ -244,8 +289,9 @@ class BatchDecoder:
         try:
             from kstream_lab.schemas.bulk import decode_avro_batch
         except ImportError:
-            raise ConfigError("Avro batch decoding is not available in this build",
-                              hint="read with value_format='raw'") from None
+            raise ConfigError(
+                "Avro batch decoding is not available in this build", hint="read with value_format='raw'"
+            ) from None
         if self._avro is None:
             from kstream_lab.kafka.registry import SchemaRegistry
 
@@ -274,17 +320,22 @@ class BatchDecoder:
         elif isinstance(headers, pa.Array):  # the native fetch's columns
             header_col = pl.lit(pl.Series(headers).cast(HEADERS))
         else:
-            header_col = pl.lit(pl.Series([None if h is None else [{"key": k, "value": v} for k, v in h]
-                                           for h in headers], dtype=HEADERS))
+            header_col = pl.lit(
+                pl.Series(
+                    [None if h is None else [{"key": k, "value": v} for k, v in h] for h in headers], dtype=HEADERS
+                )
+            )
         stamp_type = pl.Datetime("ms", "UTC")
         meta = {  # keys or timestamps not extracted (a projected read) are null: the projection drops them
             "topic": pl.lit(self.topic, dtype=pl.String),
             "partition": pl.lit(raw.partition, dtype=pl.Int32),
             "offset": pl.lit(pl.Series(offsets, dtype=pl.Int64)),
-            "timestamp": pl.lit(None, dtype=stamp_type) if stamps is None
+            "timestamp": pl.lit(None, dtype=stamp_type)
+            if stamps is None
             else pl.lit(pl.Series(stamps, dtype=pl.Int64)).cast(stamp_type),
-            "key": pl.lit(None, dtype=pl.String) if keys is None else pl.lit(pl.Series(keys, dtype=pl.Binary)).cast(
-                pl.String),
+            "key": pl.lit(None, dtype=pl.String)
+            if keys is None
+            else pl.lit(pl.Series(keys, dtype=pl.Binary)).cast(pl.String),
             "headers": header_col,
         }
         base = values if values.width else pl.DataFrame({"__rows__": pl.repeat(None, len(offsets), eager=True)})
@@ -296,8 +347,11 @@ class BatchDecoder:
             return collect()
         except pl.exceptions.PolarsError:  # keys that are not UTF-8: kept readable, never dropped
             listed = keys.to_pylist() if isinstance(keys, pa.Array) else keys or []
-            meta["key"] = pl.lit(pl.Series([k.decode("utf-8", "backslashreplace") if k is not None else None
-                                            for k in listed], dtype=pl.String))
+            meta["key"] = pl.lit(
+                pl.Series(
+                    [k.decode("utf-8", "backslashreplace") if k is not None else None for k in listed], dtype=pl.String
+                )
+            )
             return collect()
 
     def _bad(self, raw: RawBatch | ArrayBatch, good: list[int]) -> None:
@@ -308,9 +362,13 @@ class BatchDecoder:
         first = next(i for i in range(len(raw)) if i not in good_set)
         where = (raw.partition, int(raw.offsets[first]), self._reasons.get(first, f"not decodable as {self.format}"))
         if self.errors == "raise":
-            raise DeserializationError(f"value not decodable as {self.format}: {where[2]}", topic=self.topic,
-                                       partition=where[0], offset=where[1],
-                                       hint="pass errors='skip' to drop such records")
+            raise DeserializationError(
+                f"value not decodable as {self.format}: {where[2]}",
+                topic=self.topic,
+                partition=where[0],
+                offset=where[1],
+                hint="pass errors='skip' to drop such records",
+            )
         self.bad += missing
         self.first_bad = self.first_bad or where
 
@@ -335,7 +393,7 @@ def binary_column(packed: PackedValues) -> pl.Series:
         mask = np.ones(n, dtype=bool)
         mask[packed.nulls] = False
         validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
-    with_sep = pa.Array.from_buffers(pa.large_binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(packed.data)],
-                                     null_count=len(packed.nulls))
+    with_sep = pa.Array.from_buffers(
+        pa.large_binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(packed.data)], null_count=len(packed.nulls)
+    )
     return pl.Series("value", pc.binary_slice(with_sep, 0, -1), dtype=pl.Binary)  # drop each value's separator
-

@@ -20,8 +20,14 @@ def alias(metric: str) -> str:
     return "total" if metric == "total_cents" else metric
 
 
-def compare_windows(spec: AggregationSpec, result: BatchResult, live: pl.DataFrame, group_columns: dict[str, str],
-                    warmup: dict[int, int], truncated: set[int]) -> pl.DataFrame:
+def compare_windows(
+    spec: AggregationSpec,
+    result: BatchResult,
+    live: pl.DataFrame,
+    group_columns: dict[str, str],
+    warmup: dict[int, int],
+    truncated: set[int],
+) -> pl.DataFrame:
     """Every window of either side with its status (see the back-test module for the rules)."""
     keys = ["source_partition", "window_start", *spec.group_by]
     metrics = list(spec.metrics)
@@ -32,14 +38,23 @@ def compare_windows(spec: AggregationSpec, result: BatchResult, live: pl.DataFra
     in_live, bt_final = pl.col("lv__n").is_not_null(), pl.col("final").fill_null(False)
     equal = pl.all_horizontal([pl.col(f"bt__{m}").eq_missing(pl.col(f"lv__{m}")) for m in metrics])
     cut = pl.col("source_partition").is_in(sorted(truncated))
-    status = (pl.when(wm.is_not_null() & (pl.col("window_start") <= wm)).then(pl.lit("warmup"))
-              .when(in_live & (pl.col("lv__n") > 1)).then(pl.lit("duplicate_live"))
-              .when(in_live & bt_final & equal).then(pl.lit("match"))
-              .when(in_live & bt_final).then(pl.lit("differ"))
-              .when(in_live & cut).then(pl.lit("open"))
-              .when(in_live).then(pl.lit("live_only"))
-              .when(bt_final).then(pl.lit("backtest_only"))
-              .otherwise(pl.lit("open")))
+    status = (
+        pl.when(wm.is_not_null() & (pl.col("window_start") <= wm))
+        .then(pl.lit("warmup"))
+        .when(in_live & (pl.col("lv__n") > 1))
+        .then(pl.lit("duplicate_live"))
+        .when(in_live & bt_final & equal)
+        .then(pl.lit("match"))
+        .when(in_live & bt_final)
+        .then(pl.lit("differ"))
+        .when(in_live & cut)
+        .then(pl.lit("open"))
+        .when(in_live)
+        .then(pl.lit("live_only"))
+        .when(bt_final)
+        .then(pl.lit("backtest_only"))
+        .otherwise(pl.lit("open"))
+    )
     first = metrics[0]
     out_metrics = []
     for m in metrics:
@@ -47,9 +62,11 @@ def compare_windows(spec: AggregationSpec, result: BatchResult, live: pl.DataFra
         if m == first:
             out_metrics.append((pl.col(f"bt__{m}").fill_null(0) - pl.col(f"lv__{m}").fill_null(0)).alias("delta"))
     groups = [pl.col(g).alias(group_columns.get(g, g)) for g in spec.group_by]
-    return (joined.with_columns(status.alias("status"))
-            .sort(["source_partition", "window_start", *spec.group_by], nulls_last=True)
-            .select(pl.col("window_start"), *groups, pl.col("source_partition"), *out_metrics, pl.col("status")))
+    return (
+        joined.with_columns(status.alias("status"))
+        .sort(["source_partition", "window_start", *spec.group_by], nulls_last=True)
+        .select(pl.col("window_start"), *groups, pl.col("source_partition"), *out_metrics, pl.col("status"))
+    )
 
 
 @dataclass
@@ -69,24 +86,37 @@ class WhatIf:
 
     def summary(self) -> list[str]:
         w, b = self.spec.window, self.base.window
-        lines = [f"what-if window {w.size_ms / 1000:g}s grace {w.grace_ms / 1000:g}s "
-                 f"(live: {b.size_ms / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
-                 f"{self.late_what_if:,}"]
+        lines = [
+            f"what-if window {w.size_ms / 1000:g}s grace {w.grace_ms / 1000:g}s "
+            f"(live: {b.size_ms / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
+            f"{self.late_what_if:,}"
+        ]
         for row in self.by_group.iter_rows(named=True):
             groups = [c for c in self.by_group.columns if not c.startswith(("live_", "what_if_"))]
             name = ", ".join(str(row[c]) for c in groups) or "all"
-            lines.append(f"  {name}: " + ", ".join(
-                f"{alias(m)} {row[f'live_{alias(m)}']:,} -> {row[f'what_if_{alias(m)}']:,} "
-                f"({row[f'what_if_{alias(m)}'] - row[f'live_{alias(m)}']:+,})" for m in self.spec.metrics
-                if self.spec.metrics[m].op in ("sum", "count")))
+            lines.append(
+                f"  {name}: "
+                + ", ".join(
+                    f"{alias(m)} {row[f'live_{alias(m)}']:,} -> {row[f'what_if_{alias(m)}']:,} "
+                    f"({row[f'what_if_{alias(m)}'] - row[f'live_{alias(m)}']:+,})"
+                    for m in self.spec.metrics
+                    if self.spec.metrics[m].op in ("sum", "count")
+                )
+            )
         if self.windows is not None:
             moved = self.windows.filter(pl.col("status") != "match").height
             lines.append(f"  {moved} of {self.windows.height} windows differ from live")
         return lines
 
 
-def what_if(base: AggregationSpec, spec: AggregationSpec, frame: pl.LazyFrame, live: pl.DataFrame,
-            group_columns: dict[str, str], base_result: BatchResult) -> WhatIf:
+def what_if(
+    base: AggregationSpec,
+    spec: AggregationSpec,
+    frame: pl.LazyFrame,
+    live: pl.DataFrame,
+    group_columns: dict[str, str],
+    base_result: BatchResult,
+) -> WhatIf:
     """Run ``spec`` over the same input; compare final totals per group (and per window when comparable)."""
     result = run_batch(spec, frame)
     summable = [m for m, ms in spec.metrics.items() if ms.op in ("sum", "count") and m in live.columns]
@@ -105,7 +135,8 @@ def what_if(base: AggregationSpec, spec: AggregationSpec, frame: pl.LazyFrame, l
     else:
         by_group = pl.concat([live_t, new_t], how="horizontal")
     by_group = by_group.with_columns(pl.exclude(groups).fill_null(0)).rename(
-        {g: group_columns.get(g, g) for g in groups})
+        {g: group_columns.get(g, g) for g in groups}
+    )
     same_keys = spec.window.size_ms == base.window.size_ms and spec.group_by == base.group_by
     windows = compare_windows(spec, result, live, group_columns, {}, set()) if same_keys else None
     return WhatIf(spec, base, by_group, windows, base_result.late.height, result.late.height)

@@ -69,8 +69,7 @@ def run_sql(query: str, frames: dict[str, pl.DataFrame], con: duckdb.DuckDBPyCon
     try:
         return con.sql(query).pl()
     except duckdb.Error as exc:
-        raise KStreamLabError(f"query failed: {exc}", hint=f"registered views: {', '.join(frames) or 'none'}") \
-            from None
+        raise KStreamLabError(f"query failed: {exc}", hint=f"registered views: {', '.join(frames) or 'none'}") from None
 
 
 def _ident(name: str) -> str:

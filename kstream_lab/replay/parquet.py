@@ -40,13 +40,24 @@ class ExportSummary:
         return self.records / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        return (f"wrote {self.records:,} records in {self.files} file(s) to {self.out} in {self.seconds:.1f}s "
-                f"({self.rate:,.0f} rec/s)" + (f"; skipped {self.skipped} undecodable" if self.skipped else ""))
+        return (
+            f"wrote {self.records:,} records in {self.files} file(s) to {self.out} in {self.seconds:.1f}s "
+            f"({self.rate:,.0f} rec/s)" + (f"; skipped {self.skipped} undecodable" if self.skipped else "")
+        )
 
 
-def export_parquet(settings: Settings, rng: ReplayRange, out: str | Path, *, value_format: str = "auto",
-                   errors: str = "skip", chunk_rows: int = 500_000, batch_size: int = BATCH_RECORDS,
-                   progress: bool = True, schema: SchemaArg = None) -> ExportSummary:
+def export_parquet(
+    settings: Settings,
+    rng: ReplayRange,
+    out: str | Path,
+    *,
+    value_format: str = "auto",
+    errors: str = "skip",
+    chunk_rows: int = 500_000,
+    batch_size: int = BATCH_RECORDS,
+    progress: bool = True,
+    schema: SchemaArg = None,
+) -> ExportSummary:
     """Stream the range into partitioned Parquet files with bounded memory and a progress bar."""
     out = Path(out)
     if out.exists():
@@ -57,17 +68,23 @@ def export_parquet(settings: Settings, rng: ReplayRange, out: str | Path, *, val
     decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors, schema=schema)
     writer = _ChunkWriter(out, chunk_rows, decoder)
     t0 = time.monotonic()
-    with tqdm(total=rng.offsets, unit="rec", unit_scale=True, desc=f"replay {rng.topic}",
-              disable=not progress or None) as bar:
+    with tqdm(
+        total=rng.offsets, unit="rec", unit_scale=True, desc=f"replay {rng.topic}", disable=not progress or None
+    ) as bar:
         for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder):
             writer.add(frame)
             bar.update(frame.height)
         writer.flush_all()
         bar.update(max(0, bar.total - bar.n))  # offsets used by markers and skipped records
     summary = ExportSummary(out, writer.records, writer.files, decoder.bad, time.monotonic() - t0)
-    manifest = {"topic": rng.topic, "snapshot_ms": rng.snapshot_ms, "value_format": decoder.format,
-                "records": summary.records, "skipped": decoder.bad,
-                "partitions": {str(p): {"start": r.start, "end": r.end} for p, r in rng.partitions.items()}}
+    manifest = {
+        "topic": rng.topic,
+        "snapshot_ms": rng.snapshot_ms,
+        "value_format": decoder.format,
+        "records": summary.records,
+        "skipped": decoder.bad,
+        "partitions": {str(p): {"start": r.start, "end": r.end} for p, r in rng.partitions.items()},
+    }
     (out / RANGE_FILE).write_text(json.dumps(manifest, indent=2))
     return summary
 

@@ -100,9 +100,11 @@ def parse_position(value: Position, *, now_ms: int) -> tuple[str, object]:
             raise RangeError(f"per-partition offsets must be non-negative ints, got {bad}")
         return ("offsets", {int(p): int(o) for p, o in value.items()})
     if not isinstance(value, str):
-        raise RangeError(f"not a position: {value!r}",
-                         hint="use an offset, a {partition: offset} dict, a datetime, '@<epoch ms>', "
-                              "'15m ago', 'earliest' or 'latest'")
+        raise RangeError(
+            f"not a position: {value!r}",
+            hint="use an offset, a {partition: offset} dict, a datetime, '@<epoch ms>', "
+            "'15m ago', 'earliest' or 'latest'",
+        )
     return _parse_text(value.strip(), now_ms)
 
 
@@ -127,12 +129,21 @@ def _parse_text(text: str, now_ms: int) -> tuple[str, object]:
     try:
         return parse_position(datetime.fromisoformat(text), now_ms=now_ms)
     except ValueError:
-        raise RangeError(f"not a position: {text!r}",
-                         hint="use an offset, '@<epoch ms>', an ISO time, '15m ago', 'earliest' or 'latest'") from None
+        raise RangeError(
+            f"not a position: {text!r}",
+            hint="use an offset, '@<epoch ms>', an ISO time, '15m ago', 'earliest' or 'latest'",
+        ) from None
 
 
-def resolve_range(settings: Settings, topic: str, start: Position = "earliest", end: Position = "latest",
-                  partitions: list[int] | None = None, *, now_ms: int | None = None) -> ReplayRange:
+def resolve_range(
+    settings: Settings,
+    topic: str,
+    start: Position = "earliest",
+    end: Position = "latest",
+    partitions: list[int] | None = None,
+    *,
+    now_ms: int | None = None,
+) -> ReplayRange:
     """Snapshot the topic's ends and turn ``start``/``end`` into offsets per partition."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     s_kind, s_val = parse_position(start, now_ms=now_ms)
@@ -146,15 +157,17 @@ def resolve_range(settings: Settings, topic: str, start: Position = "earliest", 
     for p, b in bounds.items():
         s, e = starts[p], min(ends[p], b.end)
         if s < b.low:
-            log.warning("%s[%d]: offsets %d..%d were deleted by retention; starting at %d", topic, p, s, b.low - 1,
-                        b.low)
+            log.warning(
+                "%s[%d]: offsets %d..%d were deleted by retention; starting at %d", topic, p, s, b.low - 1, b.low
+            )
             s = b.low
         out[p] = PartitionRange(p, s, max(s, e) if s <= b.end else s, b.low, b.end)
     return ReplayRange(topic, out, now_ms)
 
 
-def _resolve(settings: Settings, topic: str, bounds: dict[int, PartitionBounds], kind: str, value: object,
-             *, default: str) -> dict[int, int]:
+def _resolve(
+    settings: Settings, topic: str, bounds: dict[int, PartitionBounds], kind: str, value: object, *, default: str
+) -> dict[int, int]:
     if kind == "none":
         kind = default
     if kind == "earliest":
@@ -177,9 +190,17 @@ _DONE = object()
 BATCH_RECORDS = 20_000
 
 
-def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
-                batch_size: int = BATCH_RECORDS, stall_timeout: float = 30.0,
-                decoder: BatchDecoder | None = None, extract: Extract | None = None) -> Iterator[pl.DataFrame]:
+def iter_frames(
+    settings: Settings,
+    rng: ReplayRange,
+    *,
+    value_format: str = "auto",
+    errors: str = "skip",
+    batch_size: int = BATCH_RECORDS,
+    stall_timeout: float = 30.0,
+    decoder: BatchDecoder | None = None,
+    extract: Extract | None = None,
+) -> Iterator[pl.DataFrame]:
     """Decoded frames of the range, one per fetch batch (one partition each, in offset order).
 
     A background thread fetches (librdkafka + column extraction) while this thread decodes (Polars
@@ -191,8 +212,15 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
 
     def pump() -> None:
         try:
-            for raw in fetch_batches(settings, rng.topic, rng.as_offsets(), batch_size=batch_size,
-                                     stall_timeout=stall_timeout, stop=stop, extract=extract):
+            for raw in fetch_batches(
+                settings,
+                rng.topic,
+                rng.as_offsets(),
+                batch_size=batch_size,
+                stall_timeout=stall_timeout,
+                stop=stop,
+                extract=extract,
+            ):
                 while not stop.is_set():
                     try:
                         q.put(raw, timeout=0.2)
@@ -217,8 +245,13 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
             if frame.height:  # a fetch batch holds one partition
                 counts[frame[decoder.meta_name("partition")][0]] += frame.height
             yield frame
-        record_reads(settings, [RangeRead(rng.topic, p, start, end, counts.get(p, 0), sorted(decoder.schema_ids))
-                                for p, (start, end) in sorted(rng.as_offsets().items())])
+        record_reads(
+            settings,
+            [
+                RangeRead(rng.topic, p, start, end, counts.get(p, 0), sorted(decoder.schema_ids))
+                for p, (start, end) in sorted(rng.as_offsets().items())
+            ],
+        )
     finally:
         stop.set()
         while thread.is_alive():
@@ -229,9 +262,16 @@ def iter_frames(settings: Settings, rng: ReplayRange, *, value_format: str = "au
         decoder.report()
 
 
-def read_range(settings: Settings, rng: ReplayRange, *, value_format: str = "auto", errors: str = "skip",
-               batch_size: int = BATCH_RECORDS, columns: list[str] | None = None,
-               schema: SchemaArg = None) -> pl.DataFrame:
+def read_range(
+    settings: Settings,
+    rng: ReplayRange,
+    *,
+    value_format: str = "auto",
+    errors: str = "skip",
+    batch_size: int = BATCH_RECORDS,
+    columns: list[str] | None = None,
+    schema: SchemaArg = None,
+) -> pl.DataFrame:
     """The whole range as one DataFrame, ordered by partition, then offset; only ``columns`` if given
     (projected batch by batch, so memory holds just those).
 
@@ -268,5 +308,8 @@ def _extract_for(columns: list[str]) -> Extract:
     the record's timestamp or a value field of that name (then the record's is "kafka_timestamp"),
     so it is extracted until the decoder knows."""
     wanted = set(columns)
-    return Extract(keys=bool(wanted & {"key", "kafka_key"}), headers=bool(wanted & {"headers", "kafka_headers"}),
-                   timestamps=bool(wanted & {"timestamp", "kafka_timestamp"}))
+    return Extract(
+        keys=bool(wanted & {"key", "kafka_key"}),
+        headers=bool(wanted & {"headers", "kafka_headers"}),
+        timestamps=bool(wanted & {"timestamp", "kafka_timestamp"}),
+    )

@@ -48,8 +48,15 @@ class StaticSchemas:
             raise RegistryError(f"Schema {schema_id} not found", status=404, code=40403) from None
 
 
-TIME_LOGICAL_TYPES = {"timestamp-millis", "timestamp-micros", "local-timestamp-millis",
-                      "local-timestamp-micros", "time-millis", "time-micros", "date"}
+TIME_LOGICAL_TYPES = {
+    "timestamp-millis",
+    "timestamp-micros",
+    "local-timestamp-millis",
+    "local-timestamp-micros",
+    "time-millis",
+    "time-micros",
+    "date",
+}
 
 
 def plain_times(schema: Any) -> Any:
@@ -128,8 +135,7 @@ def avro_serializer(settings: Settings, spec: TopicSpec) -> Callable[[dict, str]
             raise
         except Exception as exc:  # fastavro raises ValueError/TypeError/KeyError/...; name the field
             detail = field_problem(parsed, obj) or f"{type(exc).__name__}: {exc}"
-            err = SerializationError(f"value for topic {topic} does not match schema {schema_file.full_name}: "
-                                     f"{detail}")
+            err = SerializationError(f"value for topic {topic} does not match schema {schema_file.full_name}: {detail}")
             err.topic = topic  # produce time: no partition/offset yet, so keep them out of the message
             raise err from None
 
@@ -153,8 +159,9 @@ class AvroRecordDecoder:
             self._writers[schema_id] = parse_plain(self.schemas.writer_schema(schema_id))
         return self._writers[schema_id]
 
-    def __call__(self, value: bytes | None, *, topic: str | None = None, partition: int | None = None,
-                 offset: int | None = None) -> dict:
+    def __call__(
+        self, value: bytes | None, *, topic: str | None = None, partition: int | None = None, offset: int | None = None
+    ) -> dict:
         where = {"topic": topic, "partition": partition, "offset": offset}
         problem = header_problem(value)
         if problem:
@@ -173,9 +180,11 @@ class AvroRecordDecoder:
         try:
             record = fastavro.schemaless_reader(body, writer, self.reader)
         except Exception as exc:  # EOFError, StopIteration, UnicodeDecodeError, IndexError ...
-            raise DeserializationError(f"truncated or corrupt Avro body for schema id {schema_id} "
-                                       f"({type(exc).__name__}: {exc})", **where) from None
+            raise DeserializationError(
+                f"truncated or corrupt Avro body for schema id {schema_id} ({type(exc).__name__}: {exc})", **where
+            ) from None
         if body.tell() != len(value):
-            raise DeserializationError(f"{len(value) - body.tell()} trailing bytes after the Avro body for "
-                                       f"schema id {schema_id}", **where)
+            raise DeserializationError(
+                f"{len(value) - body.tell()} trailing bytes after the Avro body for schema id {schema_id}", **where
+            )
         return record

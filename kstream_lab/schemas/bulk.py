@@ -37,8 +37,15 @@ from kstream_lab.schemas.avro import HEADER, WriterSchemas, header_problem, plai
 from kstream_lab.schemas.quiet import rust_panics_muted
 
 CHUNK = 65_536
-AVRO_TO_POLARS: dict[str, Any] = {"long": pl.Int64, "int": pl.Int32, "string": pl.String, "boolean": pl.Boolean,
-                                  "double": pl.Float64, "float": pl.Float32, "bytes": pl.Binary}
+AVRO_TO_POLARS: dict[str, Any] = {
+    "long": pl.Int64,
+    "int": pl.Int32,
+    "string": pl.String,
+    "boolean": pl.Boolean,
+    "double": pl.Float64,
+    "float": pl.Float32,
+    "bytes": pl.Binary,
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class DecodedBatch:
 
 # ---- Avro -------------------------------------------------------------------------------------
 
+
 def _zigzag(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
@@ -81,8 +89,13 @@ def container(schema_json: str, blocks: list[tuple[int, bytes | pa.Buffer]], syn
     """An Avro object container file with the given (record count, concatenated bodies) blocks."""
     sync = sync or os.urandom(16)
     meta = {b"avro.schema": schema_json.encode(), b"avro.codec": b"null"}
-    parts = [b"Obj\x01", _zigzag(len(meta)), *(_avro_bytes(k) + _avro_bytes(v) for k, v in meta.items()),
-             _zigzag(0), sync]
+    parts = [
+        b"Obj\x01",
+        _zigzag(len(meta)),
+        *(_avro_bytes(k) + _avro_bytes(v) for k, v in meta.items()),
+        _zigzag(0),
+        sync,
+    ]
     for count, data in blocks:
         parts += [_zigzag(count), _zigzag(len(data)), data, sync]
     return b"".join(parts)
@@ -91,7 +104,7 @@ def container(schema_json: str, blocks: list[tuple[int, bytes | pa.Buffer]], syn
 def _headers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ok mask, schema ids (0 where not ok), lengths) computed on Arrow buffers."""
     n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
     lengths = np.diff(offsets)
     ok = lengths >= HEADER
     if arr.null_count:
@@ -114,7 +127,7 @@ def _bodies(arr: pa.Array, idx: np.ndarray) -> pa.Buffer | bytes:
     else:
         picked = arr.take(pa.array(idx))
     sliced = pc.binary_slice(picked, HEADER, 2**31 - 1)
-    offsets = np.frombuffer(sliced.buffers()[1], dtype=np.int64)[sliced.offset: sliced.offset + len(sliced) + 1]
+    offsets = np.frombuffer(sliced.buffers()[1], dtype=np.int64)[sliced.offset : sliced.offset + len(sliced) + 1]
     buf = sliced.buffers()[2]
     return b"" if buf is None else buf.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
@@ -187,8 +200,12 @@ class _GroupDecoder:
                 if rest:
                     raise ValueError(f"{rest} trailing bytes after the Avro body")
             except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError ...
-                self.failures.append(DecodeFailure(i, f"truncated or corrupt Avro body for schema id "
-                                                      f"{self.schema_id} ({type(exc).__name__}: {exc})"))
+                self.failures.append(
+                    DecodeFailure(
+                        i,
+                        f"truncated or corrupt Avro body for schema id {self.schema_id} ({type(exc).__name__}: {exc})",
+                    )
+                )
                 continue
             good.append(i)
             rows.append(row)
@@ -216,8 +233,13 @@ def _project(frame: pl.DataFrame, reader: dict) -> pl.DataFrame:
     return frame.select(cols)
 
 
-def decode_avro_batch(values: list[bytes | None] | PackedValues, registry: WriterSchemas, *,
-                      reader_schema: str | None = None, chunk: int = CHUNK) -> DecodedBatch:
+def decode_avro_batch(
+    values: list[bytes | None] | PackedValues,
+    registry: WriterSchemas,
+    *,
+    reader_schema: str | None = None,
+    chunk: int = CHUNK,
+) -> DecodedBatch:
     """Decode Confluent-framed Avro values in bulk; see the module docstring for how and why.
 
     With ``reader_schema`` every schema id's rows are resolved to the reader's fields (missing fields
@@ -249,12 +271,15 @@ def decode_avro_batch(values: list[bytes | None] | PackedValues, registry: Write
             continue
         group = _GroupDecoder(values, arr, schema_id, writer_text)
         for start in range(0, len(idx), chunk):
-            group.decode(idx[start:start + chunk])
+            group.decode(idx[start : start + chunk])
         try:
             group_frames = [_project(f, reader) for f in group.frames] if reader is not None else group.frames
         except ValueError as exc:
-            failures += [DecodeFailure(i, f"schema id {schema_id} does not resolve to the reader schema: {exc}")
-                         for part in group.kept for i in part.tolist()] + group.failures
+            failures += [
+                DecodeFailure(i, f"schema id {schema_id} does not resolve to the reader schema: {exc}")
+                for part in group.kept
+                for i in part.tolist()
+            ] + group.failures
             continue
         frames += group_frames
         kept += group.kept
@@ -276,10 +301,15 @@ def _framed_schema(writer_text: str) -> tuple[str, list[str]] | None:
     plain = plain_times(json.loads(writer_text))
     if not _bulk_readable(plain):
         return None
-    framed = {"type": "record", "name": "ConfluentFramed__", "fields": [
-        {"name": FRAME_FIELD, "type": {"type": "fixed", "name": "ConfluentFrame__", "size": HEADER}},
-        *plain["fields"],
-        {"name": SEP_FIELD, "type": {"type": "fixed", "name": "PackedSeparator__", "size": len(SEP)}}]}
+    framed = {
+        "type": "record",
+        "name": "ConfluentFramed__",
+        "fields": [
+            {"name": FRAME_FIELD, "type": {"type": "fixed", "name": "ConfluentFrame__", "size": HEADER}},
+            *plain["fields"],
+            {"name": SEP_FIELD, "type": {"type": "fixed", "name": "PackedSeparator__", "size": len(SEP)}},
+        ],
+    }
     if plain.get("namespace"):
         framed["namespace"] = plain["namespace"]
     return json.dumps(framed), [f["name"] for f in plain["fields"]]
@@ -332,8 +362,9 @@ def _container_prefix(schema_json: str, count: int, size: int) -> bytes:
     return head + _zigzag(count) + _zigzag(size)
 
 
-def _assemble(frames: list[pl.DataFrame], kept: list[np.ndarray], failures: list[DecodeFailure],
-              reorder: bool) -> DecodedBatch:
+def _assemble(
+    frames: list[pl.DataFrame], kept: list[np.ndarray], failures: list[DecodeFailure], reorder: bool
+) -> DecodedBatch:
     failures.sort(key=lambda f: f.index)
     if not frames:
         return DecodedBatch(pl.DataFrame(), np.zeros(0, dtype=np.int64), failures)
@@ -346,6 +377,7 @@ def _assemble(frames: list[pl.DataFrame], kept: list[np.ndarray], failures: list
 
 
 # ---- JSON -------------------------------------------------------------------------------------
+
 
 def polars_schema(avro_text: str) -> dict[str, Any] | None:
     """Polars dtypes for a flat Avro record schema (None when a field is not a simple type)."""
@@ -397,7 +429,7 @@ def _json_parts(values: list, idx: list[int], schema: dict | None, out: list, fa
 def _json_objects(values: list) -> tuple[np.ndarray, list[DecodeFailure]]:
     """Mask of values that can be JSON objects ('{' ... '}'), checked on Arrow buffers."""
     arr = pa.array(values, type=pa.large_binary())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
     lengths = np.diff(offsets)
     ok = lengths > 0
     if arr.null_count:
@@ -412,13 +444,22 @@ def _json_objects(values: list) -> tuple[np.ndarray, list[DecodeFailure]]:
         if stripped[:1] == b"{" and stripped[-1:] == b"}":
             ok[i] = True
         else:
-            failures.append(DecodeFailure(i, "null value (tombstone)" if v is None else "empty value" if not stripped
-                                          else f"not a JSON object: starts with {v[:12]!r}"))
+            failures.append(
+                DecodeFailure(
+                    i,
+                    "null value (tombstone)"
+                    if v is None
+                    else "empty value"
+                    if not stripped
+                    else f"not a JSON object: starts with {v[:12]!r}",
+                )
+            )
     return ok, failures
 
 
-def decode_json_batch(values: list[bytes | None], schema: dict[str, Any] | None = None, *,
-                      chunk: int = 16_384) -> DecodedBatch:
+def decode_json_batch(
+    values: list[bytes | None], schema: dict[str, Any] | None = None, *, chunk: int = 16_384
+) -> DecodedBatch:
     """Decode JSON object values with ``pl.read_ndjson`` on the newline-joined bytes.
 
     ``schema`` (column -> Polars dtype, e.g. from :func:`polars_schema`) fixes the dtypes instead of
@@ -430,7 +471,7 @@ def decode_json_batch(values: list[bytes | None], schema: dict[str, Any] | None 
     idx = np.flatnonzero(ok).tolist()
     parts: list[tuple[pl.DataFrame, list[int]]] = []
     for start in range(0, len(idx), chunk):
-        _json_parts(values, idx[start:start + chunk], schema, parts, failures)
+        _json_parts(values, idx[start : start + chunk], schema, parts, failures)
     frames = [p[0] for p in parts]
     if schema is None and len(frames) > 1:  # inferred dtypes may differ per chunk
         frames = [f.cast(frames[0].schema, strict=False) if f.columns == frames[0].columns else f for f in frames]

@@ -62,12 +62,15 @@ def schema_for_topic(settings: Settings, topic: TopicSpec) -> SchemaFile:
     schemas = load_schemas(directory)
     if not topic.schema_name or topic.schema_name not in schemas:
         known = sorted({s.name for s in schemas.values()})
-        raise ConfigError(f"topic {topic.name} declares schema {topic.schema_name!r}, which is not in {directory}",
-                          hint=f"known: {', '.join(known) or 'none'}")
+        raise ConfigError(
+            f"topic {topic.name} declares schema {topic.schema_name!r}, which is not in {directory}",
+            hint=f"known: {', '.join(known) or 'none'}",
+        )
     return schemas[topic.schema_name]
 
 
 def topic_schemas(settings: Settings, spec: PipelineSpec) -> list[tuple[str, SchemaFile]]:
     """(subject, schema) for every Avro topic of the pipeline; subject = ``<topic>-value``."""
-    return [(f"{t.name}-value", schema_for_topic(settings, t)) for t in spec.topics.values()
-            if t.value_format == "avro"]
+    return [
+        (f"{t.name}-value", schema_for_topic(settings, t)) for t in spec.topics.values() if t.value_format == "avro"
+    ]

@@ -15,8 +15,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import SchemaParseException, UnknownType
 
-LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
-          "FULL_TRANSITIVE")
+LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE")
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 PROMOTIONS = {  # writer type -> reader types that can read it (Avro spec, "Schema Resolution")
     "int": {"long", "float", "double"},
@@ -99,20 +98,27 @@ class _Checker:
         if rk == "union":
             if any(self.quiet(branch, writer) for branch in reader):
                 return True
-            return self.fail(path, "TYPE_MISMATCH", f"writer type {describe(writer)} matches no branch of the "
-                                                    f"reader's union {describe(reader)}")
+            return self.fail(
+                path,
+                "TYPE_MISMATCH",
+                f"writer type {describe(writer)} matches no branch of the reader's union {describe(reader)}",
+            )
         if rk != wk:
             if wk in PROMOTIONS and rk in PROMOTIONS[wk]:
                 return True
-            return self.fail(path, "TYPE_MISMATCH", f"writer type {describe(writer)} cannot be read as "
-                                                    f"{describe(reader)}")
+            return self.fail(
+                path, "TYPE_MISMATCH", f"writer type {describe(writer)} cannot be read as {describe(reader)}"
+            )
         if rk in ("record", "error"):
             return self.record(reader, writer, path)
         if rk == "enum":
             missing = [s for s in writer["symbols"] if s not in reader["symbols"]]
             if missing and "default" not in reader:
-                return self.fail(path, "MISSING_ENUM_SYMBOLS", f"reader enum {reader['name']} lacks symbols "
-                                                               f"{missing} and has no default")
+                return self.fail(
+                    path,
+                    "MISSING_ENUM_SYMBOLS",
+                    f"reader enum {reader['name']} lacks symbols {missing} and has no default",
+                )
             return True
         if rk == "fixed":
             if reader["size"] != writer["size"]:
@@ -145,9 +151,12 @@ class _Checker:
             wf = next((wfields[n] for n in candidates if n in wfields), None)
             if wf is None:
                 if "default" not in rf:
-                    ok = self.fail(fpath, "READER_FIELD_MISSING_DEFAULT_VALUE",
-                                   "the reader's field has no default value and is missing in the writer "
-                                   "schema (give it a default)")
+                    ok = self.fail(
+                        fpath,
+                        "READER_FIELD_MISSING_DEFAULT_VALUE",
+                        "the reader's field has no default value and is missing in the writer "
+                        "schema (give it a default)",
+                    )
                 continue
             ok = self.check(rf["type"], wf["type"], fpath) and ok
         return ok
@@ -156,8 +165,9 @@ class _Checker:
         rnames = {reader["name"], short(reader["name"]), *reader.get("aliases", [])}
         if writer["name"] in rnames or short(writer["name"]) in {short(n) for n in rnames}:
             return True
-        return self.fail(path, "NAME_MISMATCH", f"writer {writer['type']} {writer['name']} cannot be read as "
-                                                f"{reader['name']}")
+        return self.fail(
+            path, "NAME_MISMATCH", f"writer {writer['type']} {writer['name']} cannot be read as {reader['name']}"
+        )
 
     def fail(self, path: str, error_type: str, message: str) -> bool:
         where = f"field {path!r}: " if path else ""

@@ -50,8 +50,11 @@ def strip_panic_reports(text: bytes) -> bytes:
         if out and not out[-1].strip():
             out.pop()
         i += 2  # the "panicked at" line and its message
-        while i < len(lines) and (not lines[i].strip() or lines[i][:1] in (b" ", b"\t")
-                                  or lines[i].startswith((b"stack backtrace:", b"note: "))):
+        while i < len(lines) and (
+            not lines[i].strip()
+            or lines[i][:1] in (b" ", b"\t")
+            or lines[i].startswith((b"stack backtrace:", b"note: "))
+        ):
             i += 1
     return b"".join(out)
 
@@ -113,4 +116,4 @@ def _restore() -> None:
     _saved_fd, _sink = None, None
     with suppress(OSError):  # the original stderr went away meanwhile: nothing to write to
         while kept:
-            kept = kept[os.write(2, kept):]
+            kept = kept[os.write(2, kept) :]

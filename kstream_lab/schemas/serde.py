@@ -26,17 +26,18 @@ def json_serializer(obj: dict, topic: str) -> bytes:
         raise SerializationError(f"value is not JSON-serialisable: {exc}", topic=topic) from None
 
 
-def json_decoder(value: bytes | None, *, topic: str | None = None, partition: int | None = None,
-                 offset: int | None = None) -> dict:
+def json_decoder(
+    value: bytes | None, *, topic: str | None = None, partition: int | None = None, offset: int | None = None
+) -> dict:
     """Decode one JSON object value."""
     try:
         obj = json.loads(value) if value else None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DeserializationError(f"not valid JSON: {exc}", topic=topic, partition=partition,
-                                   offset=offset) from None
+        raise DeserializationError(f"not valid JSON: {exc}", topic=topic, partition=partition, offset=offset) from None
     if not isinstance(obj, dict):
-        raise DeserializationError(f"expected a JSON object, got {type(obj).__name__}", topic=topic,
-                                   partition=partition, offset=offset)
+        raise DeserializationError(
+            f"expected a JSON object, got {type(obj).__name__}", topic=topic, partition=partition, offset=offset
+        )
     return obj
 
 

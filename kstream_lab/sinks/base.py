@@ -49,7 +49,7 @@ def open_sink(target: str | None, settings: Settings) -> AggregateSink:
     if target is None or target.startswith("duckdb://"):
         from kstream_lab.sinks.duckdb import DuckDBSink
 
-        path = Path(target[len("duckdb://"):]) if target else default_duckdb_path(settings)
+        path = Path(target[len("duckdb://") :]) if target else default_duckdb_path(settings)
         return DuckDBSink(path)
     if target.startswith(("postgresql://", "postgres://")):
         from kstream_lab.sinks.postgres import PostgresSink

@@ -22,9 +22,17 @@ import pyarrow as pa
 from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE
 
 T = TypeVar("T")
-ARROW_SCHEMA = pa.schema([("window_start", pa.int64()), ("window_end", pa.int64()), ("tier", pa.string()),
-                          ("source_partition", pa.int32()), ("total_cents", pa.int64()), ("count", pa.int64()),
-                          ("final", pa.bool_())])
+ARROW_SCHEMA = pa.schema(
+    [
+        ("window_start", pa.int64()),
+        ("window_end", pa.int64()),
+        ("tier", pa.string()),
+        ("source_partition", pa.int32()),
+        ("total_cents", pa.int64()),
+        ("count", pa.int64()),
+        ("final", pa.bool_()),
+    ]
+)
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (

@@ -59,8 +59,9 @@ class PostgresSink:
 
     def read(self, *, final_only: bool = False) -> list[dict]:
         where = "WHERE final" if final_only else ""
-        sql = (f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM {TABLE} {where} "
-               "ORDER BY window_start, tier, source_partition")
+        sql = (
+            f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM {TABLE} {where} ORDER BY window_start, tier, source_partition"
+        )
         with psycopg.connect(self.dsn) as conn:
             return [dict(zip(AGGREGATE_COLUMNS, row, strict=True)) for row in conn.execute(sql).fetchall()]
 

@@ -40,8 +40,14 @@ def already_redriven(settings: Settings, ledger: str = LEDGER_TOPIC) -> set[str]
     return set(keys["key"].drop_nulls().to_list()) if keys.height else set()
 
 
-def redrive(dead: pl.DataFrame, *, fix: Fix | None = None, dry_run: bool = True,
-            ledger: str = LEDGER_TOPIC, settings: Settings | None = None) -> pl.DataFrame:
+def redrive(
+    dead: pl.DataFrame,
+    *,
+    fix: Fix | None = None,
+    dry_run: bool = True,
+    ledger: str = LEDGER_TOPIC,
+    settings: Settings | None = None,
+) -> pl.DataFrame:
     """Re-publish the selected DLQ rows (from :func:`dead_letters`) to their source topics.
 
     ``fix(row) -> bytes | None`` may return corrected value bytes (None keeps the original). Returns
@@ -63,8 +69,9 @@ def redrive(dead: pl.DataFrame, *, fix: Fix | None = None, dry_run: bool = True,
         for rid, row in todo:
             value = (fix(row) if fix else None) or row["value"]
             headers = [(REDRIVE_HEADER, rid.encode()), ("kstream.redrive.at", now)]
-            records.append({"topic": row["source_topic"], "key": _bytes(row["key"]), "value": value,
-                            "headers": headers})
+            records.append(
+                {"topic": row["source_topic"], "key": _bytes(row["key"]), "value": value, "headers": headers}
+            )
             records.append({"topic": ledger, "key": rid.encode(), "value": now})
         publish_atomically(settings, TRANSACTIONAL_ID, records)
     for rid, _ in todo:

@@ -31,9 +31,18 @@ log = logging.getLogger(__name__)
 class AggregatorProcessor:
     """Per-partition window state fed by the transactional loop."""
 
-    def __init__(self, spec: AggregationSpec, *, decode: ColumnDecoder, encode_aggregate: Encoder, output: str,
-                 late: str, dlq: str, group_columns: dict[str, str] | None = None,
-                 service: str = "aggregator") -> None:
+    def __init__(
+        self,
+        spec: AggregationSpec,
+        *,
+        decode: ColumnDecoder,
+        encode_aggregate: Encoder,
+        output: str,
+        late: str,
+        dlq: str,
+        group_columns: dict[str, str] | None = None,
+        service: str = "aggregator",
+    ) -> None:
         """``decode`` must return the spec's time field and metric fields (required integers) and its
         group-by fields: see :meth:`fields`."""
         self.spec, self.decode_columns, self.encode_aggregate = spec, decode, encode_aggregate
@@ -53,8 +62,13 @@ class AggregatorProcessor:
         entries = restore(partitions)
         for p in partitions:
             self.states[p] = PartitionWindows.restore(self.spec, p, entries.get(p, []))
-            log.info("restored partition %d: %d open windows, watermark %s", p, len(self.states[p].windows),
-                     self.states[p].watermark, extra={"partition": p})
+            log.info(
+                "restored partition %d: %d open windows, watermark %s",
+                p,
+                len(self.states[p].windows),
+                self.states[p].watermark,
+                extra={"partition": p},
+            )
 
     def revoke(self, partitions: list[int]) -> None:
         for p in partitions:
@@ -90,8 +104,7 @@ class AggregatorProcessor:
         if late:
             METRICS.late.labels(self.service).inc(late)
 
-    def _fold_run(self, partition: int, run: list[int], decoded: Columns, messages: Sequence[Any],
-                  out: Output) -> int:
+    def _fold_run(self, partition: int, run: list[int], decoded: Columns, messages: Sequence[Any], out: Output) -> int:
         """Fold one partition's rows (positions into ``decoded``); return how many were late."""
         spec, cols = self.spec, decoded.columns
         whole = len(run) == len(decoded.rows)
@@ -99,12 +112,14 @@ class AggregatorProcessor:
         group_cols = [pick(cols[g]) for g in spec.group_by]
         groups = list(zip(*group_cols, strict=True)) if group_cols else [()] * len(run)
         steps = self.states[partition].process_columns(
-            pick(cols[spec.time_field]), groups, {f: pick(cols[f]) for f in self._metric_fields})
+            pick(cols[spec.time_field]), groups, {f: pick(cols[f]) for f in self._metric_fields}
+        )
         source = [decoded.rows[j] for j in run]  # run position -> message index
         for k in steps.late:
             m = messages[source[k]]
-            out.send(self.late, key=m.key(), value=m.value(), partition=partition,
-                     headers=child_trace_headers(m.headers()))
+            out.send(
+                self.late, key=m.key(), value=m.value(), partition=partition, headers=child_trace_headers(m.headers())
+            )
         for k, result in steps.closed + steps.updated:
             self._emit(out, result, messages[source[k]])
         return len(steps.late)
@@ -118,5 +133,10 @@ class AggregatorProcessor:
         value = self.aggregate_record(result)
         group = ":".join("" if g is None else str(g) for g in result.group)
         key = f"{result.window_start}:{group}:{result.source_partition}".encode()
-        out.send(self.output, key=key, value=self.encode_aggregate(value), partition=result.source_partition,
-                 headers=child_trace_headers(trigger.headers()))
+        out.send(
+            self.output,
+            key=key,
+            value=self.encode_aggregate(value),
+            partition=result.source_partition,
+            headers=child_trace_headers(trigger.headers()),
+        )

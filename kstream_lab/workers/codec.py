@@ -91,18 +91,24 @@ def value_encoder(settings: Settings, spec: TopicSpec) -> Encoder:
     return encode
 
 
-def require(record: Mapping, types: Mapping[str, type | tuple[type, ...]], *, topic: str, partition: int,
-            offset: int) -> None:
+def require(
+    record: Mapping, types: Mapping[str, type | tuple[type, ...]], *, topic: str, partition: int, offset: int
+) -> None:
     """Business-level shape check after decoding: each named field present with the right type."""
     for name, typ in types.items():
         value = record.get(name)
         if not isinstance(value, typ) or isinstance(value, bool):
-            raise ValidationError(f"field {name!r} is {value!r}, expected {getattr(typ, '__name__', typ)}",
-                                  topic=topic, partition=partition, offset=offset)
+            raise ValidationError(
+                f"field {name!r} is {value!r}, expected {getattr(typ, '__name__', typ)}",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
 
 
-def column_decoder(settings: Settings, spec: TopicSpec, *, ints: Sequence[str], others: Sequence[str] = ()
-                   ) -> ColumnDecoder:
+def column_decoder(
+    settings: Settings, spec: TopicSpec, *, ints: Sequence[str], others: Sequence[str] = ()
+) -> ColumnDecoder:
     """``(values, topic, partitions, offsets) -> Columns`` of the fields ``ints`` (required integers)
     and ``others`` (any type, may be null), for workers that fold whole batches.
 
@@ -114,15 +120,24 @@ def column_decoder(settings: Settings, spec: TopicSpec, *, ints: Sequence[str], 
         from kstream_lab.kafka.registry import SchemaRegistry
 
         registry = SchemaRegistry(settings)
-        return lambda values, topic, partitions, offsets: _avro_columns(registry, values, topic, partitions,
-                                                                        offsets, ints, others)
+        return lambda values, topic, partitions, offsets: _avro_columns(
+            registry, values, topic, partitions, offsets, ints, others
+        )
     decode = value_decoder(settings, spec)
-    return lambda values, topic, partitions, offsets: records_to_columns(decode, values, topic, partitions,
-                                                                         offsets, ints, others)
+    return lambda values, topic, partitions, offsets: records_to_columns(
+        decode, values, topic, partitions, offsets, ints, others
+    )
 
 
-def records_to_columns(decode: Decoder, values: list[bytes | None], topic: str, partitions: list[int],
-                       offsets: list[int], ints: Sequence[str], others: Sequence[str]) -> Columns:
+def records_to_columns(
+    decode: Decoder,
+    values: list[bytes | None],
+    topic: str,
+    partitions: list[int],
+    offsets: list[int],
+    ints: Sequence[str],
+    others: Sequence[str],
+) -> Columns:
     """Decode record by record with ``decode`` and check ``ints``; the generic path."""
     types = {name: int for name in ints}
     out = Columns({name: [] for name in (*ints, *others)}, [])
@@ -140,8 +155,15 @@ def records_to_columns(decode: Decoder, values: list[bytes | None], topic: str, 
     return out
 
 
-def _avro_columns(registry: Any, values: list[bytes | None], topic: str, partitions: list[int],
-                  offsets: list[int], ints: Sequence[str], others: Sequence[str]) -> Columns:
+def _avro_columns(
+    registry: Any,
+    values: list[bytes | None],
+    topic: str,
+    partitions: list[int],
+    offsets: list[int],
+    ints: Sequence[str],
+    others: Sequence[str],
+) -> Columns:
     from kstream_lab.kafka.registry import RegistryError
     from kstream_lab.schemas.bulk import decode_avro_batch
 
@@ -151,7 +173,8 @@ def _avro_columns(registry: Any, values: list[bytes | None], topic: str, partiti
         raise registry_down(exc) from None
     errors: dict[int, RecordError] = {
         f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
-        for f in batch.failures}
+        for f in batch.failures
+    }
     frame, rows = batch.frame, batch.indices.tolist()
     bad = _bad_int_rows(frame, ints)
     if bad:
@@ -160,8 +183,9 @@ def _avro_columns(registry: Any, values: list[bytes | None], topic: str, partiti
             errors[i] = ValidationError(reason, topic=topic, partition=partitions[i], offset=offsets[i])
         keep = [j for j in range(len(rows)) if j not in bad]
         frame, rows = frame[keep], [rows[j] for j in keep]
-    columns = {name: frame[name].to_list() if name in frame.columns else [None] * len(rows)
-               for name in (*ints, *others)}
+    columns = {
+        name: frame[name].to_list() if name in frame.columns else [None] * len(rows) for name in (*ints, *others)
+    }
     return Columns(columns, rows, errors)
 
 

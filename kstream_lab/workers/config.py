@@ -75,8 +75,9 @@ class SinkConfig(_Durations):
     input: str = "sales_aggregates"
     group_id: str = "order-sink"
     dlq: str = "orders_dlq"
-    target: str | None = Field(default=None, description="duckdb:///path or postgresql://...; default: "
-                                                           "<data_dir>/sink/sales.duckdb")
+    target: str | None = Field(
+        default=None, description="duckdb:///path or postgresql://...; default: <data_dir>/sink/sales.duckdb"
+    )
     batch_size: int = Field(default=5000, gt=0)
     metrics_port: int | None = 9403
 

@@ -12,12 +12,20 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
-HEADER_NAMES = ("error.class", "error.message", "source.topic", "source.partition", "source.offset",
-                "attempts", "failed.at")
+HEADER_NAMES = (
+    "error.class",
+    "error.message",
+    "source.topic",
+    "source.partition",
+    "source.offset",
+    "attempts",
+    "failed.at",
+)
 
 
-def dlq_headers(exc: BaseException, *, topic: str, partition: int, offset: int, attempts: int = 1,
-                failed_at_ms: int | None = None) -> list[tuple[str, bytes]]:
+def dlq_headers(
+    exc: BaseException, *, topic: str, partition: int, offset: int, attempts: int = 1, failed_at_ms: int | None = None
+) -> list[tuple[str, bytes]]:
     """The DLQ headers for a record from ``topic[partition]@offset`` that failed with ``exc``."""
     failed_at = failed_at_ms if failed_at_ms is not None else int(time.time() * 1000)
     message = getattr(exc, "message", None) or str(exc)
@@ -34,14 +42,24 @@ def dlq_headers(exc: BaseException, *, topic: str, partition: int, offset: int, 
 
 def send_to_dlq(out: Any, dlq_topic: str, message: Any, exc: BaseException, *, attempts: int = 1) -> None:
     """Send ``message`` unchanged (key, value, partition) to ``dlq_topic`` through a transactional Output."""
-    headers = dlq_headers(exc, topic=message.topic(), partition=message.partition(), offset=message.offset(),
-                          attempts=attempts)
+    headers = dlq_headers(
+        exc, topic=message.topic(), partition=message.partition(), offset=message.offset(), attempts=attempts
+    )
     headers += [(k, v) for k, v in (message.headers() or ()) if k in ("traceparent", "tracestate")]
     out.send(dlq_topic, key=message.key(), value=message.value(), partition=message.partition(), headers=headers)
     key = message.key()
-    log.warning("dead-lettered to %s: %s", dlq_topic, type(exc).__name__, extra={
-        "event_id": key.decode(errors="replace") if key else None, "topic": message.topic(),
-        "partition": message.partition(), "offset": message.offset(), "error": getattr(exc, "message", str(exc))})
+    log.warning(
+        "dead-lettered to %s: %s",
+        dlq_topic,
+        type(exc).__name__,
+        extra={
+            "event_id": key.decode(errors="replace") if key else None,
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "error": getattr(exc, "message", str(exc)),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -59,9 +77,18 @@ class DeadLetter:
     failed_at: int
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes | None,
-                    headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]) -> DeadLetter:
+    def from_record(
+        cls, key: bytes | None, value: bytes | None, headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]
+    ) -> DeadLetter:
         h = {k: v.decode() for k, v in headers if v is not None}
-        return cls(key, value, h.get("error.class", ""), h.get("error.message", ""), h.get("source.topic", ""),
-                   int(h.get("source.partition", -1)), int(h.get("source.offset", -1)),
-                   int(h.get("attempts", 0)), int(h.get("failed.at", 0)))
+        return cls(
+            key,
+            value,
+            h.get("error.class", ""),
+            h.get("error.message", ""),
+            h.get("source.topic", ""),
+            int(h.get("source.partition", -1)),
+            int(h.get("source.offset", -1)),
+            int(h.get("attempts", 0)),
+            int(h.get("failed.at", 0)),
+        )

@@ -21,15 +21,22 @@ from kstream_lab.workers.codec import Decoder, Encoder, require
 from kstream_lab.workers.dlq import send_to_dlq
 from kstream_lab.workers.tiers import TierClient
 
-ORDER_FIELDS = {"order_id": str, "customer_id": str, "total_cents": int, "currency": str, "item_count": int,
-                "timestamp": int}
+ORDER_FIELDS = {
+    "order_id": str,
+    "customer_id": str,
+    "total_cents": int,
+    "currency": str,
+    "item_count": int,
+    "timestamp": int,
+}
 
 
 class EnricherProcessor:
     """Stateless transform: decode, look up tiers for the batch, encode, same partition out."""
 
-    def __init__(self, *, decode: Decoder, encode: Encoder, tiers: TierClient, output: str, dlq: str,
-                 service: str = "enricher") -> None:
+    def __init__(
+        self, *, decode: Decoder, encode: Encoder, tiers: TierClient, output: str, dlq: str, service: str = "enricher"
+    ) -> None:
         self.decode, self.encode, self.tiers = decode, encode, tiers
         self.output, self.dlq, self.service = output, dlq, service
 
@@ -60,8 +67,9 @@ class EnricherProcessor:
             except RecordError as exc:
                 self._dead_letter(out, m, exc)
                 continue
-            out.send(self.output, key=m.key(), value=value, partition=m.partition(),
-                     headers=child_trace_headers(m.headers()))
+            out.send(
+                self.output, key=m.key(), value=value, partition=m.partition(), headers=child_trace_headers(m.headers())
+            )
 
     def _dead_letter(self, out: Output, m: Any, exc: RecordError) -> None:
         METRICS.dlq.labels(self.service).inc()

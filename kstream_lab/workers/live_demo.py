@@ -31,8 +31,9 @@ class OrderPoster(threading.Thread):
         self.outcomes: Counter = Counter()
 
     def run(self) -> None:
-        gen = OrderGenerator(seed=self.seed, start_ms=int(time.time() * 1000), partitions=1,
-                             window=WindowSpec(size="60s"))
+        gen = OrderGenerator(
+            seed=self.seed, start_ms=int(time.time() * 1000), partitions=1, window=WindowSpec(size="60s")
+        )
         t0, sent = time.monotonic(), 0
         with httpx.Client(timeout=10) as client:
             for order in gen:
@@ -81,9 +82,11 @@ def summary_lines(sup: Supervisor, poster: OrderPoster, sink: AggregateSink, ela
             continue
         breaker = m.get("kstream_breaker_state{breaker=customer-service}")
         extra = f"  breaker {['closed', 'half-open', 'open'][int(breaker)]}" if breaker is not None else ""
-        lines.append(f"  {name:<11} consumed {_sum(m, 'kstream_consumed_total'):>7}  produced "
-                     f"{_sum(m, 'kstream_produced_total'):>7}  dlq {_sum(m, 'kstream_dlq_total'):>4}  late "
-                     f"{_sum(m, 'kstream_late_total'):>4}  lag {_sum(m, 'kstream_consumer_lag'):>5}{extra}")
+        lines.append(
+            f"  {name:<11} consumed {_sum(m, 'kstream_consumed_total'):>7}  produced "
+            f"{_sum(m, 'kstream_produced_total'):>7}  dlq {_sum(m, 'kstream_dlq_total'):>4}  late "
+            f"{_sum(m, 'kstream_late_total'):>4}  lag {_sum(m, 'kstream_consumer_lag'):>5}{extra}"
+        )
     try:
         rows = sink.read()
     except Exception as exc:  # the summary must never stop the demo
@@ -105,11 +108,13 @@ def drain(sup: Supervisor, accepted: int, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         enr, agg, sink = (scrape(sup.url(n)) for n in ("enricher", "aggregator", "sink"))
-        if (_sum(enr, "kstream_consumed_total") >= accepted
-                and _sum(agg, "kstream_consumed_total") >= _sum(enr, "kstream_produced_total{topic="
-                                                                 f"{sup.config.enricher.output}")
-                and _sum(sink, "kstream_consumed_total") >= _sum(agg, "kstream_produced_total{topic="
-                                                                  f"{sup.config.aggregator.output}")):
+        if (
+            _sum(enr, "kstream_consumed_total") >= accepted
+            and _sum(agg, "kstream_consumed_total")
+            >= _sum(enr, f"kstream_produced_total{{topic={sup.config.enricher.output}")
+            and _sum(sink, "kstream_consumed_total")
+            >= _sum(agg, f"kstream_produced_total{{topic={sup.config.aggregator.output}")
+        ):
             return True
         time.sleep(0.3)
     return False

@@ -50,15 +50,30 @@ def stop_on_signals() -> threading.Event:
 def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
     wc = workers_config(spec)
     cfg = wc.enricher
-    tiers = TierClient(wc.customer_service_url, timeout_s=cfg.request_timeout_ms / 1000,
-                       ttl_s=cfg.cache_ttl_ms / 1000, max_size=cfg.cache_size, attempts=cfg.retry_attempts,
-                       backoff_initial_s=cfg.retry_initial_ms / 1000, backoff_max_s=cfg.retry_max_ms / 1000,
-                       fail_max=cfg.breaker_fail_max, reset_s=cfg.breaker_reset_ms / 1000)
-    processor = EnricherProcessor(decode=value_decoder(settings, spec.topic(cfg.input)),
-                                  encode=value_encoder(settings, spec.topic(cfg.output)), tiers=tiers,
-                                  output=cfg.output, dlq=cfg.dlq)
-    loop_cfg = LoopConfig(input_topic=cfg.input, group_id=cfg.group_id,
-                          transactional_id=f"{cfg.transactional_id}-{instance}", batch_size=cfg.batch_size)
+    tiers = TierClient(
+        wc.customer_service_url,
+        timeout_s=cfg.request_timeout_ms / 1000,
+        ttl_s=cfg.cache_ttl_ms / 1000,
+        max_size=cfg.cache_size,
+        attempts=cfg.retry_attempts,
+        backoff_initial_s=cfg.retry_initial_ms / 1000,
+        backoff_max_s=cfg.retry_max_ms / 1000,
+        fail_max=cfg.breaker_fail_max,
+        reset_s=cfg.breaker_reset_ms / 1000,
+    )
+    processor = EnricherProcessor(
+        decode=value_decoder(settings, spec.topic(cfg.input)),
+        encode=value_encoder(settings, spec.topic(cfg.output)),
+        tiers=tiers,
+        output=cfg.output,
+        dlq=cfg.dlq,
+    )
+    loop_cfg = LoopConfig(
+        input_topic=cfg.input,
+        group_id=cfg.group_id,
+        transactional_id=f"{cfg.transactional_id}-{instance}",
+        batch_size=cfg.batch_size,
+    )
     return TransactionalLoop(settings, loop_cfg, processor, service="enricher", stop=stop)
 
 
@@ -67,31 +82,50 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
     cfg = workers_config(spec).aggregator
     agg = spec.aggregation(cfg.aggregation)
     if agg.source != cfg.input:
-        raise KStreamLabError(f"aggregation {agg.name!r} reads {agg.source}, the aggregator worker reads {cfg.input}",
-                              hint="make workers.aggregator.input match the aggregation's source")
+        raise KStreamLabError(
+            f"aggregation {agg.name!r} reads {agg.source}, the aggregator worker reads {cfg.input}",
+            hint="make workers.aggregator.input match the aggregation's source",
+        )
     src, changelog = spec.topic(cfg.input), spec.topic(cfg.changelog)
     if changelog.partitions != src.partitions:
-        raise KStreamLabError(f"{changelog.name} has {changelog.partitions} partitions, {src.name} has "
-                              f"{src.partitions}", hint="state for partition p lives in changelog partition p")
+        raise KStreamLabError(
+            f"{changelog.name} has {changelog.partitions} partitions, {src.name} has {src.partitions}",
+            hint="state for partition p lives in changelog partition p",
+        )
     ints, others = AggregatorProcessor.fields(agg)
-    return AggregatorProcessor(agg, decode=column_decoder(settings, src, ints=ints, others=others),
-                               encode_aggregate=value_encoder(settings, spec.topic(cfg.output)),
-                               output=cfg.output, late=cfg.late, dlq=cfg.dlq, group_columns=cfg.group_columns)
+    return AggregatorProcessor(
+        agg,
+        decode=column_decoder(settings, src, ints=ints, others=others),
+        encode_aggregate=value_encoder(settings, spec.topic(cfg.output)),
+        output=cfg.output,
+        late=cfg.late,
+        dlq=cfg.dlq,
+        group_columns=cfg.group_columns,
+    )
 
 
-def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event,
-                     instance: int) -> TransactionalLoop:
+def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
     cfg = workers_config(spec).aggregator
     processor = aggregator_processor(settings, spec)
-    loop_cfg = LoopConfig(input_topic=cfg.input, group_id=cfg.group_id, changelog_topic=cfg.changelog,
-                          transactional_id=f"{cfg.transactional_id}-{instance}", batch_size=cfg.batch_size)
+    loop_cfg = LoopConfig(
+        input_topic=cfg.input,
+        group_id=cfg.group_id,
+        changelog_topic=cfg.changelog,
+        transactional_id=f"{cfg.transactional_id}-{instance}",
+        batch_size=cfg.batch_size,
+    )
     return TransactionalLoop(settings, loop_cfg, processor, service="aggregator", stop=stop)
 
 
 def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> SinkWorker:
     cfg = workers_config(spec).sink
-    return SinkWorker(settings, cfg, decode=value_decoder(settings, spec.topic(cfg.input)),
-                      sink=open_sink(cfg.target, settings), stop=stop)
+    return SinkWorker(
+        settings,
+        cfg,
+        decode=value_decoder(settings, spec.topic(cfg.input)),
+        sink=open_sink(cfg.target, settings),
+        stop=stop,
+    )
 
 
 BUILDERS: dict[str, Callable] = {"enricher": build_enricher, "aggregator": build_aggregator, "sink": build_sink}
@@ -101,8 +135,9 @@ BUILDERS: dict[str, Callable] = {"enricher": build_enricher, "aggregator": build
 START_RETRY_S, START_RETRY_MAX_S = 1.0, 30.0
 
 
-def build_when_registry_answers(build: Callable, settings: Settings, spec: PipelineSpec, stop: threading.Event,
-                                instance: int) -> object | None:
+def build_when_registry_answers(
+    build: Callable, settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int
+) -> object | None:
     """Build a worker, waiting for the schema registry if it cannot be reached yet.
 
     Building registers the output topic's Avro schema, so a registry that is down or restarting at
@@ -127,8 +162,9 @@ def metrics_port_for(name: str, spec: PipelineSpec) -> int | None:
     return getattr(workers_config(spec), name).metrics_port
 
 
-def run_worker(name: str, settings: Settings, spec: PipelineSpec, *, instance: int = 0,
-               metrics_port: int | None = None) -> int:
+def run_worker(
+    name: str, settings: Settings, spec: PipelineSpec, *, instance: int = 0, metrics_port: int | None = None
+) -> int:
     """Run worker ``name`` until SIGTERM/SIGINT; return the process exit code."""
     if name not in BUILDERS:
         raise KStreamLabError(f"unknown worker {name!r}", hint=f"one of: {', '.join(WORKERS)}")

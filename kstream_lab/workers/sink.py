@@ -25,20 +25,40 @@ from kstream_lab.workers.config import SinkConfig
 from kstream_lab.workers.dlq import dlq_headers
 
 log = logging.getLogger(__name__)
-AGGREGATE_FIELDS = {"window_start": int, "window_end": int, "tier": str, "source_partition": int,
-                    "total_cents": int, "count": int, "final": bool}
+AGGREGATE_FIELDS = {
+    "window_start": int,
+    "window_end": int,
+    "tier": str,
+    "source_partition": int,
+    "total_cents": int,
+    "count": int,
+    "final": bool,
+}
 
 
 class SinkWorker:
-    def __init__(self, settings: Settings, config: SinkConfig, *, decode: Decoder, sink: AggregateSink,
-                 stop: threading.Event, service: str = "sink") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: SinkConfig,
+        *,
+        decode: Decoder,
+        sink: AggregateSink,
+        stop: threading.Event,
+        service: str = "sink",
+    ) -> None:
         self.settings, self.config, self.decode, self.sink = settings, config, decode, sink
         self.stop, self.service = stop, service
         self.rows_written = 0
 
     def run(self) -> None:
-        consumer = BatchConsumer(self.settings, self.config.input, self.config.group_id, service=self.service,
-                                 batch_size=self.config.batch_size)
+        consumer = BatchConsumer(
+            self.settings,
+            self.config.input,
+            self.config.group_id,
+            service=self.service,
+            batch_size=self.config.batch_size,
+        )
         dlq = BatchProducer(self.settings)
         try:
             for batch in consumer.batches(self.stop):
@@ -71,17 +91,28 @@ class SinkWorker:
         for r in batch:
             try:
                 row = self.decode(r.value, r.topic, r.partition, r.offset)
-                require(row, {k: v for k, v in AGGREGATE_FIELDS.items() if k != "final"},
-                        topic=r.topic, partition=r.partition, offset=r.offset)
+                require(
+                    row,
+                    {k: v for k, v in AGGREGATE_FIELDS.items() if k != "final"},
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                )
                 if not isinstance(row.get("final"), bool):
-                    raise RecordError("field 'final' is not a boolean", topic=r.topic, partition=r.partition,
-                                      offset=r.offset)
+                    raise RecordError(
+                        "field 'final' is not a boolean", topic=r.topic, partition=r.partition, offset=r.offset
+                    )
             except RecordError as exc:
                 dead.append((r, exc))
                 continue
             rows.append(row)
         for r, exc in dead:  # only after the whole batch decoded, so a retried batch is not dead-lettered twice
             METRICS.dlq.labels(self.service).inc()
-            dlq.produce(self.config.dlq, key=r.key, value=r.value, partition=r.partition,
-                        headers=dlq_headers(exc, topic=r.topic, partition=r.partition, offset=r.offset))
+            dlq.produce(
+                self.config.dlq,
+                key=r.key,
+                value=r.value,
+                partition=r.partition,
+                headers=dlq_headers(exc, topic=r.topic, partition=r.partition, offset=r.offset),
+            )
         return rows

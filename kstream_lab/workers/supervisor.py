@@ -93,8 +93,9 @@ class Supervisor:
         cmd = [sys.executable, "-m", "kstream_lab", "worker", name, "--pipeline", str(Path(self.spec.path).resolve())]
         env = {**os.environ, "KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve())}
         with self.log_file(name).open("ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
         self.pid_file(name).write_text(f"{proc.pid}\n")
         return proc
 
@@ -104,8 +105,10 @@ class Supervisor:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 tail = self.log_file(name).read_text(errors="replace")[-1500:]
-                raise KStreamLabError(f"{name} exited with code {proc.returncode} during start-up:\n{tail}",
-                                      hint=f"see {self.log_file(name)}")
+                raise KStreamLabError(
+                    f"{name} exited with code {proc.returncode} during start-up:\n{tail}",
+                    hint=f"see {self.log_file(name)}",
+                )
             if not url:
                 return
             try:
@@ -114,8 +117,9 @@ class Supervisor:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise KStreamLabError(f"{name} did not answer on {url} within {timeout:.0f}s",
-                              hint=f"see {self.log_file(name)}")
+        raise KStreamLabError(
+            f"{name} did not answer on {url} within {timeout:.0f}s", hint=f"see {self.log_file(name)}"
+        )
 
     def down(self, *, timeout: float = 10.0) -> dict[str, str]:
         """SIGTERM in reverse order; SIGKILL after ``timeout``. Returns name -> stopped|killed|not running.
@@ -133,8 +137,9 @@ class Supervisor:
         """Components that were started and are gone without ``down``: pid file there, process not."""
         return [name for name in COMPONENTS if self.pid_file(name).exists() and self.pid(name) is None]
 
-    def watch(self, stop: Event, *, interval: float = 1.0, timeout: float = 60.0,
-              report: Callable[[str], None] = print) -> None:
+    def watch(
+        self, stop: Event, *, interval: float = 1.0, timeout: float = 60.0, report: Callable[[str], None] = print
+    ) -> None:
         """Restart components that die until ``stop`` is set (then return; the components keep running).
 
         Each death is reported with the last line of the component's log, each restart with its new

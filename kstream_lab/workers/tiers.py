@@ -42,21 +42,36 @@ class _BreakerMetrics(pybreaker.CircuitBreakerListener):
 class TierClient:
     """Loyalty tiers for sets of customer ids, never raising: failures become ``unknown``."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 1.0, ttl_s: float = 60.0, max_size: int = 100_000,
-                 attempts: int = 3, backoff_initial_s: float = 0.05, backoff_max_s: float = 1.0,
-                 fail_max: int = 3, reset_s: float = 3.0, service: str = "enricher",
-                 clock: Callable[[], float] = time.monotonic, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 1.0,
+        ttl_s: float = 60.0,
+        max_size: int = 100_000,
+        attempts: int = 3,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 1.0,
+        fail_max: int = 3,
+        reset_s: float = 3.0,
+        service: str = "enricher",
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
         self.ttl_s, self.max_size, self.clock = ttl_s, max_size, clock
         self.cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self.breaker = pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_s, name="customer-service",
-                                                listeners=[_BreakerMetrics(service)])
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max, reset_timeout=reset_s, name="customer-service", listeners=[_BreakerMetrics(service)]
+        )
         METRICS.breaker_state.labels(service, "customer-service").set(0)
         self.fallbacks = 0
-        self._fetch = retry(retry=retry_if_exception_type(TransientLookupError), stop=stop_after_attempt(attempts),
-                            wait=wait_exponential_jitter(multiplier=backoff_initial_s, max=backoff_max_s,
-                                                                  jitter=backoff_initial_s),
-                            reraise=True)(self._fetch_once)
+        self._fetch = retry(
+            retry=retry_if_exception_type(TransientLookupError),
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s),
+            reraise=True,
+        )(self._fetch_once)
 
     @property
     def state(self) -> str:
@@ -74,7 +89,7 @@ class TierClient:
             else:
                 missing.append(cid)
         for i in range(0, len(missing), CHUNK):
-            chunk = sorted(missing[i:i + CHUNK])
+            chunk = sorted(missing[i : i + CHUNK])
             fetched = self._guarded(chunk)
             expires = self.clock() + self.ttl_s
             for cid in chunk:

@@ -62,16 +62,21 @@ def serve_dashboard(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
     def start(pipeline_file: Path) -> str:
         port = free_port()
         log = (tmp_path / "dashboard.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "kstream_lab", "dashboard", "--port", str(port),
-                                 "--pipeline", str(pipeline_file)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env=os.environ.copy())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kstream_lab", "dashboard", "--port", str(port), "--pipeline", str(pipeline_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=os.environ.copy(),
+        )
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"dashboard exited with {proc.returncode}:\n"
-                                     f"{(tmp_path / 'dashboard.log').read_text()[-3000:]}")
+                raise AssertionError(
+                    f"dashboard exited with {proc.returncode}:\n{(tmp_path / 'dashboard.log').read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
                     return url

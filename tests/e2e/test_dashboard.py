@@ -29,14 +29,25 @@ def produce(pipe: Pipeline, start_ms: int) -> pl.DataFrame:
     spec = pipe.spec
     raw = spec.topic(pipe.topic("orders_raw"))
     truth = pipe.tmp / "truth.parquet"
-    produce_orders(pipe.settings, raw, value_serializer(pipe.settings, raw), spec.aggregation().window,
-                   count=ORDERS, seed=11, start_ms=start_ms, late_fraction=0.01, poison_fraction=0.005, truth=truth,
-                   progress=False)
+    produce_orders(
+        pipe.settings,
+        raw,
+        value_serializer(pipe.settings, raw),
+        spec.aggregation().window,
+        count=ORDERS,
+        seed=11,
+        start_ms=start_ms,
+        late_fraction=0.01,
+        poison_fraction=0.005,
+        truth=truth,
+        progress=False,
+    )
     return pl.read_parquet(truth)
 
 
-def test_dashboard_shows_the_new_minutes_total_to_the_cent(live_pipeline: Pipeline, serve_dashboard, page,
-                                                           artifacts: Path) -> None:
+def test_dashboard_shows_the_new_minutes_total_to_the_cent(
+    live_pipeline: Pipeline, serve_dashboard, page, artifacts: Path
+) -> None:
     pipe = live_pipeline
     for name in ("customer-service", "enricher", "aggregator", "sink"):
         pipe.start(name)
@@ -80,12 +91,16 @@ def test_dashboard_shows_the_new_minutes_total_to_the_cent(live_pipeline: Pipeli
     verdict = page.get_by_text("Verdict: MATCH: every judged window equals the live result", exact=True)
     expect(verdict).to_be_visible(timeout=60_000)
     for tier, cents in per_tier.items():
-        focus_row = page.locator("table tr").filter(has=page.get_by_role("cell", name=tier, exact=True)).filter(
-            has_text="match")
+        focus_row = (
+            page.locator("table tr")
+            .filter(has=page.get_by_role("cell", name=tier, exact=True))
+            .filter(has_text="match")
+        )
         expect(focus_row).to_contain_text(f"{format_cents(cents)}{format_cents(cents)}")
 
     page.set_viewport_size({"width": 1400, "height": 2600})  # Streamlit scrolls inside its main block
     page.wait_for_timeout(1_000)
     page.screenshot(path=str(artifacts / "dashboard.png"))
-    (artifacts / "expected.txt").write_text(f"minute {minute_label(minute)} UTC: {format_cents(total)} "
-                                            f"({orders} orders) {per_tier}\n")
+    (artifacts / "expected.txt").write_text(
+        f"minute {minute_label(minute)} UTC: {format_cents(total)} ({orders} orders) {per_tier}\n"
+    )

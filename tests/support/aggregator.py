@@ -6,9 +6,16 @@ from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import _json_decoder, records_to_columns
 
-SPEC = AggregationSpec.model_validate({
-    "name": "sales", "source": "in", "time_field": "timestamp", "window": {"size": "10s", "grace": "2s"},
-    "group_by": ["loyalty_tier"], "metrics": {"total_cents": {"sum": "total_cents"}, "count": {"count": "*"}}})
+SPEC = AggregationSpec.model_validate(
+    {
+        "name": "sales",
+        "source": "in",
+        "time_field": "timestamp",
+        "window": {"size": "10s", "grace": "2s"},
+        "group_by": ["loyalty_tier"],
+        "metrics": {"total_cents": {"sum": "total_cents"}, "count": {"count": "*"}},
+    }
+)
 
 
 def order(i: int, ts: int, tier: str = "gold", cents: int = 100) -> dict:

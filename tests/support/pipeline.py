@@ -52,16 +52,32 @@ def write_pipeline(tmp: Path, *, value_format: str = "avro", worker_overrides: d
     workers = {
         "customer_service": {"port": cs_port},
         "order_service": {"port": free_port(), "output": rename["orders_raw"]},
-        "enricher": {"input": rename["orders_raw"], "output": rename["orders_enriched"],
-                     "dlq": rename["orders_dlq"], "group_id": f"enricher-{suffix}",
-                     "transactional_id": f"enricher-{suffix}", "metrics_port": free_port(),
-                     "breaker_reset_ms": "2s"},
-        "aggregator": {"input": rename["orders_enriched"], "output": rename["sales_aggregates"],
-                       "late": rename["orders_late"], "dlq": rename["orders_dlq"],
-                       "changelog": rename["order-aggregator-changelog"], "group_id": f"aggregator-{suffix}",
-                       "transactional_id": f"aggregator-{suffix}", "metrics_port": free_port()},
-        "sink": {"input": rename["sales_aggregates"], "dlq": rename["orders_dlq"], "group_id": f"sink-{suffix}",
-                 "target": f"duckdb://{tmp / 'sales.duckdb'}", "metrics_port": free_port()},
+        "enricher": {
+            "input": rename["orders_raw"],
+            "output": rename["orders_enriched"],
+            "dlq": rename["orders_dlq"],
+            "group_id": f"enricher-{suffix}",
+            "transactional_id": f"enricher-{suffix}",
+            "metrics_port": free_port(),
+            "breaker_reset_ms": "2s",
+        },
+        "aggregator": {
+            "input": rename["orders_enriched"],
+            "output": rename["sales_aggregates"],
+            "late": rename["orders_late"],
+            "dlq": rename["orders_dlq"],
+            "changelog": rename["order-aggregator-changelog"],
+            "group_id": f"aggregator-{suffix}",
+            "transactional_id": f"aggregator-{suffix}",
+            "metrics_port": free_port(),
+        },
+        "sink": {
+            "input": rename["sales_aggregates"],
+            "dlq": rename["orders_dlq"],
+            "group_id": f"sink-{suffix}",
+            "target": f"duckdb://{tmp / 'sales.duckdb'}",
+            "metrics_port": free_port(),
+        },
     }
     for name, extra in (worker_overrides or {}).items():
         workers[name].update(extra)
@@ -109,12 +125,23 @@ class Pipeline:
         delete_topics(self.settings, list(self.spec.topics))
 
     # ---- processes ------------------------------------------------------------------------------
-    def start(self, name: str, *, instance: int = 0, key: str | None = None,
-              extra: list[str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, *, instance: int = 0, key: str | None = None, extra: list[str] | None = None
+    ) -> subprocess.Popen:
         key = key or (name if instance == 0 else f"{name}-{instance}")
         log = (self.tmp / f"{key}.log").open("ab")
-        cmd = [sys.executable, "-m", "kstream_lab", "worker", name, "--pipeline", str(self.file),
-               "--instance", str(instance), *(extra or [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kstream_lab",
+            "worker",
+            name,
+            "--pipeline",
+            str(self.file),
+            "--instance",
+            str(instance),
+            *(extra or []),
+        ]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
         self.procs[key] = proc
         if name == "customer-service":
@@ -191,8 +218,9 @@ class Pipeline:
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def expected_rows(truth: pl.DataFrame, size_ms: int, grace_ms: int,
-                  tier_of: dict[str, str] | None = None) -> dict[tuple, dict]:
+def expected_rows(
+    truth: pl.DataFrame, size_ms: int, grace_ms: int, tier_of: dict[str, str] | None = None
+) -> dict[tuple, dict]:
     """(window_start, tier, partition) -> {total_cents, count, final} from the generator's truth.
 
     ``final`` follows DESIGN.md section 3: the partition watermark (max event time of its non-poison
@@ -203,7 +231,8 @@ def expected_rows(truth: pl.DataFrame, size_ms: int, grace_ms: int,
         ok = ok.with_columns(pl.col("order_id").replace_strict(tier_of, default=None).alias("tier"))
     wm = dict(truth.filter(pl.col("kind") != "poison").group_by("partition").agg(pl.col("timestamp").max()).iter_rows())
     grouped = ok.group_by("window_start", "tier", "partition").agg(
-        pl.col("total_cents").sum().alias("total_cents"), pl.len().alias("count"))
+        pl.col("total_cents").sum().alias("total_cents"), pl.len().alias("count")
+    )
     out = {}
     for ws, tier, p, total, count in grouped.iter_rows():
         out[(ws, tier, p)] = {"total_cents": total, "count": count, "final": ws + size_ms + grace_ms <= wm[p]}
@@ -211,8 +240,14 @@ def expected_rows(truth: pl.DataFrame, size_ms: int, grace_ms: int,
 
 
 def sink_by_key(rows: list[dict]) -> dict[tuple, dict]:
-    return {(r["window_start"], r["tier"], r["source_partition"]):
-            {"total_cents": r["total_cents"], "count": r["count"], "final": r["final"]} for r in rows}
+    return {
+        (r["window_start"], r["tier"], r["source_partition"]): {
+            "total_cents": r["total_cents"],
+            "count": r["count"],
+            "final": r["final"],
+        }
+        for r in rows
+    }
 
 
 def totals_per_window_tier(rows: dict[tuple, dict], *, final_only: bool) -> dict[tuple, int]:
@@ -232,9 +267,18 @@ def produce_truth(pipe: Pipeline, count: int = ORDERS, seed: int = 7) -> pl.Data
     spec = pipe.spec
     raw = spec.topic(pipe.topic("orders_raw"))
     truth_file = pipe.tmp / "truth.parquet"
-    produce_orders(pipe.settings, raw, value_serializer(pipe.settings, raw), spec.aggregation().window,
-                   count=count, seed=seed, late_fraction=0.01, poison_fraction=0.005, truth=truth_file,
-                   progress=False)
+    produce_orders(
+        pipe.settings,
+        raw,
+        value_serializer(pipe.settings, raw),
+        spec.aggregation().window,
+        count=count,
+        seed=seed,
+        late_fraction=0.01,
+        poison_fraction=0.005,
+        truth=truth_file,
+        progress=False,
+    )
     return pl.read_parquet(truth_file)
 
 

@@ -40,13 +40,23 @@ class PostgresProcess:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, capture_output=True, user=self.user,
-                       timeout=60)
+        subprocess.run(
+            [str(self.bin / args[0]), *args[1:]], check=True, capture_output=True, user=self.user, timeout=60
+        )
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "--encoding=UTF8")
-        self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-l", str(self.data_dir / "server.log"),
-                  "-o", f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-o",
+            f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}",
+            "start",
+        )
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:

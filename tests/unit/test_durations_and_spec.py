@@ -1,4 +1,3 @@
-
 import pytest
 
 from kstream_lab.durations import parse_duration_ms
@@ -7,8 +6,18 @@ from kstream_lab.pipeline_spec import load_pipeline
 from tests.support.paths import ROOT
 
 
-@pytest.mark.parametrize(("text", "ms"), [("500ms", 500), ("10s", 10_000), ("15m", 900_000),
-                                          ("1h30m", 5_400_000), ("2d", 172_800_000), (250, 250), ("42", 42)])
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("500ms", 500),
+        ("10s", 10_000),
+        ("15m", 900_000),
+        ("1h30m", 5_400_000),
+        ("2d", 172_800_000),
+        (250, 250),
+        ("42", 42),
+    ],
+)
 def test_durations(text, ms):
     assert parse_duration_ms(text) == ms
 
@@ -21,15 +30,24 @@ def test_bad_durations(bad):
 
 def test_orders_pipeline_loads():
     spec = load_pipeline(ROOT / "pipelines/orders.yaml")
-    assert list(spec.topics) == ["orders_raw", "orders_enriched", "orders_dlq", "orders_dlq_redriven",
-                                 "orders_late", "sales_aggregates", "order-aggregator-changelog"]
+    assert list(spec.topics) == [
+        "orders_raw",
+        "orders_enriched",
+        "orders_dlq",
+        "orders_dlq_redriven",
+        "orders_late",
+        "sales_aggregates",
+        "order-aggregator-changelog",
+    ]
     assert spec.topics["orders_raw"].partitions == 6
     assert spec.topics["order-aggregator-changelog"].cleanup_policy == "compact"
     assert spec.topics["orders_enriched"].partitions == spec.topics["order-aggregator-changelog"].partitions
     agg = spec.aggregation()
     assert (agg.window.size_ms, agg.window.grace_ms, agg.group_by) == (60_000, 10_000, ("loyalty_tier",))
     assert {k: (m.op, m.field) for k, m in agg.metrics.items()} == {
-        "total_cents": ("sum", "total_cents"), "count": ("count", None)}
+        "total_cents": ("sum", "total_cents"),
+        "count": ("count", None),
+    }
 
 
 def test_unknown_key_names_file_line_and_key(tmp_path):
@@ -40,8 +58,9 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "min_compaction_lag:" in ln)
     with pytest.raises(ConfigError) as exc:
         load_pipeline(f)
-    assert str(exc.value) == (f"{f}:{line}: topics.order-aggregator-changelog.min_compaction_lag: unknown key "
-                              "(fix the key(s) named above)")
+    assert str(exc.value) == (
+        f"{f}:{line}: topics.order-aggregator-changelog.min_compaction_lag: unknown key (fix the key(s) named above)"
+    )
 
 
 def test_bad_value_and_bad_yaml(tmp_path):

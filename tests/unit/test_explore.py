@@ -18,6 +18,9 @@ def test_throughput_buckets_epoch_ms_per_minute():
     ts = [0, 59_999, 60_000, 61_000, 125_000]
     out = throughput(pl.DataFrame({"timestamp": ts}), every="1m")
     assert out["records"].to_list() == [2, 2, 1]
-    assert [d.isoformat() for d in out["interval"]] == ["1970-01-01T00:00:00+00:00", "1970-01-01T00:01:00+00:00",
-                                                       "1970-01-01T00:02:00+00:00"]
+    assert [d.isoformat() for d in out["interval"]] == [
+        "1970-01-01T00:00:00+00:00",
+        "1970-01-01T00:01:00+00:00",
+        "1970-01-01T00:02:00+00:00",
+    ]
     assert throughput(pl.DataFrame({"timestamp": []}, schema={"timestamp": pl.Int64})).height == 0

@@ -12,9 +12,15 @@ def test_terminate_polite_and_forced(tmp_path):
     assert read_pid(pid_file) == polite.pid
     assert terminate(polite.pid, timeout=10) is True
     assert not pid_alive(polite.pid) and read_pid(pid_file) is None
-    stubborn = subprocess.Popen([sys.executable, "-c",
-                                 "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                                 "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
     assert stubborn.stdout.readline() == b"ready\n"
     assert terminate(stubborn.pid, timeout=0.5) is False
     assert not pid_alive(stubborn.pid)

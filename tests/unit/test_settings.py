@@ -3,8 +3,12 @@ from kstream_lab.settings import Settings
 
 
 def test_defaults_point_at_local_broker(monkeypatch):
-    for var in ("KSTREAM_BOOTSTRAP_SERVERS", "KSTREAM_BROKER_PORT", "KSTREAM_SCHEMA_REGISTRY_URL",
-                "KSTREAM_REGISTRY_PORT"):
+    for var in (
+        "KSTREAM_BOOTSTRAP_SERVERS",
+        "KSTREAM_BROKER_PORT",
+        "KSTREAM_SCHEMA_REGISTRY_URL",
+        "KSTREAM_REGISTRY_PORT",
+    ):
         monkeypatch.delenv(var, raising=False)
     s = Settings(_env_file=None)
     assert s.bootstrap == "127.0.0.1:9092" and s.uses_local_broker
@@ -49,7 +53,12 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2():
     import sys
 
     env = {**os.environ, "KSTREAM_REPLAY_FETCH": "fast"}
-    done = subprocess.run([sys.executable, "-m", "kstream_lab", "replay", "orders", "--out", "/nonexistent"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "kstream_lab", "replay", "orders", "--out", "/nonexistent"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == "error: KSTREAM_REPLAY_FETCH='fast': Input should be 'auto', 'native' or 'python'"

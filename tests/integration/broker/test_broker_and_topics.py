@@ -23,8 +23,14 @@ START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kstream_lab", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=ROOT, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "kstream_lab", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=180,
+    )
 
 
 def test_apply_is_idempotent_and_grows_but_never_shrinks(kafka_settings, topic_factory):
@@ -45,9 +51,19 @@ def test_generator_counts_and_truth(kafka_settings, topic_factory, tmp_path):
     name = topic_factory("orders", partitions=6)
     window = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation().window
     truth = tmp_path / "truth.parquet"
-    summary = produce_orders(kafka_settings, TopicSpec(name=name, partitions=6), json_serializer, window,
-                             count=5_000, seed=3, start_ms=START_MS, late_fraction=0.02,
-                             poison_fraction=0.01, truth=truth, progress=False)
+    summary = produce_orders(
+        kafka_settings,
+        TopicSpec(name=name, partitions=6),
+        json_serializer,
+        window,
+        count=5_000,
+        seed=3,
+        start_ms=START_MS,
+        late_fraction=0.02,
+        poison_fraction=0.01,
+        truth=truth,
+        progress=False,
+    )
     desc = describe_topic(kafka_settings, name)
     assert desc.messages == 5_000
     assert {p.partition: p.high for p in desc.partitions} == dict(summary.per_partition)
@@ -74,9 +90,14 @@ def test_cli_broker_not_running_exit_2(tmp_path):
 
 def test_data_survives_down_and_up(kafka_settings, tmp_path):
     """A second broker of its own: records and offsets are the same after a restart."""
-    s = kafka_settings.model_copy(update={
-        "data_dir": tmp_path / "data", "broker_port": free_port(), "controller_port": free_port(),
-        "bootstrap_servers": None})
+    s = kafka_settings.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "broker_port": free_port(),
+            "controller_port": free_port(),
+            "bootstrap_servers": None,
+        }
+    )
     broker = LocalBroker(s)
     broker.up()
     try:
@@ -84,8 +105,16 @@ def test_data_survives_down_and_up(kafka_settings, tmp_path):
             broker.up()
         apply_topics(s, [TopicSpec(name="persist", partitions=3)])
         window = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation().window
-        produce_orders(s, TopicSpec(name="persist", partitions=3), json_serializer, window, count=3_000,
-                       seed=9, start_ms=START_MS, progress=False)
+        produce_orders(
+            s,
+            TopicSpec(name="persist", partitions=3),
+            json_serializer,
+            window,
+            count=3_000,
+            seed=9,
+            start_ms=START_MS,
+            progress=False,
+        )
         before = [(p.partition, p.low, p.high) for p in watermarks(s, "persist")]
         cluster_id = (broker.home / "cluster.id").read_text()
         assert broker.down() is True
@@ -99,8 +128,13 @@ def test_data_survives_down_and_up(kafka_settings, tmp_path):
 
 
 def test_port_in_use_is_refused_cleanly(kafka_settings, tmp_path):
-    s = kafka_settings.model_copy(update={"data_dir": tmp_path / "d2", "bootstrap_servers": None,
-                                          "broker_port": int(kafka_settings.bootstrap.rsplit(":", 1)[1])})
+    s = kafka_settings.model_copy(
+        update={
+            "data_dir": tmp_path / "d2",
+            "bootstrap_servers": None,
+            "broker_port": int(kafka_settings.bootstrap.rsplit(":", 1)[1]),
+        }
+    )
     broker = LocalBroker(s)
     with pytest.raises(BrokerError, match="already in use"):
         broker.up()
@@ -109,16 +143,21 @@ def test_port_in_use_is_refused_cleanly(kafka_settings, tmp_path):
 
 def test_done_when_sequence_starts_the_local_registry_for_avro(kafka_settings, tmp_path):
     """`broker up && topics apply pipelines/orders.yaml && produce-orders`: no separate `registry up`."""
-    env = {"KSTREAM_DATA_DIR": str(tmp_path / "d"), "KSTREAM_BROKER_PORT": str(free_port()),
-           "KSTREAM_CONTROLLER_PORT": str(free_port()), "KSTREAM_REGISTRY_PORT": str(free_port())}
+    env = {
+        "KSTREAM_DATA_DIR": str(tmp_path / "d"),
+        "KSTREAM_BROKER_PORT": str(free_port()),
+        "KSTREAM_CONTROLLER_PORT": str(free_port()),
+        "KSTREAM_REGISTRY_PORT": str(free_port()),
+    }
     try:
         assert cli("broker", "up", env=env).returncode == 0
         assert cli("topics", "apply", "pipelines/orders.yaml", env=env).returncode == 0
         res = cli("produce-orders", "--count", "2000", "--seed", "1", "--no-progress", env=env)
         assert res.returncode == 0, res.stderr
         assert "schema registry up at" in res.stdout and "produced 2000 records to orders_raw" in res.stdout
-        assert "topic orders_raw: 6 partitions, 2000 messages" in cli("topics", "describe", "orders_raw",
-                                                                      env=env).stdout
+        assert (
+            "topic orders_raw: 6 partitions, 2000 messages" in cli("topics", "describe", "orders_raw", env=env).stdout
+        )
     finally:
         cli("registry", "down", env=env)
         cli("broker", "down", env=env)

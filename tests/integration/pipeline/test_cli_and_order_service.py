@@ -22,8 +22,14 @@ from tests.support.pipeline import Pipeline
 
 def cli(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KSTREAM_DATA_DIR": str(pipe.tmp / "data")}
-    return subprocess.run([sys.executable, "-m", "kstream_lab", *args, "--pipeline", str(pipe.file)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kstream_lab", *args, "--pipeline", str(pipe.file)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline) -> None:
@@ -47,7 +53,8 @@ def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline
         tier = loyalty_tier_for("C0000042")
         rows = pipe.wait_for(lambda: pipe.sink_rows(), timeout=60, what="the order to reach the sink")
         assert [(r["tier"], r["source_partition"], r["total_cents"], r["count"], r["final"]) for r in rows] == [
-            (tier, accepted["partition"], 1999, 1, False)]
+            (tier, accepted["partition"], 1999, 1, False)
+        ]
 
         for role in ("orders_raw", "orders_enriched", "sales_aggregates"):
             records = pipe.read(role)
@@ -69,14 +76,20 @@ def watch_restarts_a_killed_worker(pipe: Pipeline) -> None:
     """`pipeline watch` restarts the enricher after a SIGKILL; stopping the watch leaves it running."""
     pid_file = pipe.tmp / "data" / "pipeline" / "pids" / "enricher.pid"
     env = {**os.environ, "KSTREAM_DATA_DIR": str(pipe.tmp / "data")}
-    watcher = subprocess.Popen([sys.executable, "-m", "kstream_lab", "pipeline", "watch", "--interval", "0.2",
-                                "--pipeline", str(pipe.file)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "kstream_lab", "pipeline", "watch", "--interval", "0.2", "--pipeline", str(pipe.file)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         old = int(pid_file.read_text())
         os.kill(old, signal.SIGKILL)
-        new = pipe.wait_for(lambda: (p := read_pid(pid_file)) and p != old and p, timeout=60,
-                            what="the enricher to be restarted")
+        new = pipe.wait_for(
+            lambda: (p := read_pid(pid_file)) and p != old and p, timeout=60, what="the enricher to be restarted"
+        )
         pipe.wait_http(f"http://127.0.0.1:{pipe.workers['enricher']['metrics_port']}/metrics")
     finally:
         watcher.send_signal(signal.SIGTERM)
@@ -88,14 +101,33 @@ def watch_restarts_a_killed_worker(pipe: Pipeline) -> None:
 
 def test_demo_runs_bounded_and_stops_everything(live_pipeline: Pipeline) -> None:
     pipe = live_pipeline
-    run = subprocess.run([sys.executable, "-m", "kstream_lab", "demo", "--duration", "8", "--rate", "40",
-                          "--pipeline", str(pipe.file), "--dashboard-port", str(free_port())], cwd=ROOT,
-                         env=os.environ.copy(), capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kstream_lab",
+            "demo",
+            "--duration",
+            "8",
+            "--rate",
+            "40",
+            "--pipeline",
+            str(pipe.file),
+            "--dashboard-port",
+            str(free_port()),
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     assert "orders accepted" in out and "aggregator" in out
-    accepted = [int(line.split("orders accepted")[1].split()[0]) for line in out.splitlines()
-                if "orders accepted" in line]
+    accepted = [
+        int(line.split("orders accepted")[1].split()[0]) for line in out.splitlines() if "orders accepted" in line
+    ]
     assert accepted[-1] > 100
     assert "dashboard         pid" in out and "http://127.0.0.1:" in out
     assert out.count(" stopped") == 6 and "did not drain" not in out, out

@@ -34,10 +34,19 @@ class BackgroundProducer(threading.Thread):
         try:
             spec = self.pipe.spec
             raw = spec.topic(self.pipe.topic("orders_raw"))
-            produce_orders(self.pipe.settings, raw, value_serializer(self.pipe.settings, raw),
-                           spec.aggregation().window, count=self.count, seed=self.seed, rate=self.rate,
-                           late_fraction=0.01, poison_fraction=0.005, truth=self.pipe.tmp / "truth.parquet",
-                           progress=False)
+            produce_orders(
+                self.pipe.settings,
+                raw,
+                value_serializer(self.pipe.settings, raw),
+                spec.aggregation().window,
+                count=self.count,
+                seed=self.seed,
+                rate=self.rate,
+                late_fraction=0.01,
+                poison_fraction=0.005,
+                truth=self.pipe.tmp / "truth.parquet",
+                progress=False,
+            )
         except BaseException as exc:  # surfaced by truth()
             self.error = exc
 
@@ -68,8 +77,13 @@ def test_sigkill_aggregator_twice_and_enricher_once(live_pipeline: Pipeline) -> 
         pipe.start(name)
     producer.start()
     run_s = ORDERS / rate
-    schedule = sorted([(rng.uniform(0.15, 0.35) * run_s, "aggregator"), (rng.uniform(0.4, 0.6) * run_s, "enricher"),
-                       (rng.uniform(0.65, 0.85) * run_s, "aggregator")])
+    schedule = sorted(
+        [
+            (rng.uniform(0.15, 0.35) * run_s, "aggregator"),
+            (rng.uniform(0.4, 0.6) * run_s, "enricher"),
+            (rng.uniform(0.65, 0.85) * run_s, "aggregator"),
+        ]
+    )
     t0 = time.monotonic()
     for at, name in schedule:
         time.sleep(max(0.0, at - (time.monotonic() - t0)))
@@ -156,12 +170,20 @@ def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pip
     producer.start()
     time.sleep(3)
     httpx.put(f"{cs}/admin/faults", json={"down": True}).raise_for_status()
-    opened = pipe.wait_for(lambda: metric(pipe, "enricher", "kstream_breaker_state") == 2, timeout=8,
-                           what="the breaker to open", interval=0.1)
+    opened = pipe.wait_for(
+        lambda: metric(pipe, "enricher", "kstream_breaker_state") == 2,
+        timeout=8,
+        what="the breaker to open",
+        interval=0.1,
+    )
     time.sleep(10 - 0.1)
     httpx.put(f"{cs}/admin/faults", json={"down": False}).raise_for_status()
-    closed = pipe.wait_for(lambda: metric(pipe, "enricher", "kstream_breaker_state") == 0, timeout=15,
-                           what="the breaker to close after recovery", interval=0.2)
+    closed = pipe.wait_for(
+        lambda: metric(pipe, "enricher", "kstream_breaker_state") == 0,
+        timeout=15,
+        what="the breaker to close after recovery",
+        interval=0.2,
+    )
     assert opened and closed
     truth = producer.truth()
 
@@ -190,8 +212,10 @@ def test_sigterm_each_worker_exits_zero_without_open_transactions(live_pipeline:
         pipe.start(name)
     producer.start()
     pipe.wait_for(lambda: len(pipe.sink_rows()) > 0, timeout=60, what="the pipeline to produce results")
-    outputs = {"aggregator": ["sales_aggregates", "orders_late", "order-aggregator-changelog"],
-               "enricher": ["orders_enriched", "orders_dlq"]}
+    outputs = {
+        "aggregator": ["sales_aggregates", "orders_late", "order-aggregator-changelog"],
+        "enricher": ["orders_enriched", "orders_dlq"],
+    }
     for name in ("aggregator", "enricher", "sink", "order-service", "customer-service"):
         code, seconds = pipe.terminate(name)
         assert code == 0, pipe.log(name)[-2000:]

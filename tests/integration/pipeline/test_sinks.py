@@ -20,13 +20,21 @@ from tests.support.paths import ROOT
 
 
 def row(ws: int, tier: str, p: int, total: int, count: int, final: bool) -> dict:
-    return {"window_start": ws, "window_end": ws + 60_000, "tier": tier, "source_partition": p,
-            "total_cents": total, "count": count, "final": final}
+    return {
+        "window_start": ws,
+        "window_end": ws + 60_000,
+        "tier": tier,
+        "source_partition": p,
+        "total_cents": total,
+        "count": count,
+        "final": final,
+    }
 
 
 def exercise(sink: AggregateSink) -> None:
-    sink.upsert(coalesce([row(0, "gold", 1, 100, 1, False), row(0, "gold", 1, 250, 2, False),
-                          row(0, "gold", 2, 70, 1, False)]))
+    sink.upsert(
+        coalesce([row(0, "gold", 1, 100, 1, False), row(0, "gold", 1, 250, 2, False), row(0, "gold", 2, 70, 1, False)])
+    )
     assert [(r["source_partition"], r["total_cents"], r["count"]) for r in sink.read()] == [(1, 250, 2), (2, 70, 1)]
     sink.upsert([row(0, "gold", 1, 300, 3, True)])
     sink.upsert([row(0, "gold", 1, 300, 3, True)])  # a replayed batch after a crash: no change
@@ -65,8 +73,13 @@ def test_duckdb_readers_read_while_the_sink_writes(tmp_path: Path) -> None:
     """Another process reads in a tight loop for 4 s while this one writes for 3.5 s: neither fails."""
     path = tmp_path / "s.duckdb"
     sink = DuckDBSink(path)
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(path), "4"], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(path), "4"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.monotonic()
     written = 0
     while time.monotonic() - t0 < 3.5:

@@ -17,13 +17,24 @@ from tests.support.paths import free_port
 def test_the_batch_decoder_retries_during_an_outage_and_decodes_after(kafka_settings, tmp_path):
     spec = TopicSpec(name="outage-orders", partitions=1, value_format="avro", schema="EnrichedOrder")
     serialize = value_serializer(kafka_settings, spec)  # registered through the session's registry
-    orders = [{"order_id": f"o{i}", "customer_id": "c1", "total_cents": 1000 + i, "currency": "EUR",
-               "item_count": 1, "timestamp": 1_700_000_000_000 + i, "loyalty_tier": "gold"} for i in range(3)]
+    orders = [
+        {
+            "order_id": f"o{i}",
+            "customer_id": "c1",
+            "total_cents": 1000 + i,
+            "currency": "EUR",
+            "item_count": 1,
+            "timestamp": 1_700_000_000_000 + i,
+            "loyalty_tier": "gold",
+        }
+        for i in range(3)
+    ]
     values = [serialize(o, spec.name) for o in orders]
 
     port = free_port()  # a second registry over the same _schemas topic, not running yet
-    settings = kafka_settings.model_copy(update={"registry_port": port, "schema_registry_url": None,
-                                                 "data_dir": tmp_path})
+    settings = kafka_settings.model_copy(
+        update={"registry_port": port, "schema_registry_url": None, "data_dir": tmp_path}
+    )
     decode = column_decoder(settings, spec, ints=["timestamp", "total_cents"], others=["loyalty_tier"])
     with pytest.raises(RetryBatch, match="registry unavailable"):
         decode(values, spec.name, [0, 0, 0], [10, 11, 12])
@@ -35,8 +46,11 @@ def test_the_batch_decoder_retries_during_an_outage_and_decodes_after(kafka_sett
     finally:
         registry.down()
     assert cols.errors == {} and cols.rows == [0, 1, 2]
-    assert cols.columns == {"timestamp": [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002],
-                            "total_cents": [1000, 1001, 1002], "loyalty_tier": ["gold", "gold", "gold"]}
+    assert cols.columns == {
+        "timestamp": [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002],
+        "total_cents": [1000, 1001, 1002],
+        "loyalty_tier": ["gold", "gold", "gold"],
+    }
 
 
 def test_a_worker_started_before_the_registry_waits_for_it(kafka_settings, tmp_path, monkeypatch, caplog):
@@ -51,13 +65,19 @@ def test_a_worker_started_before_the_registry_waits_for_it(kafka_settings, tmp_p
     monkeypatch.setattr(runner, "START_RETRY_S", 0.2)
     monkeypatch.setattr(runner, "START_RETRY_MAX_S", 0.5)
     port = free_port()
-    settings = kafka_settings.model_copy(update={"registry_port": port, "schema_registry_url": None,
-                                                 "data_dir": tmp_path})
+    settings = kafka_settings.model_copy(
+        update={"registry_port": port, "schema_registry_url": None, "data_dir": tmp_path}
+    )
     spec = load_pipeline("pipelines/orders.yaml")
     built: list = []
     stop = threading.Event()
-    thread = threading.Thread(target=lambda: built.append(runner.build_when_registry_answers(
-        lambda s, sp, st, i: runner.aggregator_processor(s, sp), settings, spec, stop, 0)))
+    thread = threading.Thread(
+        target=lambda: built.append(
+            runner.build_when_registry_answers(
+                lambda s, sp, st, i: runner.aggregator_processor(s, sp), settings, spec, stop, 0
+            )
+        )
+    )
     registry = LocalRegistry(settings)
     with caplog.at_level("WARNING", logger="kstream_lab.workers.runner"):
         thread.start()
@@ -88,8 +108,9 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
     from tests.support.pipeline import write_pipeline
 
     port = free_port()
-    settings = kafka_settings.model_copy(update={"registry_port": port, "schema_registry_url": None,
-                                                 "data_dir": tmp_path})
+    settings = kafka_settings.model_copy(
+        update={"registry_port": port, "schema_registry_url": None, "data_dir": tmp_path}
+    )
     spec = load_pipeline(write_pipeline(tmp_path))  # topics renamed for this test
     topic = spec.topic(workers_config(spec).order_service.output)
     apply_topics(settings, [topic])

@@ -26,8 +26,14 @@ from tests.support.paths import ROOT, free_port
 
 ORDER = load_schemas(ROOT / "pipelines/schemas")["Order"].text
 CT = "application/vnd.schemaregistry.v1+json"
-ORDER_1 = {"order_id": "o-1", "customer_id": "C0000001", "total_cents": 1999, "currency": "EUR", "item_count": 2,
-           "timestamp": 1_700_000_000_000}
+ORDER_1 = {
+    "order_id": "o-1",
+    "customer_id": "C0000001",
+    "total_cents": 1999,
+    "currency": "EUR",
+    "item_count": 2,
+    "timestamp": 1_700_000_000_000,
+}
 
 
 def with_field(text: str, **field) -> str:
@@ -45,8 +51,14 @@ def retyped(text: str, name: str, new_type) -> str:
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kstream_lab", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=ROOT, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "kstream_lab", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=180,
+    )
 
 
 @pytest.fixture
@@ -56,8 +68,14 @@ def subject() -> str:
 
 def test_rest_contract_status_and_error_codes(kafka_settings, subject):
     url = kafka_settings.registry_url
-    post = lambda path, body: httpx.post(f"{url}{path}", content=json.dumps(body),  # noqa: E731
-                                         headers={"Content-Type": CT})
+
+    def post(path, body):
+        return httpx.post(
+            f"{url}{path}",
+            content=json.dumps(body),
+            headers={"Content-Type": CT},
+        )
+
     first = post(f"/subjects/{subject}/versions", {"schema": ORDER})
     assert first.status_code == 200 and first.headers["content-type"] == CT
     sid = first.json()["id"]
@@ -65,8 +83,12 @@ def test_rest_contract_status_and_error_codes(kafka_settings, subject):
     assert post(f"/subjects/{subject}/versions", {"schema": pretty}).json()["id"] == sid
     other = subject.replace("-value", "-other-value")
     assert post(f"/subjects/{other}/versions", {"schema": ORDER}).json()["id"] == sid  # ids are global per schema
-    assert post(f"/subjects/{subject}", {"schema": ORDER}).json() == {"subject": subject, "version": 1, "id": sid,
-                                                                      "schema": ORDER}
+    assert post(f"/subjects/{subject}", {"schema": ORDER}).json() == {
+        "subject": subject,
+        "version": 1,
+        "id": sid,
+        "schema": ORDER,
+    }
     assert httpx.get(f"{url}/schemas/ids/{sid}").json() == {"schema": ORDER}
     assert {"subject": subject, "version": 1} in httpx.get(f"{url}/schemas/ids/{sid}/versions").json()
     assert httpx.get(f"{url}/subjects/{subject}/versions").json() == [1]
@@ -77,13 +99,24 @@ def test_rest_contract_status_and_error_codes(kafka_settings, subject):
         "unknown subject": (httpx.get(f"{url}/subjects/nope-{subject}/versions"), 404, 40401),
         "unknown version": (httpx.get(f"{url}/subjects/{subject}/versions/42"), 404, 40402),
         "unknown id": (httpx.get(f"{url}/schemas/ids/987654"), 404, 40403),
-        "malformed": (post(f"/subjects/{subject}/versions", {"schema": '{"type": "record", "name": "A", '
-                                                                       '"fields": [{"name": "a", "type": "lng"}]}'}),
-                      422, 42201),
-        "not json": (httpx.post(f"{url}/subjects/{subject}/versions", content=b"{oops", headers={"Content-Type": CT}),
-                     422, 42201),
-        "incompatible": (post(f"/subjects/{subject}/versions", {"schema": with_field(ORDER, name="x", type="int")}),
-                         409, 409),
+        "malformed": (
+            post(
+                f"/subjects/{subject}/versions",
+                {"schema": '{"type": "record", "name": "A", "fields": [{"name": "a", "type": "lng"}]}'},
+            ),
+            422,
+            42201,
+        ),
+        "not json": (
+            httpx.post(f"{url}/subjects/{subject}/versions", content=b"{oops", headers={"Content-Type": CT}),
+            422,
+            42201,
+        ),
+        "incompatible": (
+            post(f"/subjects/{subject}/versions", {"schema": with_field(ORDER, name="x", type="int")}),
+            409,
+            409,
+        ),
         "bad level": (httpx.put(f"{url}/config/{subject}", json={"compatibility": "SIDEWAYS"}), 422, 42203),
     }
     for what, (res, status, code) in errors.items():
@@ -91,8 +124,10 @@ def test_rest_contract_status_and_error_codes(kafka_settings, subject):
     assert "unknown type 'lng'" in errors["malformed"][0].json()["message"]
     assert "field 'x'" in errors["incompatible"][0].json()["message"]
 
-    verdict = post(f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
-                   {"schema": with_field(ORDER, name="x", type="int")}).json()
+    verdict = post(
+        f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
+        {"schema": with_field(ORDER, name="x", type="int")},
+    ).json()
     assert verdict["is_compatible"] is False and "field 'x'" in verdict["messages"][0]
     assert httpx.get(f"{url}/config").json() == {"compatibilityLevel": "BACKWARD"}
     assert httpx.put(f"{url}/config/{subject}", json={"compatibility": "none"}).json() == {"compatibility": "NONE"}
@@ -167,11 +202,19 @@ def test_confluent_kafka_client_and_serdes_work_against_the_local_registry(kafka
 
 def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_path):
     """A broker + registry of its own (restarting the session broker would disturb other tests)."""
-    settings = Settings(data_dir=tmp_path, broker_port=free_port(), controller_port=free_port(),
-                        registry_port=free_port(), bootstrap_servers=None)
-    env = {"KSTREAM_DATA_DIR": str(tmp_path), "KSTREAM_BROKER_PORT": str(settings.broker_port),
-           "KSTREAM_REGISTRY_PORT": str(settings.registry_port),
-           "KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml")}
+    settings = Settings(
+        data_dir=tmp_path,
+        broker_port=free_port(),
+        controller_port=free_port(),
+        registry_port=free_port(),
+        bootstrap_servers=None,
+    )
+    env = {
+        "KSTREAM_DATA_DIR": str(tmp_path),
+        "KSTREAM_BROKER_PORT": str(settings.broker_port),
+        "KSTREAM_REGISTRY_PORT": str(settings.registry_port),
+        "KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml"),
+    }
     broker, registry = LocalBroker(settings), LocalRegistry(settings)
     broker.up(timeout=120)
     try:
@@ -180,8 +223,14 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
         assert reg.returncode == 0 and reg.stdout.count("registered ") == 4, reg.stdout + reg.stderr
         listed = cli("schemas", "list", env=env).stdout
         assert listed.splitlines()[1:] == [
-            f"{s:<40} {1:>7} {i:>5}" for s, i in (("orders_enriched-value", 2), ("orders_late-value", 2),
-                                                  ("orders_raw-value", 1), ("sales_aggregates-value", 3))]
+            f"{s:<40} {1:>7} {i:>5}"
+            for s, i in (
+                ("orders_enriched-value", 2),
+                ("orders_late-value", 2),
+                ("orders_raw-value", 1),
+                ("sales_aggregates-value", 3),
+            )
+        ]
 
         assert registry.down() is True
         registry.up()
@@ -200,8 +249,14 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
         v2.write_text(with_field(ORDER, name="channel", type="string", default="web"))
         ok = cli("schemas", "check", str(v2), "--subject", "orders_raw-value", env=env)
         assert ok.returncode == 0 and ok.stdout.startswith("compatible"), ok.stdout + ok.stderr
-        bad = cli("schemas", "check", str(ROOT / "pipelines/schemas/enriched_order.avsc"),
-                  "--subject", "orders_raw-value", env=env)
+        bad = cli(
+            "schemas",
+            "check",
+            str(ROOT / "pipelines/schemas/enriched_order.avsc"),
+            "--subject",
+            "orders_raw-value",
+            env=env,
+        )
         assert bad.returncode == 1 and "NAME_MISMATCH" in bad.stdout
     finally:
         registry.down()
@@ -211,8 +266,14 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
 def test_registry_up_refuses_a_port_in_use(kafka_settings):
     res = cli("registry", "up")  # the session's registry already runs on KSTREAM_REGISTRY_PORT
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "already running" in res.stderr
-    busy = cli("registry", "up", env={"KSTREAM_REGISTRY_PORT": str(kafka_settings.broker_port),
-                                      "KSTREAM_DATA_DIR": str(kafka_settings.data_dir / "other")})
+    busy = cli(
+        "registry",
+        "up",
+        env={
+            "KSTREAM_REGISTRY_PORT": str(kafka_settings.broker_port),
+            "KSTREAM_DATA_DIR": str(kafka_settings.data_dir / "other"),
+        },
+    )
     assert busy.returncode == 2 and f"port {kafka_settings.broker_port}" in busy.stderr
 
 

@@ -15,14 +15,25 @@ from kstream_lab.settings import Settings
 def produce_json(kafka_settings: Settings) -> Callable[..., int]:
     """produce_json(topic, [(partition, timestamp_ms, value_dict_or_bytes_or_None), ...], headers=None)."""
 
-    def produce(topic: str, records: Iterable[tuple[int, int, object]], *, key_prefix: str = "k",
-                headers: list[tuple[str, bytes]] | None = None) -> int:
+    def produce(
+        topic: str,
+        records: Iterable[tuple[int, int, object]],
+        *,
+        key_prefix: str = "k",
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
         n = 0
         with BatchProducer(kafka_settings) as producer:
             for i, (partition, ts, value) in enumerate(records):
                 raw = value if value is None or isinstance(value, bytes) else json.dumps(value).encode()
-                producer.produce(topic, key=f"{key_prefix}{i}".encode(), value=raw, partition=partition,
-                                 timestamp=ts, headers=headers)
+                producer.produce(
+                    topic,
+                    key=f"{key_prefix}{i}".encode(),
+                    value=raw,
+                    partition=partition,
+                    timestamp=ts,
+                    headers=headers,
+                )
                 n += 1
         return n
 

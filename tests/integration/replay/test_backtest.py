@@ -38,11 +38,13 @@ def enriched_json(obj: dict, topic: str) -> bytes:
 
 def truth_windows(truth: pl.DataFrame, size: int, grace: int) -> pl.DataFrame:
     wm = truth.filter(pl.col("kind") != "poison").group_by("partition").agg(pl.col("timestamp").max().alias("wm"))
-    return (truth.filter(pl.col("kind") == "ok")
-            .group_by("partition", "window_start", "tier")
-            .agg(pl.col("total_cents").sum(), pl.len().alias("count"))
-            .join(wm, on="partition")
-            .with_columns((pl.col("window_start") + size + grace <= pl.col("wm")).alias("final")))
+    return (
+        truth.filter(pl.col("kind") == "ok")
+        .group_by("partition", "window_start", "tier")
+        .agg(pl.col("total_cents").sum(), pl.len().alias("count"))
+        .join(wm, on="partition")
+        .with_columns((pl.col("window_start") + size + grace <= pl.col("wm")).alias("final"))
+    )
 
 
 @pytest.fixture
@@ -52,30 +54,59 @@ def scenario(kafka_settings, topic_factory, tmp_path):
     source, live_topic = topic_factory("enriched", partitions=3), topic_factory("aggregates", partitions=3)
     spec = base.model_copy(update={"source": source})
     truth_path = tmp_path / "truth.parquet"
-    produce_orders(kafka_settings, TopicSpec(name=source, partitions=3), enriched_json, spec.window, count=ORDERS,
-                   seed=11, start_ms=START_MS, late_fraction=0.02, poison_fraction=0.005, truth=truth_path,
-                   progress=False)
+    produce_orders(
+        kafka_settings,
+        TopicSpec(name=source, partitions=3),
+        enriched_json,
+        spec.window,
+        count=ORDERS,
+        seed=11,
+        start_ms=START_MS,
+        late_fraction=0.02,
+        poison_fraction=0.005,
+        truth=truth_path,
+        progress=False,
+    )
     truth = pl.read_parquet(truth_path)
     windows = truth_windows(truth, spec.window.size_ms, spec.window.grace_ms)
     with BatchProducer(kafka_settings) as producer:
         for row in windows.sort("partition", "window_start", "tier").iter_rows(named=True):
-            value = {"window_start": row["window_start"], "window_end": row["window_start"] + spec.window.size_ms,
-                     "tier": row["tier"], "source_partition": row["partition"], "total_cents": row["total_cents"],
-                     "count": row["count"], "final": row["final"]}
-            producer.produce(live_topic, key=f"{row['window_start']}:{row['tier']}:{row['partition']}".encode(),
-                             value=json.dumps(value).encode(), partition=row["partition"])
+            value = {
+                "window_start": row["window_start"],
+                "window_end": row["window_start"] + spec.window.size_ms,
+                "tier": row["tier"],
+                "source_partition": row["partition"],
+                "total_cents": row["total_cents"],
+                "count": row["count"],
+                "final": row["final"],
+            }
+            producer.produce(
+                live_topic,
+                key=f"{row['window_start']}:{row['tier']}:{row['partition']}".encode(),
+                value=json.dumps(value).encode(),
+                partition=row["partition"],
+            )
     group = f"aggregator-{source}"
     ends = {p: b.end for p, b in snapshot_bounds(kafka_settings, source).items()}
     consumer = make_consumer(kafka_settings, group)
     consumer.commit(offsets=[TopicPartition(source, p, o) for p, o in ends.items()], asynchronous=False)
     consumer.close()
-    return {"spec": spec, "source": source, "live": live_topic, "group": group, "truth": truth,
-            "windows": windows, "ends": ends, "settings": kafka_settings}
+    return {
+        "spec": spec,
+        "source": source,
+        "live": live_topic,
+        "group": group,
+        "truth": truth,
+        "windows": windows,
+        "ends": ends,
+        "settings": kafka_settings,
+    }
 
 
 def run(sc, **kw) -> kstream_lab.api.BacktestReport:
-    return kstream_lab.backtest(spec=sc["spec"], group_id=sc["group"], live_topic=sc["live"],
-                                settings=sc["settings"], **kw)
+    return kstream_lab.backtest(
+        spec=sc["spec"], group_id=sc["group"], live_topic=sc["live"], settings=sc["settings"], **kw
+    )
 
 
 def test_backtest_equals_truth_to_the_cent(scenario):
@@ -90,22 +121,38 @@ def test_backtest_equals_truth_to_the_cent(scenario):
     matched = report.windows.filter(pl.col("status") == "match")
     assert matched["backtest_total"].sum() == finals["total_cents"].sum()
     assert matched["live_count"].sum() == matched["backtest_count"].sum() == finals["count"].sum()
-    assert report.windows.columns == ["window_start", "tier", "source_partition", "live_total", "backtest_total",
-                                      "delta", "live_count", "backtest_count", "status"]
+    assert report.windows.columns == [
+        "window_start",
+        "tier",
+        "source_partition",
+        "live_total",
+        "backtest_total",
+        "delta",
+        "live_count",
+        "backtest_count",
+        "status",
+    ]
 
 
 def test_a_changed_live_total_is_reported_with_its_delta(scenario):
     sc = scenario
     live = kstream_lab.replay(sc["live"], settings=sc["settings"])
     victim = live.filter(pl.col("final")).row(5, named=True)
-    bumped = live.with_columns(pl.when((pl.col("window_start") == victim["window_start"])
-                                       & (pl.col("tier") == victim["tier"])
-                                       & (pl.col("source_partition") == victim["source_partition"]))
-                               .then(pl.col("total_cents") + 7).otherwise(pl.col("total_cents")).alias("total_cents"))
+    bumped = live.with_columns(
+        pl.when(
+            (pl.col("window_start") == victim["window_start"])
+            & (pl.col("tier") == victim["tier"])
+            & (pl.col("source_partition") == victim["source_partition"])
+        )
+        .then(pl.col("total_cents") + 7)
+        .otherwise(pl.col("total_cents"))
+        .alias("total_cents")
+    )
     report = run(sc, live=bumped)
     assert report.verdict is False
     assert report.diff.select("window_start", "tier", "delta", "status").rows() == [
-        (victim["window_start"], victim["tier"], -7, "differ")]
+        (victim["window_start"], victim["tier"], -7, "differ")
+    ]
 
 
 def test_sub_range_end_and_start_rules(scenario):
@@ -129,8 +176,9 @@ def test_what_if_and_parquet_source(scenario, tmp_path):
     assert wi.by_group.columns == ["tier", "live_total", "live_count", "what_if_total", "what_if_count"]
     moved = wi.by_group.select((pl.col("what_if_count") - pl.col("live_count")).sum()).item()
     assert moved < 0 and wi.windows is not None
-    summary = kstream_lab.export(sc["source"], tmp_path / "export", settings=sc["settings"], progress=False,
-                                 chunk_rows=3_000)
+    summary = kstream_lab.export(
+        sc["source"], tmp_path / "export", settings=sc["settings"], progress=False, chunk_rows=3_000
+    )
     assert summary.records == ORDERS - int((sc["truth"]["kind"] == "poison").sum())
     from_parquet = run(sc, source=tmp_path / "export")
     assert from_parquet.verdict is True and from_parquet.counts == run(sc).counts

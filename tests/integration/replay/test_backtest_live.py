@@ -44,8 +44,18 @@ def produce(pipe: Pipeline, count: int, seed: int, start_ms: int) -> None:
     def serialize(obj: dict, name: str) -> bytes:
         return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, name)
 
-    produce_orders(pipe.settings, topic, serialize, spec.aggregation().window, count=count, seed=seed,
-                   start_ms=start_ms, late_fraction=0.02, poison_fraction=0.005, progress=False)
+    produce_orders(
+        pipe.settings,
+        topic,
+        serialize,
+        spec.aggregation().window,
+        count=count,
+        seed=seed,
+        start_ms=start_ms,
+        late_fraction=0.02,
+        poison_fraction=0.005,
+        progress=False,
+    )
 
 
 def caught_up(pipe: Pipeline) -> bool:
@@ -61,8 +71,9 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     pipe.start("aggregator")
     group = workers_config(pipe.spec).aggregator.group_id
     topic = pipe.topic("orders_enriched")
-    pipe.wait_for(lambda: committed_offsets(pipe.settings, group, topic, list(range(6))), 60, "a first commit",
-                  interval=0.05)
+    pipe.wait_for(
+        lambda: committed_offsets(pipe.settings, group, topic, list(range(6))), 60, "a first commit", interval=0.05
+    )
     pipe.kill("aggregator")
     produce(pipe, 8_000, seed=22, start_ms=t0 + 8_000 * 20)
     pipe.start("aggregator")
@@ -74,27 +85,55 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     assert report.late > 0 and report.records == 16_000 - _poison(pipe)
 
     env = {**os.environ, "KSTREAM_PIPELINE_FILE": str(pipe.file)}
-    res = subprocess.run([sys.executable, "-m", "kstream_lab", "backtest"], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "kstream_lab", "backtest"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert res.returncode == 0, (res.stdout + res.stderr)[:3000]
     assert "verdict: MATCH" in res.stdout
 
     # a second, different final record for a window the live side already closed: exit 1
     row = report.windows.filter(report.windows["status"] == "match").row(0, named=True)
-    bogus = {"window_start": row["window_start"], "window_end": row["window_start"] + 60_000, "tier": row["tier"],
-             "source_partition": row["source_partition"], "total_cents": row["live_total"] + 1,
-             "count": row["live_count"], "final": True}
+    bogus = {
+        "window_start": row["window_start"],
+        "window_end": row["window_start"] + 60_000,
+        "tier": row["tier"],
+        "source_partition": row["source_partition"],
+        "total_cents": row["live_total"] + 1,
+        "count": row["live_count"],
+        "final": True,
+    }
     out = pipe.spec.topic(pipe.topic("sales_aggregates"))
     with BatchProducer(pipe.settings) as producer:
-        producer.produce(out.name, key=b"bogus", value=value_serializer(pipe.settings, out)(bogus, out.name),
-                         partition=row["source_partition"])
+        producer.produce(
+            out.name,
+            key=b"bogus",
+            value=value_serializer(pipe.settings, out)(bogus, out.name),
+            partition=row["source_partition"],
+        )
     time.sleep(0.5)
-    res = subprocess.run([sys.executable, "-m", "kstream_lab", "backtest"], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "kstream_lab", "backtest"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert res.returncode == 1, res.stdout + res.stderr
     assert "duplicate_live" in res.stdout and "verdict: DIFFER (1 mismatching window(s))" in res.stdout
-    res = subprocess.run([sys.executable, "-m", "kstream_lab", "backtest", "--from", "bogus"], capture_output=True,
-                         text=True, env=env, cwd=ROOT, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "kstream_lab", "backtest", "--from", "bogus"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert res.returncode == 2 and res.stderr.startswith("error: not a position")
 
 

@@ -42,14 +42,21 @@ def order(i: int, ts: int) -> dict:
 def test_time_boundaries_are_inclusive_start_exclusive_end(kafka_settings, topic_factory, produce_json):
     topic = topic_factory("bounds", partitions=2)
     # partition 0: ts T0+0,1000,...,9000; partition 1: T0+500, 1500, ...
-    produce_json(topic, [(p, T0 + i * 1000 + p * 500, order(i, T0 + i * 1000 + p * 500))
-                         for i in range(10) for p in (0, 1)])
-    df = kstream_lab.replay(topic, start=f"@{T0 + 3000}", end=datetime.fromtimestamp((T0 + 6000) / 1000, UTC),
-                            settings=kafka_settings)
+    produce_json(
+        topic, [(p, T0 + i * 1000 + p * 500, order(i, T0 + i * 1000 + p * 500)) for i in range(10) for p in (0, 1)]
+    )
+    df = kstream_lab.replay(
+        topic, start=f"@{T0 + 3000}", end=datetime.fromtimestamp((T0 + 6000) / 1000, UTC), settings=kafka_settings
+    )
     assert df.columns[:6] == ["topic", "partition", "offset", "kafka_timestamp", "key", "headers"]
     assert df.select("partition", "offset", "timestamp").rows() == [
-        (0, 3, T0 + 3000), (0, 4, T0 + 4000), (0, 5, T0 + 5000),
-        (1, 3, T0 + 3500), (1, 4, T0 + 4500), (1, 5, T0 + 5500)]
+        (0, 3, T0 + 3000),
+        (0, 4, T0 + 4000),
+        (0, 5, T0 + 5000),
+        (1, 3, T0 + 3500),
+        (1, 4, T0 + 4500),
+        (1, 5, T0 + 5500),
+    ]
     assert df["kafka_timestamp"][0] == datetime.fromtimestamp((T0 + 3000) / 1000, UTC)
     assert df["key"].to_list() == ["k6", "k8", "k10", "k7", "k9", "k11"]
     # offsets: int for all partitions, dicts per partition; "earliest"/"latest"
@@ -84,8 +91,12 @@ def test_bounded_read_while_a_producer_keeps_writing(kafka_settings, topic_facto
         producer = make_producer(kafka_settings)
         i = 0
         while not stop.is_set():
-            producer.produce(topic, value=b'{"order_id":"late-writer"}', partition=i % 3,
-                             on_delivery=lambda err, _m: delivered.append(err))
+            producer.produce(
+                topic,
+                value=b'{"order_id":"late-writer"}',
+                partition=i % 3,
+                on_delivery=lambda err, _m: delivered.append(err),
+            )
             producer.poll(0)
             i += 1
             if i % 500 == 0:
@@ -172,13 +183,20 @@ def test_retention_deleted_offsets_start_at_the_first_retained(kafka_settings, t
 
 def test_poison_tombstones_and_headers(kafka_settings, topic_factory, produce_json, caplog):
     topic = topic_factory("poison", partitions=1)
-    produce_json(topic, [(0, T0, order(0, T0)), (0, T0 + 1, b"{not json"), (0, T0 + 2, None),
-                         (0, T0 + 3, b"[1,2]"), (0, T0 + 4, order(4, T0 + 4))],
-                 headers=[("trace", b"abc")])
+    produce_json(
+        topic,
+        [
+            (0, T0, order(0, T0)),
+            (0, T0 + 1, b"{not json"),
+            (0, T0 + 2, None),
+            (0, T0 + 3, b"[1,2]"),
+            (0, T0 + 4, order(4, T0 + 4)),
+        ],
+        headers=[("trace", b"abc")],
+    )
     with caplog.at_level(logging.WARNING):
         df = kstream_lab.replay(topic, value_format="json", settings=kafka_settings)
-    assert df.select("offset", "order_id", "total_cents").rows() == [(0, "o0", 100), (2, None, None),
-                                                                     (4, "o4", 104)]
+    assert df.select("offset", "order_id", "total_cents").rows() == [(0, "o0", 100), (2, None, None), (4, "o4", 104)]
     assert df["headers"][0].to_list() == [{"key": "trace", "value": b"abc"}]
     assert "skipped 2 undecodable record(s) as json; first at" in caplog.text and "[0]@1" in caplog.text
     with pytest.raises(DeserializationError, match=r"\[0\]@1"):
@@ -187,8 +205,7 @@ def test_poison_tombstones_and_headers(kafka_settings, topic_factory, produce_js
     assert raw["value"].to_list()[1:3] == [b"{not json", None]
 
 
-def test_a_rare_field_needs_schema_and_a_misfit_value_is_skipped(kafka_settings, topic_factory, produce_json,
-                                                                caplog):
+def test_a_rare_field_needs_schema_and_a_misfit_value_is_skipped(kafka_settings, topic_factory, produce_json, caplog):
     """5,000 orders in one partition: one carries a coupon (too rare for the samples), one has text
     where the cents are integers. The misfit is one skipped record, not a failed read; the coupon
     is kept only when schema= names it."""
@@ -204,8 +221,13 @@ def test_a_rare_field_needs_schema_and_a_misfit_value_is_skipped(kafka_settings,
     assert "coupon" not in inferred.columns  # one in 5,000: the samples do not see it
     assert "skipped 1 undecodable record(s) as json; first at" in caplog.text and "[0]@4500" in caplog.text
     assert "does not match the expected columns/types" in caplog.text
-    schema = {"order_id": pl.String, "total_cents": pl.Int64, "timestamp": pl.Int64, "loyalty_tier": pl.String,
-              "coupon": pl.String}
+    schema = {
+        "order_id": pl.String,
+        "total_cents": pl.Int64,
+        "timestamp": pl.Int64,
+        "loyalty_tier": pl.String,
+        "coupon": pl.String,
+    }
     explicit = kstream_lab.replay(topic, schema=schema, settings=kafka_settings)
     assert explicit.height == 4999 and explicit["total_cents"].sum() == inferred["total_cents"].sum()
     assert explicit.filter(pl.col("coupon").is_not_null()).select("offset", "coupon").rows() == [(4321, "SPRING")]
@@ -217,12 +239,26 @@ def test_avro_values_decode_in_bulk_with_auto_detection(kafka_settings, topic_fa
     from kstream_lab.schemas.serde import value_serializer
 
     topic = topic_factory("avro", partitions=2)
-    serialize = value_serializer(kafka_settings, TopicSpec(name=topic, partitions=2, value_format="avro",
-                                                           schema="EnrichedOrder"))
-    rows = [{"order_id": f"o{i}", "customer_id": f"C{i:07d}", "total_cents": 1000 + i, "currency": "EUR",
-             "item_count": 1, "timestamp": T0 + i, "loyalty_tier": "gold"} for i in range(300)]
-    produce_json(topic, [(i % 2, T0 + i, serialize(r, topic)) for i, r in enumerate(rows)]
-                 + [(0, T0 + 999, b"\x00\x7f\xff\xff\x00garbage")])
+    serialize = value_serializer(
+        kafka_settings, TopicSpec(name=topic, partitions=2, value_format="avro", schema="EnrichedOrder")
+    )
+    rows = [
+        {
+            "order_id": f"o{i}",
+            "customer_id": f"C{i:07d}",
+            "total_cents": 1000 + i,
+            "currency": "EUR",
+            "item_count": 1,
+            "timestamp": T0 + i,
+            "loyalty_tier": "gold",
+        }
+        for i in range(300)
+    ]
+    produce_json(
+        topic,
+        [(i % 2, T0 + i, serialize(r, topic)) for i, r in enumerate(rows)]
+        + [(0, T0 + 999, b"\x00\x7f\xff\xff\x00garbage")],
+    )
     df = kstream_lab.replay(topic, settings=kafka_settings)
     assert df.height == 300
     assert df["total_cents"].sum() == sum(r["total_cents"] for r in rows)
@@ -245,8 +281,17 @@ def test_both_fetch_paths_give_the_same_frame(kafka_settings, topic_factory):
     python = kstream_lab.replay(topic, end=end, settings=kafka_settings.model_copy(update={"replay_fetch": "python"}))
     assert native.height == 900 + 1_000 + 777 and native.equals(python)
     assert native.filter(pl.col("offset") == 0)["headers"].to_list()[0] == [
-        {"key": "trace", "value": b"t0"}, {"key": "empty", "value": None}]
-    assert native["key"].null_count() == python["key"].null_count() == len(range(0, 3_000, 11)) - sum(
-        1 for i in range(0, 3_000, 11) if (i % 3 == 0 and i // 3 >= 900) or (i % 3 == 1 and i // 3 >= 1_000)
-        or (i % 3 == 2 and i // 3 >= 777))
+        {"key": "trace", "value": b"t0"},
+        {"key": "empty", "value": None},
+    ]
+    assert (
+        native["key"].null_count()
+        == python["key"].null_count()
+        == len(range(0, 3_000, 11))
+        - sum(
+            1
+            for i in range(0, 3_000, 11)
+            if (i % 3 == 0 and i // 3 >= 900) or (i % 3 == 1 and i // 3 >= 1_000) or (i % 3 == 2 and i // 3 >= 777)
+        )
+    )
     assert native["total_cents"].sum() == python["total_cents"].sum()

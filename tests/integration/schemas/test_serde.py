@@ -50,10 +50,23 @@ def avro_orders_topic(kafka_settings, topic_factory):
 def test_generated_orders_round_trip_through_avro(kafka_settings, avro_orders_topic):
     settings = kafka_settings.model_copy(update={"pipeline_file": ROOT / "pipelines/orders.yaml"})
     spec = avro_orders_topic
-    summary = produce_orders(settings, spec, value_serializer(settings, spec), WINDOW, count=1500, seed=11,
-                             start_ms=START_MS, poison_fraction=0.02, progress=False)
-    expected = {g.key: g for g in OrderGenerator(seed=11, start_ms=START_MS, partitions=3, window=WINDOW,
-                                                 poison_fraction=0.02, interval_ms=20.0).take(1500)}
+    summary = produce_orders(
+        settings,
+        spec,
+        value_serializer(settings, spec),
+        WINDOW,
+        count=1500,
+        seed=11,
+        start_ms=START_MS,
+        poison_fraction=0.02,
+        progress=False,
+    )
+    expected = {
+        g.key: g
+        for g in OrderGenerator(
+            seed=11, start_ms=START_MS, partitions=3, window=WINDOW, poison_fraction=0.02, interval_ms=20.0
+        ).take(1500)
+    }
     registry = SchemaRegistry(settings)
     latest = registry.version(f"{spec.name}-value")
     assert (latest.version, latest.schema) == (1, load_schemas(ROOT / "pipelines/schemas")["Order"].text)
@@ -75,7 +88,8 @@ def test_generated_orders_round_trip_through_avro(kafka_settings, avro_orders_to
     batch = decode_avro_batch([m.value() for m in messages], registry)
     assert len(batch.failures) == len(errors)
     assert [messages[i].key().decode() for i in batch.indices] == [
-        m.key().decode() for m in messages if m.key().decode() in decoded]
+        m.key().decode() for m in messages if m.key().decode() in decoded
+    ]
     assert batch.frame.to_dicts() == [decoded[messages[i].key().decode()] for i in batch.indices]
     assert batch.frame["total_cents"].sum() == sum(v["total_cents"] for v in decoded.values())
 
@@ -83,8 +97,14 @@ def test_generated_orders_round_trip_through_avro(kafka_settings, avro_orders_to
 def test_a_value_that_breaks_the_schema_is_refused_naming_the_field(kafka_settings, avro_orders_topic):
     settings = kafka_settings.model_copy(update={"pipeline_file": ROOT / "pipelines/orders.yaml"})
     serialize = value_serializer(settings, avro_orders_topic)
-    order = {"order_id": "o-1", "customer_id": "C0000001", "total_cents": 1999, "currency": "EUR",
-             "item_count": 2, "timestamp": 1_700_000_000_000}
+    order = {
+        "order_id": "o-1",
+        "customer_id": "C0000001",
+        "total_cents": 1999,
+        "currency": "EUR",
+        "item_count": 2,
+        "timestamp": 1_700_000_000_000,
+    }
     assert serialize(order, avro_orders_topic.name)[:1] == b"\x00"
     with pytest.raises(SerializationError, match="field 'total_cents': 'abc' is not a valid \"long\"") as info:
         serialize({**order, "total_cents": "abc"}, avro_orders_topic.name)

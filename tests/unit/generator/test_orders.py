@@ -13,9 +13,14 @@ def _gen(seed=7, **kw):
 
 def test_murmur2_matches_kafka_reference_vectors():
     # Values from Kafka's UtilsTest.testMurmur2 (as signed 32-bit ints).
-    cases = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-             b"a-little-bit-longer-string": -1486304829,
-             b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971, b"abc": 479470107}
+    cases = {
+        b"21": -973932308,
+        b"foobar": -790332482,
+        b"a-little-bit-long-string": -985981536,
+        b"a-little-bit-longer-string": -1486304829,
+        b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+        b"abc": 479470107,
+    }
     for data, expected in cases.items():
         signed = murmur2(data) - (1 << 32) if murmur2(data) >= 1 << 31 else murmur2(data)
         assert signed == expected, data

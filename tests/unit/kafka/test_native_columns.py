@@ -23,12 +23,27 @@ def chunk(rows: list[tuple[int, int, bytes | None, bytes | None, list | None]], 
     offsets = np.array([o for _, o, *_ in rows], np.int64)
     hdrs = [h for *_, h in rows]
     header_col = pa.array([None if h is None else [{"key": k, "value": v} for k, v in h] for h in hdrs], HEADER_TYPE)
-    return Chunk(np.frombuffer(values, np.uint8), lens, np.array([p for p, *_ in rows], np.int32), offsets,
-                 offsets + 1000, pa.array([k for _, _, k, _, _ in rows], pa.large_binary()),
-                 header_col if headers and any(h is not None for h in hdrs) else None, headers, [], "")
+    return Chunk(
+        np.frombuffer(values, np.uint8),
+        lens,
+        np.array([p for p, *_ in rows], np.int32),
+        offsets,
+        offsets + 1000,
+        pa.array([k for _, _, k, _, _ in rows], pa.large_binary()),
+        header_col if headers and any(h is not None for h in hdrs) else None,
+        headers,
+        [],
+        "",
+    )
 
-ROWS = [(0, 5, b"a", b'{"n": 1}', None), (0, 6, None, None, [("t", b"x")]), (0, 7, b"c", b'{"n": 3}', None),
-        (2, 40, b"d", b'{"n": 4}', None), (2, 41, b"e", b'{"n": 55}', [("t", None)])]
+
+ROWS = [
+    (0, 5, b"a", b'{"n": 1}', None),
+    (0, 6, None, None, [("t", b"x")]),
+    (0, 7, b"c", b'{"n": 3}', None),
+    (2, 40, b"d", b'{"n": 4}', None),
+    (2, 41, b"e", b'{"n": 55}', [("t", None)]),
+]
 
 
 def test_runs_split_a_grouped_chunk_by_partition_without_losing_bytes():
@@ -59,8 +74,11 @@ def test_a_sealed_batch_joins_pieces_and_drops_columns_a_piece_lacks():
 
 def test_decoding_an_array_batch_keeps_rows_and_metadata_of_the_good_records():
     batch = ArrayBatch("t", 0)
-    batch.add(chunk([(0, 5, b"a", b'{"n": 1}', [("t", b"x")]), (0, 6, b"\xff", b"{bad", None),
-                     (0, 7, b"c", b'{"n": 3}', None)]))
+    batch.add(
+        chunk(
+            [(0, 5, b"a", b'{"n": 1}', [("t", b"x")]), (0, 6, b"\xff", b"{bad", None), (0, 7, b"c", b'{"n": 3}', None)]
+        )
+    )
     frame = BatchDecoder(Settings(), "t", "json").decode(batch.seal())
     assert frame.select("offset", "key", "n").rows() == [(5, "a", 1), (7, "c", 3)]
     assert frame["headers"].to_list() == [[{"key": "t", "value": b"x"}], None]
@@ -71,8 +89,9 @@ def test_decoding_an_array_batch_keeps_rows_and_metadata_of_the_good_records():
 
 
 def test_native_config_passes_strings_and_refuses_python_objects():
-    conf = native_config({"bootstrap.servers": "h:9092", "enable.auto.commit": False, "fetch.queue.backoff.ms": 10,
-                          "logger": object()})
+    conf = native_config(
+        {"bootstrap.servers": "h:9092", "enable.auto.commit": False, "fetch.queue.backoff.ms": 10, "logger": object()}
+    )
     assert conf == {"bootstrap.servers": "h:9092", "enable.auto.commit": "false", "fetch.queue.backoff.ms": "10"}
     with pytest.raises(NativeUnavailable, match="oauth_cb"):
         native_config({"oauth_cb": lambda cfg: ("token", 0.0)})

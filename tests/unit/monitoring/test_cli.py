@@ -11,12 +11,18 @@ from tests.support.paths import ROOT
 
 
 def test_bad_pipeline_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "kstream_lab", "dashboard", "--pipeline", str(tmp_path / "no.yaml")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kstream_lab", "dashboard", "--pipeline", str(tmp_path / "no.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: cannot read pipeline file {tmp_path / 'no.yaml'}: No such file or directory "
-        "(pass the path of a pipelines/*.yaml file)"]
+        "(pass the path of a pipelines/*.yaml file)"
+    ]
 
 
 def test_streamlit_runs_the_app_headless_on_the_given_port() -> None:

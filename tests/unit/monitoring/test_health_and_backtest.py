@@ -22,8 +22,9 @@ TOPICS = PipelineTopics(raw="raw", enriched="enr", aggregates="agg", dlq="dlq", 
 
 
 def snap(at: float, highs: dict[str, list[int]], missing: tuple[str, ...] = ()) -> OffsetsSnapshot:
-    return OffsetsSnapshot(at, {t: [PartitionOffsets(p, 0, h) for p, h in enumerate(hs)] for t, hs in highs.items()},
-                           missing)
+    return OffsetsSnapshot(
+        at, {t: [PartitionOffsets(p, 0, h) for p, h in enumerate(hs)] for t, hs in highs.items()}, missing
+    )
 
 
 def test_topics_come_from_the_workers_section() -> None:
@@ -53,8 +54,10 @@ def test_throughput_table_marks_missing_topics() -> None:
 
 
 def test_lag_table_has_one_row_per_group_and_topic_with_a_column_per_partition() -> None:
-    lags = {"raw": [GroupLag("enricher", {0: 10, 1: 15}, {0: 0, 1: 5})],
-            "agg": [GroupLag("sink", {0: 3}, {0: 1}), GroupLag("audit", {}, {0: 4})]}
+    lags = {
+        "raw": [GroupLag("enricher", {0: 10, 1: 15}, {0: 0, 1: 5})],
+        "agg": [GroupLag("sink", {0: 3}, {0: 1}), GroupLag("audit", {}, {0: 4})],
+    }
     report = HealthReport(snap(0, {"raw": [10, 20], "agg": [4]}), {}, lags)
     assert lag_table(report) == [
         {"group": "enricher", "topic": "raw", "total": 5, "p0": 0, "p1": 5},
@@ -87,24 +90,46 @@ def test_view_of_a_matching_and_a_differing_report() -> None:
 
 def test_focus_sums_one_minute_per_tier_over_partitions() -> None:
     ws = 1_790_000_040_000
-    windows = pl.DataFrame({
-        "window_start": [ws, ws, ws, ws + 60_000, ws],
-        "tier": ["gold", "gold", "bronze", "gold", "platinum"],
-        "source_partition": [0, 1, 0, 0, 2],
-        "live_total": [1_001, 2_002, 5, 9, None], "backtest_total": [1_001, 2_002, 5, 9, 77],
-        "delta": [0, 0, 0, 0, 77],
-        "live_count": [1, 2, 1, 1, None], "backtest_count": [1, 2, 1, 1, 1],
-        "status": ["match", "match", "match", "match", "open"],
-    })
+    windows = pl.DataFrame(
+        {
+            "window_start": [ws, ws, ws, ws + 60_000, ws],
+            "tier": ["gold", "gold", "bronze", "gold", "platinum"],
+            "source_partition": [0, 1, 0, 0, 2],
+            "live_total": [1_001, 2_002, 5, 9, None],
+            "backtest_total": [1_001, 2_002, 5, 9, 77],
+            "delta": [0, 0, 0, 0, 77],
+            "live_count": [1, 2, 1, 1, None],
+            "backtest_count": [1, 2, 1, 1, 1],
+            "status": ["match", "match", "match", "match", "open"],
+        }
+    )
     rep = report(["match"])
     rep.windows = windows
     view = view_of(rep, ws)
     assert view.focus == [
-        {"tier": "bronze", "live": "$0.05", "back-test": "$0.05", "live orders": 1, "back-test orders": 1,
-         "windows": "match"},
-        {"tier": "gold", "live": "$30.03", "back-test": "$30.03", "live orders": 3, "back-test orders": 3,
-         "windows": "match"},
-        {"tier": "platinum", "live": "$0.00", "back-test": "$0.77", "live orders": 0, "back-test orders": 1,
-         "windows": "open"},
+        {
+            "tier": "bronze",
+            "live": "$0.05",
+            "back-test": "$0.05",
+            "live orders": 1,
+            "back-test orders": 1,
+            "windows": "match",
+        },
+        {
+            "tier": "gold",
+            "live": "$30.03",
+            "back-test": "$30.03",
+            "live orders": 3,
+            "back-test orders": 3,
+            "windows": "match",
+        },
+        {
+            "tier": "platinum",
+            "live": "$0.00",
+            "back-test": "$0.77",
+            "live orders": 0,
+            "back-test orders": 1,
+            "windows": "open",
+        },
     ]
     assert view_of(rep, ws + 120_000).focus == [] and view_of(rep).focus == []

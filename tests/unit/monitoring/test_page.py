@@ -45,8 +45,10 @@ def texts(elements) -> list[str]:
 
 def test_sink_missing_and_broker_down_are_explained(dashboard_env: Path) -> None:
     at = run_page()
-    assert texts(at.info)[0] == (f"No sales yet: no sink database at {dashboard_env / 'sink' / 'sales.duckdb'} yet "
-                                 "(start the sink worker: `kstream-lab worker sink`).")
+    assert texts(at.info)[0] == (
+        f"No sales yet: no sink database at {dashboard_env / 'sink' / 'sales.duckdb'} yet "
+        "(start the sink worker: `kstream-lab worker sink`)."
+    )
     broker = [t for t in texts(at.error) if t.startswith("Broker unreachable: Kafka at 127.0.0.1:")]
     assert broker and "kstream-lab broker up" in broker[0]
     workers = at.table[-1].value
@@ -64,10 +66,21 @@ def test_populated_sink_shows_exact_totals_stacked_by_tier(sink_file) -> None:
     sink_file(ROWS)
     at = run_page()
     assert [(m.label, m.value) for m in at.metric] == [
-        ("Newest minute (UTC)", "14:15"), ("Sales in that minute", "$1,235,099.14"), ("Orders in that minute", "13")]
+        ("Newest minute (UTC)", "14:15"),
+        ("Sales in that minute", "$1,235,099.14"),
+        ("Orders in that minute", "13"),
+    ]
     table = at.table[0].value
-    assert table.columns.tolist() == ["minute (UTC)", "bronze", "silver", "gold", "platinum", "all tiers", "orders",
-                                      "status"]
+    assert table.columns.tolist() == [
+        "minute (UTC)",
+        "bronze",
+        "silver",
+        "gold",
+        "platinum",
+        "all tiers",
+        "orders",
+        "status",
+    ]
     assert table.values.tolist() == [
         ["2026-09-21 14:15", "—", "$31.25", "$500.00", "$1,234,567.89", "$1,235,099.14", "13", "open"],
         ["2026-09-21 14:14", "$0.01", "$9.99", "$223.46", "—", "$233.46", "5", "final"],
@@ -80,16 +93,26 @@ def test_populated_sink_shows_exact_totals_stacked_by_tier(sink_file) -> None:
     assert spec["encoding"]["x"]["timeUnit"] == "utcyearmonthdatehoursminutes"
     data = pa.ipc.open_stream(sales_chart.proto.datasets[0].data.data).read_all().to_pylist()
     cents = sorted((row["tier"], round(row["sales_usd"] * 100)) for row in data)
-    assert cents == sorted([("bronze", 1), ("gold", 22_346), ("silver", 999), ("gold", 50_000),
-                            ("platinum", 123_456_789), ("silver", 3_125)])
+    assert cents == sorted(
+        [
+            ("bronze", 1),
+            ("gold", 22_346),
+            ("silver", 999),
+            ("gold", 50_000),
+            ("platinum", 123_456_789),
+            ("silver", 3_125),
+        ]
+    )
     assert json.loads(orders_chart.proto.spec)["encoding"]["y"]["field"] == "orders"
 
 
 def test_bad_pipeline_file_is_one_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KSTREAM_PIPELINE_FILE", str(tmp_path / "missing.yaml"))
     at = run_page()
-    assert texts(at.error) == [f"Cannot load the pipeline: cannot read pipeline file {tmp_path / 'missing.yaml'}: "
-                               "No such file or directory (pass the path of a pipelines/*.yaml file)"]
+    assert texts(at.error) == [
+        f"Cannot load the pipeline: cannot read pipeline file {tmp_path / 'missing.yaml'}: "
+        "No such file or directory (pass the path of a pipelines/*.yaml file)"
+    ]
 
 
 def test_picking_a_minute_fills_the_backtest_range_and_a_failed_run_is_a_message(sink_file) -> None:

@@ -67,8 +67,15 @@ def test_missing_file_and_missing_table_are_sink_missing(tmp_path: Path) -> None
 
 def test_empty_table_gives_an_empty_frame(sink_file) -> None:
     totals = load_minute_totals(SinkTarget("duckdb", str(sink_file([]))))
-    assert totals.is_empty() and totals.columns == ["window_start", "minute", "tier", "total_cents", "count",
-                                                    "partitions", "final"]
+    assert totals.is_empty() and totals.columns == [
+        "window_start",
+        "minute",
+        "tier",
+        "total_cents",
+        "count",
+        "partitions",
+        "final",
+    ]
     assert minute_table(totals).is_empty()
 
 
@@ -81,9 +88,18 @@ def test_unreachable_postgres_is_sink_unavailable() -> None:
         load_minute_totals(target, timeout_s=1)
 
 
-@pytest.mark.parametrize(("cents", "text"), [(0, "$0.00"), (5, "$0.05"), (100, "$1.00"), (22_346, "$223.46"),
-                                             (123_456_789, "$1,234,567.89"), (-1_050, "-$10.50"),
-                                             (9_007_199_254_740_993, "$90,071,992,547,409.93")])
+@pytest.mark.parametrize(
+    ("cents", "text"),
+    [
+        (0, "$0.00"),
+        (5, "$0.05"),
+        (100, "$1.00"),
+        (22_346, "$223.46"),
+        (123_456_789, "$1,234,567.89"),
+        (-1_050, "-$10.50"),
+        (9_007_199_254_740_993, "$90,071,992,547,409.93"),
+    ],
+)
 def test_format_cents_is_exact(cents: int, text: str) -> None:
     assert format_cents(cents) == text
 
@@ -102,7 +118,13 @@ def test_chart_frame_is_long_by_minute_and_tier(sink_file) -> None:
     chart = chart_frame(load_minute_totals(SinkTarget("duckdb", str(sink_file(ROWS)))))
     assert chart.columns == ["minute", "tier", "tier_rank", "sales_usd", "orders"]
     assert chart.select("tier", "tier_rank", "orders").rows() == [
-        ("bronze", 0, 1), ("silver", 1, 1), ("gold", 2, 3), ("silver", 1, 3), ("gold", 2, 3), ("platinum", 3, 7)]
+        ("bronze", 0, 1),
+        ("silver", 1, 1),
+        ("gold", 2, 3),
+        ("silver", 1, 3),
+        ("gold", 2, 3),
+        ("platinum", 3, 7),
+    ]
 
 
 def test_sink_target_follows_the_pipeline_file(tmp_path: Path) -> None:

@@ -55,17 +55,29 @@ def test_scrape_reads_counters_and_breaker_state(metrics_url: str) -> None:
     assert enricher.breakers() == {"customer-service": "open"}
     assert not sink.up and sink.error == "not running (connection refused)"
     rows = counters_table([enricher, sink])
-    assert rows[0] == {"worker": "enricher", "status": "up", "consumed": 1200, "produced": 1197, "errors": 3,
-                       "dlq": 7, "late": 0, "breakers": "customer-service: open"}
+    assert rows[0] == {
+        "worker": "enricher",
+        "status": "up",
+        "consumed": 1200,
+        "produced": 1197,
+        "errors": 3,
+        "dlq": 7,
+        "late": 0,
+        "breakers": "customer-service: open",
+    }
     assert rows[1]["worker"] == "sink" and rows[1]["status"] == "not running (connection refused)"
     assert rows[1]["dlq"] is None
 
 
 def test_endpoints_come_from_the_pipeline_file() -> None:
     spec = load_pipeline(ROOT / "pipelines" / "orders.yaml")
-    assert metrics_endpoints(spec) == {"enricher": "http://127.0.0.1:9401/metrics",
-                                       "aggregator": "http://127.0.0.1:9402/metrics",
-                                       "sink": "http://127.0.0.1:9403/metrics"}
+    assert metrics_endpoints(spec) == {
+        "enricher": "http://127.0.0.1:9401/metrics",
+        "aggregator": "http://127.0.0.1:9402/metrics",
+        "sink": "http://127.0.0.1:9403/metrics",
+    }
     off = spec.model_copy(update={"workers": {"sink": {"metrics_port": None}, "enricher": {"metrics_port": 1234}}})
-    assert metrics_endpoints(off) == {"enricher": "http://127.0.0.1:1234/metrics",
-                                      "aggregator": "http://127.0.0.1:9402/metrics"}
+    assert metrics_endpoints(off) == {
+        "enricher": "http://127.0.0.1:1234/metrics",
+        "aggregator": "http://127.0.0.1:9402/metrics",
+    }

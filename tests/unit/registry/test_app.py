@@ -50,8 +50,9 @@ def client_for(log: MemoryLog) -> TestClient:
 
 
 def register(client: TestClient, subject: str, schema: str):
-    return client.post(f"/subjects/{subject}/versions", content=json.dumps({"schema": schema}),
-                       headers={"Content-Type": CT})
+    return client.post(
+        f"/subjects/{subject}/versions", content=json.dumps({"schema": schema}), headers={"Content-Type": CT}
+    )
 
 
 def test_register_writes_before_answering_and_a_restart_replays_the_log(log):
@@ -64,8 +65,12 @@ def test_register_writes_before_answering_and_a_restart_replays_the_log(log):
 
     restarted = client_for(log)
     assert restarted.get("/subjects").json() == ["s-value"]
-    assert restarted.get("/subjects/s-value/versions/1").json() == {"subject": "s-value", "version": 1, "id": 1,
-                                                                    "schema": ORDER}
+    assert restarted.get("/subjects/s-value/versions/1").json() == {
+        "subject": "s-value",
+        "version": 1,
+        "id": 1,
+        "schema": ORDER,
+    }
     assert restarted.get("/config").json() == {"compatibilityLevel": "FULL"}
     assert restarted.get("/schemas/ids/1/schema").text == ORDER
 

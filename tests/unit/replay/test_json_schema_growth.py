@@ -40,9 +40,11 @@ def test_an_export_whose_files_differ_in_columns_scans_as_their_union(tmp_path) 
     folder = tmp_path / "partition-0"
     folder.mkdir()
     pl.DataFrame({"partition": [0, 0], "offset": [0, 1], "id": [1, 2]}).write_parquet(
-        folder / "part-00000000000000000000.parquet")
+        folder / "part-00000000000000000000.parquet"
+    )
     pl.DataFrame({"partition": [0], "offset": [2], "id": [3], "coupon": ["C"]}).write_parquet(
-        folder / "part-00000000000000000002.parquet")
+        folder / "part-00000000000000000002.parquet"
+    )
     df = scan_export(tmp_path).collect()
     assert df.rows() == [(0, 0, 1, None), (0, 1, 2, None), (0, 2, 3, "C")]
 
@@ -56,7 +58,7 @@ def test_raw_values_keep_their_exact_bytes_and_nulls() -> None:
 
 
 def test_json_with_tombstones_and_a_value_spanning_lines_is_decoded_record_by_record() -> None:
-    values = [b'{"id": 1}', None, b'{\n  "id": 3\n}', b'not json', b'{"id": 5}']
+    values = [b'{"id": 1}', None, b'{\n  "id": 3\n}', b"not json", b'{"id": 5}']
     decoder = BatchDecoder(Settings(), "t", "json")
     df = decoder.decode(RawBatch.of("t", 0, values))
     assert df["offset"].to_list() == [0, 1, 2, 4] and df["id"].to_list() == [1, None, 3, 5]
@@ -83,8 +85,9 @@ def test_a_value_that_does_not_fit_the_columns_is_skipped_not_the_whole_read() -
 def test_an_explicit_schema_fixes_the_columns_and_skips_sampling() -> None:
     decoder = BatchDecoder(Settings(), "t", "json", schema={"id": pl.Int32, "cents": pl.Int64, "note": pl.String})
     frame = decoder.decode(raw([{"id": i, "cents": i, "extra": True} for i in range(50)], 0))
-    assert frame.select("id", "cents", "note").schema == pl.Schema({"id": pl.Int32, "cents": pl.Int64,
-                                                                    "note": pl.String})
+    assert frame.select("id", "cents", "note").schema == pl.Schema(
+        {"id": pl.Int32, "cents": pl.Int64, "note": pl.String}
+    )
     assert "extra" not in frame.columns and frame["note"].null_count() == 50 and frame["cents"].sum() == 1225
 
 
@@ -93,7 +96,8 @@ def test_schema_names_from_a_file_or_command_line_are_checked_per_field() -> Non
     from kstream_lab.replay.decode import json_schema_from_names
 
     assert json_schema_from_names({"c": "Int64", "t": "Datetime[ms]", "s": "String"}) == pl.Schema(
-        {"c": pl.Int64, "t": pl.Datetime("ms"), "s": pl.String})
+        {"c": pl.Int64, "t": pl.Datetime("ms"), "s": pl.String}
+    )
     for bad, field in (({"c": "int"}, "'c'"), ({"c": "Int64", "t": "Datetime[s]"}, "'t'")):
         try:
             json_schema_from_names(bad, where="--schema f.json")

@@ -15,25 +15,50 @@ from kstream_lab.schemas.avro import StaticSchemas, frame
 from kstream_lab.schemas.bulk import container, decode_avro_batch, decode_json_batch, polars_schema
 from tests.support.avro import ORDER, encode, orders, with_field
 
-RICH = {"type": "record", "name": "Rich", "namespace": "test", "fields": [
-    {"name": "i", "type": "int"}, {"name": "l", "type": "long"}, {"name": "d", "type": "double"},
-    {"name": "f", "type": "float"}, {"name": "b", "type": "boolean"}, {"name": "s", "type": "string"},
-    {"name": "raw", "type": "bytes"}, {"name": "maybe", "type": ["null", "long"]},
-    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B", "C"]}},
-    {"name": "tags", "type": {"type": "array", "items": "string"}},
-    {"name": "sub", "type": {"type": "record", "name": "Sub", "fields": [{"name": "x", "type": "int"},
-                                                                         {"name": "y", "type": ["null", "string"]}]}},
-    {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-]}
+RICH = {
+    "type": "record",
+    "name": "Rich",
+    "namespace": "test",
+    "fields": [
+        {"name": "i", "type": "int"},
+        {"name": "l", "type": "long"},
+        {"name": "d", "type": "double"},
+        {"name": "f", "type": "float"},
+        {"name": "b", "type": "boolean"},
+        {"name": "s", "type": "string"},
+        {"name": "raw", "type": "bytes"},
+        {"name": "maybe", "type": ["null", "long"]},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B", "C"]}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {
+            "name": "sub",
+            "type": {
+                "type": "record",
+                "name": "Sub",
+                "fields": [{"name": "x", "type": "int"}, {"name": "y", "type": ["null", "string"]}],
+            },
+        },
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    ],
+}
 RICH_TEXT = json.dumps(RICH)
 I32, I64 = st.integers(-(2**31), 2**31 - 1), st.integers(-(2**63), 2**63 - 1)
-rich_records = st.fixed_dictionaries({
-    "i": I32, "l": I64, "d": st.floats(allow_nan=False, width=64), "f": st.floats(allow_nan=False, width=32),
-    "b": st.booleans(), "s": st.text(max_size=20), "raw": st.binary(max_size=20),
-    "maybe": st.none() | I64, "kind": st.sampled_from(["A", "B", "C"]),
-    "tags": st.lists(st.text(max_size=5), max_size=4),
-    "sub": st.fixed_dictionaries({"x": I32, "y": st.none() | st.text(max_size=8)}), "ts": I64,
-})
+rich_records = st.fixed_dictionaries(
+    {
+        "i": I32,
+        "l": I64,
+        "d": st.floats(allow_nan=False, width=64),
+        "f": st.floats(allow_nan=False, width=32),
+        "b": st.booleans(),
+        "s": st.text(max_size=20),
+        "raw": st.binary(max_size=20),
+        "maybe": st.none() | I64,
+        "kind": st.sampled_from(["A", "B", "C"]),
+        "tags": st.lists(st.text(max_size=5), max_size=4),
+        "sub": st.fixed_dictionaries({"x": I32, "y": st.none() | st.text(max_size=8)}),
+        "ts": I64,
+    }
+)
 
 
 def per_record(values: list[bytes], schema_text: str) -> list[dict]:
@@ -59,8 +84,16 @@ def test_container_trick_equals_per_record_fastavro(records, chunk):
 def test_orders_decode_with_exact_dtypes_and_integer_timestamps():
     recs = orders(5000)
     batch = decode_avro_batch([encode(ORDER, r, 3) for r in recs], StaticSchemas({3: ORDER}), chunk=1024)
-    assert batch.frame.schema == pl.Schema({"order_id": pl.String, "customer_id": pl.String, "total_cents": pl.Int64,
-                                            "currency": pl.String, "item_count": pl.Int32, "timestamp": pl.Int64})
+    assert batch.frame.schema == pl.Schema(
+        {
+            "order_id": pl.String,
+            "customer_id": pl.String,
+            "total_cents": pl.Int64,
+            "currency": pl.String,
+            "item_count": pl.Int32,
+            "timestamp": pl.Int64,
+        }
+    )
     assert batch.frame.to_dicts() == recs
     assert batch.frame["total_cents"].sum() == sum(r["total_cents"] for r in recs)
 
@@ -68,8 +101,14 @@ def test_orders_decode_with_exact_dtypes_and_integer_timestamps():
 def test_bad_records_are_reported_and_the_rest_decoded_in_order():
     recs = orders(3000)
     values: list[bytes | None] = [encode(ORDER, r, 3) for r in recs]
-    bad = {7: b"{\"json\": 1}", 8: b"\x00\x00\x01", 9: frame(404, b"\x02ab"), 10: values[10][:-6],
-           11: values[11] + b"\x00\x00", 2999: None}
+    bad = {
+        7: b'{"json": 1}',
+        8: b"\x00\x00\x01",
+        9: frame(404, b"\x02ab"),
+        10: values[10][:-6],
+        11: values[11] + b"\x00\x00",
+        2999: None,
+    }
     for i, v in bad.items():
         values[i] = v
     batch = decode_avro_batch(values, StaticSchemas({3: ORDER}), chunk=2048)
@@ -98,8 +137,13 @@ def test_mixed_schema_versions_keep_input_order_and_resolve_to_a_reader_schema()
 
 
 def test_maps_fall_back_to_fastavro():
-    schema = json.dumps({"type": "record", "name": "M", "fields": [
-        {"name": "id", "type": "long"}, {"name": "attrs", "type": {"type": "map", "values": "long"}}]})
+    schema = json.dumps(
+        {
+            "type": "record",
+            "name": "M",
+            "fields": [{"name": "id", "type": "long"}, {"name": "attrs", "type": {"type": "map", "values": "long"}}],
+        }
+    )
     values = [encode(schema, {"id": i, "attrs": {"k": i * 2}}, 9) for i in range(3)]
     batch = decode_avro_batch(values, StaticSchemas({9: schema}))
     assert batch.failures == [] and batch.frame["id"].to_list() == [0, 1, 2]
@@ -109,8 +153,13 @@ def test_maps_fall_back_to_fastavro():
 def test_container_is_a_standard_avro_file():
     recs = orders(20)
     bodies = b"".join(encode(ORDER, r)[5:] for r in recs)
-    data = container(ORDER, [(12, bodies[: sum(len(encode(ORDER, r)) - 5 for r in recs[:12])]),
-                             (8, bodies[sum(len(encode(ORDER, r)) - 5 for r in recs[:12]):])])
+    data = container(
+        ORDER,
+        [
+            (12, bodies[: sum(len(encode(ORDER, r)) - 5 for r in recs[:12])]),
+            (8, bodies[sum(len(encode(ORDER, r)) - 5 for r in recs[:12]) :]),
+        ],
+    )
     got = list(fastavro.reader(io.BytesIO(data)))
     assert [{**g, "timestamp": int(g["timestamp"].timestamp() * 1000)} for g in got] == recs
 
@@ -118,14 +167,27 @@ def test_container_is_a_standard_avro_file():
 def test_json_batch_with_explicit_schema_and_bad_values():
     recs = orders(2000)
     values: list[bytes | None] = [json.dumps(r).encode() for r in recs]
-    bad = {3: b"{not json", 4: b"", 5: None, 6: b"\x00\x00\x00\x00\x01\x02", 7: b'{"total_cents": "abc"}',
-           9: b"{not json}", 1999: b"[1, 2]"}
+    bad = {
+        3: b"{not json",
+        4: b"",
+        5: None,
+        6: b"\x00\x00\x00\x00\x01\x02",
+        7: b'{"total_cents": "abc"}',
+        9: b"{not json}",
+        1999: b"[1, 2]",
+    }
     for i, v in bad.items():
         values[i] = v
     values[8] = json.dumps(recs[8], indent=2).encode()  # raw newlines inside one value are fine
     schema = polars_schema(ORDER)
-    assert schema == {"order_id": pl.String, "customer_id": pl.String, "total_cents": pl.Int64,
-                      "currency": pl.String, "item_count": pl.Int32, "timestamp": pl.Int64}
+    assert schema == {
+        "order_id": pl.String,
+        "customer_id": pl.String,
+        "total_cents": pl.Int64,
+        "currency": pl.String,
+        "item_count": pl.Int32,
+        "timestamp": pl.Int64,
+    }
     batch = decode_json_batch(values, schema, chunk=512)
     reasons = {f.index: f.reason for f in batch.failures}
     assert sorted(reasons) == sorted(bad)
@@ -137,7 +199,6 @@ def test_json_batch_with_explicit_schema_and_bad_values():
     assert batch.frame.to_dicts() == [recs[i] for i in good]
     assert batch.frame.schema == pl.Schema(schema)
     assert np.array_equal(batch.indices, np.asarray(good))
-
 
 
 def test_a_schema_id_that_cannot_resolve_to_the_reader_fails_only_its_records():

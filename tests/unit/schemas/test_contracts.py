@@ -23,6 +23,7 @@ from tests.support.paths import ROOT
 
 # ---- the schema files -------------------------------------------------------------------------
 
+
 def test_every_schema_is_a_documented_record_in_the_namespace():
     files = {sf.name: sf for sf in SCHEMAS.values()}
     assert sorted(files) == ["EnrichedOrder", "Order", "SalesAggregate"]
@@ -46,14 +47,22 @@ def test_money_is_long_cents_and_event_time_is_timestamp_millis():
 def test_generated_orders_and_sample_payloads_validate():
     records = orders()
     assert [f["name"] for f in json.loads(ORDER)["fields"]] == list(records[0])
-    parsed = {n: fastavro.parse_schema(json.loads(SCHEMAS[n].text)) for n in ("Order", "EnrichedOrder",
-                                                                               "SalesAggregate")}
+    parsed = {
+        n: fastavro.parse_schema(json.loads(SCHEMAS[n].text)) for n in ("Order", "EnrichedOrder", "SalesAggregate")
+    }
     for rec in records:
         assert validate(rec, parsed["Order"], raise_errors=True)
         enriched = {**rec, "loyalty_tier": loyalty_tier_for(rec["customer_id"])}
         assert validate(enriched, parsed["EnrichedOrder"], raise_errors=True)
-    aggregate = {"window_start": 1_700_000_040_000, "window_end": 1_700_000_100_000, "tier": "gold",
-                 "source_partition": 3, "total_cents": 1_234_567, "count": 42, "final": True}
+    aggregate = {
+        "window_start": 1_700_000_040_000,
+        "window_end": 1_700_000_100_000,
+        "tier": "gold",
+        "source_partition": 3,
+        "total_cents": 1_234_567,
+        "count": 42,
+        "final": True,
+    }
     assert validate(aggregate, parsed["SalesAggregate"], raise_errors=True)
     assert not validate({**records[0], "total_cents": 12.5}, parsed["Order"], raise_errors=False)
 
@@ -69,11 +78,15 @@ def test_topics_declare_existing_schemas():
     settings = Settings(pipeline_file=ROOT / "pipelines/orders.yaml")
     pairs = topic_schemas(settings, load_pipeline(ROOT / "pipelines/orders.yaml"))
     assert [(s, f.name) for s, f in pairs] == [
-        ("orders_raw-value", "Order"), ("orders_enriched-value", "EnrichedOrder"),
-        ("orders_late-value", "EnrichedOrder"), ("sales_aggregates-value", "SalesAggregate")]
+        ("orders_raw-value", "Order"),
+        ("orders_enriched-value", "EnrichedOrder"),
+        ("orders_late-value", "EnrichedOrder"),
+        ("sales_aggregates-value", "SalesAggregate"),
+    ]
 
 
 # ---- compatibility ------------------------------------------------------------------------------
+
 
 def problems(level: str, new: str, *old: str) -> list[str]:
     return compatibility_problems(level, parse_avro(new), [parse_avro(o) for o in old])
@@ -87,14 +100,16 @@ def test_backward_accepts_a_new_field_with_default_and_a_removed_field():
     assert problems("BACKWARD", json.dumps(fewer), ORDER) == []
     assert problems("FORWARD", json.dumps(fewer), ORDER) == [
         "READER_FIELD_MISSING_DEFAULT_VALUE: field 'currency': the reader's field has no default value and is "
-        "missing in the writer schema (give it a default)"]
+        "missing in the writer schema (give it a default)"
+    ]
 
 
 def test_backward_refuses_a_new_field_without_default_naming_it():
     v3 = with_field(ORDER, name="channel", type="string")
     assert problems("BACKWARD", v3, ORDER) == [
         "READER_FIELD_MISSING_DEFAULT_VALUE: field 'channel': the reader's field has no default value and is "
-        "missing in the writer schema (give it a default)"]
+        "missing in the writer schema (give it a default)"
+    ]
     assert problems("NONE", v3, ORDER) == []
     assert problems("FORWARD", v3, ORDER) == []
 
@@ -112,35 +127,49 @@ def test_type_changes_follow_avro_promotions():
     assert problems("BACKWARD", retype("customer_id", "bytes"), ORDER) == []  # string -> bytes
     assert problems("BACKWARD", retype("total_cents", ["null", "long"]), ORDER) == []
     assert problems("BACKWARD", retype("total_cents", "int"), ORDER) == [
-        "TYPE_MISMATCH: field 'total_cents': writer type long cannot be read as int"]
+        "TYPE_MISMATCH: field 'total_cents': writer type long cannot be read as int"
+    ]
     assert problems("BACKWARD", retype("total_cents", "string"), ORDER) == [
-        "TYPE_MISMATCH: field 'total_cents': writer type long cannot be read as string"]
+        "TYPE_MISMATCH: field 'total_cents': writer type long cannot be read as string"
+    ]
     assert problems("FULL", retype("item_count", "long"), ORDER) == [
-        "TYPE_MISMATCH: field 'item_count': writer type long cannot be read as int"]
+        "TYPE_MISMATCH: field 'item_count': writer type long cannot be read as int"
+    ]
 
 
 def test_nested_records_enums_and_transitive_levels():
     def schema(sub_fields: list, symbols: list) -> str:
-        return json.dumps({"type": "record", "name": "Outer", "fields": [
-            {"name": "inner", "type": {"type": "record", "name": "Inner", "fields": sub_fields}},
-            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": symbols}}]})
+        return json.dumps(
+            {
+                "type": "record",
+                "name": "Outer",
+                "fields": [
+                    {"name": "inner", "type": {"type": "record", "name": "Inner", "fields": sub_fields}},
+                    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": symbols}},
+                ],
+            }
+        )
 
     v1 = schema([{"name": "a", "type": "int"}], ["A", "B"])
     v2 = schema([{"name": "a", "type": "int"}, {"name": "b", "type": "int", "default": 0}], ["A", "B", "C"])
     v3 = schema([{"name": "b", "type": "int", "default": 0}, {"name": "c", "type": "int"}], ["A", "B", "C"])
     assert problems("BACKWARD", v2, v1) == []
     assert problems("FORWARD", v2, v1) == [
-        "MISSING_ENUM_SYMBOLS: field 'kind': reader enum Kind lacks symbols ['C'] and has no default"]
+        "MISSING_ENUM_SYMBOLS: field 'kind': reader enum Kind lacks symbols ['C'] and has no default"
+    ]
     assert problems("BACKWARD", v3, v2) == [
         "READER_FIELD_MISSING_DEFAULT_VALUE: field 'inner.c': the reader's field has no default value and is "
-        "missing in the writer schema (give it a default)"]
-    v3b = schema([{"name": "b", "type": "int", "default": 0}, {"name": "c", "type": "int", "default": 1}],
-                 ["A", "B", "C"])
+        "missing in the writer schema (give it a default)"
+    ]
+    v3b = schema(
+        [{"name": "b", "type": "int", "default": 0}, {"name": "c", "type": "int", "default": 1}], ["A", "B", "C"]
+    )
     assert problems("BACKWARD_TRANSITIVE", v3b, v1, v2) == []
     assert problems("FORWARD_TRANSITIVE", v3b, v1, v2) == [
         "READER_FIELD_MISSING_DEFAULT_VALUE: field 'inner.a': the reader's field has no default value and is "
         "missing in the writer schema (give it a default)",
-        "MISSING_ENUM_SYMBOLS: field 'kind': reader enum Kind lacks symbols ['C'] and has no default"]
+        "MISSING_ENUM_SYMBOLS: field 'kind': reader enum Kind lacks symbols ['C'] and has no default",
+    ]
 
 
 def test_malformed_schemas_carry_the_parser_message():
@@ -154,6 +183,7 @@ def test_malformed_schemas_carry_the_parser_message():
 
 # ---- registry state (the fold over `_schemas`) ----------------------------------------------------
 
+
 def apply_all(state: RegistryState, records) -> None:
     for key, value in records:
         state.apply(key, value)
@@ -161,13 +191,20 @@ def apply_all(state: RegistryState, records) -> None:
 
 def test_registry_state_registers_idempotently_and_rebuilds_from_its_log():
     state, log = RegistryState(), []
-    for subject, text in (("a-value", ORDER), ("b-value", ORDER), ("a-value", ORDER),
-                          ("a-value", with_field(ORDER, name="x", type="int", default=0))):
+    for subject, text in (
+        ("a-value", ORDER),
+        ("b-value", ORDER),
+        ("a-value", ORDER),
+        ("a-value", with_field(ORDER, name="x", type="int", default=0)),
+    ):
         ver, records = state.plan_register(subject, text)
         apply_all(state, records)
         log += records
     assert [(v.subject, v.version, v.schema_id) for s in state.subject_names() for v in state.versions(s)] == [
-        ("a-value", 1, 1), ("a-value", 2, 2), ("b-value", 1, 1)]
+        ("a-value", 1, 1),
+        ("a-value", 2, 2),
+        ("b-value", 1, 1),
+    ]
     assert len(log) == 3  # re-registering wrote nothing
     log.append(state.plan_config("a-value", "none"))
     restored = RegistryState()
@@ -198,6 +235,7 @@ def test_registry_state_error_codes():
 
 
 # ---- per-record decoding --------------------------------------------------------------------------
+
 
 def test_record_decoder_reasons_and_coordinates():
     decode = AvroRecordDecoder(StaticSchemas({1: ORDER}))

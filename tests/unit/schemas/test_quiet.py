@@ -11,13 +11,17 @@ from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.quiet import rust_panics_muted, strip_panic_reports
 from tests.support.avro import ORDER, encode, orders
 
-SHORT = (b"\nthread '<unnamed>' (17963) panicked at crates/polars-arrow/src/io/avro/read/deserialize.rs:276:61:\n"
-         b"range end index 5505 out of range for slice of length 2344\n"
-         b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n")
-FULL = (b"\nthread '<unnamed>' (17963) panicked at crates/polars-arrow/src/io/avro/read/deserialize.rs:276:61:\n"
-        b"range end index 3140 out of range for slice of length 215\nstack backtrace:\n"
-        b"   0: __rustc::rust_begin_unwind\n             at /rustc/library/std/src/panicking.rs:689:5\n"
-        b"  33: _start\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n")
+SHORT = (
+    b"\nthread '<unnamed>' (17963) panicked at crates/polars-arrow/src/io/avro/read/deserialize.rs:276:61:\n"
+    b"range end index 5505 out of range for slice of length 2344\n"
+    b"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"
+)
+FULL = (
+    b"\nthread '<unnamed>' (17963) panicked at crates/polars-arrow/src/io/avro/read/deserialize.rs:276:61:\n"
+    b"range end index 3140 out of range for slice of length 215\nstack backtrace:\n"
+    b"   0: __rustc::rust_begin_unwind\n             at /rustc/library/std/src/panicking.rs:689:5\n"
+    b"  33: _start\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n"
+)
 
 
 def test_panic_reports_are_cut_out_and_everything_else_kept_in_order() -> None:

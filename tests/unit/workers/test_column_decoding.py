@@ -18,11 +18,16 @@ from kstream_lab.workers.codec import _avro_columns
 from tests.support.aggregator import SPEC, json_columns, order
 from tests.support.fakes import Msg, RecordingOutput
 
-SCHEMA = {"type": "record", "name": "EnrichedOrder", "fields": [
-    {"name": "order_id", "type": "string"},
-    {"name": "timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "total_cents", "type": ["null", "long"]},
-    {"name": "loyalty_tier", "type": ["null", "string"]}]}
+SCHEMA = {
+    "type": "record",
+    "name": "EnrichedOrder",
+    "fields": [
+        {"name": "order_id", "type": "string"},
+        {"name": "timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "total_cents", "type": ["null", "long"]},
+        {"name": "loyalty_tier", "type": ["null", "string"]},
+    ],
+}
 PARSED = fastavro.parse_schema(json.loads(json.dumps(SCHEMA)))
 SCHEMAS = StaticSchemas({7: json.dumps(SCHEMA)})
 INTS, OTHERS = AggregatorProcessor.fields(SPEC)
@@ -35,14 +40,26 @@ def avro(rec: dict) -> bytes:
 
 
 def test_bulk_avro_columns_and_bad_records_with_coordinates() -> None:
-    values = [avro(order(1, 1_000, cents=150)), b"\x00\x00\x00\x00\x07\xff", avro(order(2, 2_000, "silver", 5)),
-              avro({**order(3, 3_000), "total_cents": None}), b"not avro", avro(order(4, 4_000, None, 9))]
+    values = [
+        avro(order(1, 1_000, cents=150)),
+        b"\x00\x00\x00\x00\x07\xff",
+        avro(order(2, 2_000, "silver", 5)),
+        avro({**order(3, 3_000), "total_cents": None}),
+        b"not avro",
+        avro(order(4, 4_000, None, 9)),
+    ]
     cols = _avro_columns(SCHEMAS, values, "in", [2] * 6, list(range(40, 46)), INTS, OTHERS)
     assert cols.rows == [0, 2, 5]
-    assert cols.columns == {"timestamp": [1_000, 2_000, 4_000], "total_cents": [150, 5, 9],
-                            "loyalty_tier": ["gold", "silver", None]}
+    assert cols.columns == {
+        "timestamp": [1_000, 2_000, 4_000],
+        "total_cents": [150, 5, 9],
+        "loyalty_tier": ["gold", "silver", None],
+    }
     assert {i: (type(e), e.partition, e.offset) for i, e in cols.errors.items()} == {
-        1: (DeserializationError, 2, 41), 3: (ValidationError, 2, 43), 4: (DeserializationError, 2, 44)}
+        1: (DeserializationError, 2, 41),
+        3: (ValidationError, 2, 43),
+        4: (DeserializationError, 2, 44),
+    }
     assert "total_cents" in cols.errors[3].message
 
 
@@ -61,13 +78,21 @@ def test_avro_and_json_batches_aggregate_identically() -> None:
     records = [order(i, ts, ("gold", "silver", None)[i % 3], 10 + i) for i, ts in enumerate(times)]
 
     def run(decode, encode_value):
-        proc = AggregatorProcessor(SPEC, decode=decode, encode_aggregate=lambda v: json.dumps(v).encode(),
-                                   output="agg", late="late", dlq="dlq", group_columns={"loyalty_tier": "tier"})
+        proc = AggregatorProcessor(
+            SPEC,
+            decode=decode,
+            encode_aggregate=lambda v: json.dumps(v).encode(),
+            output="agg",
+            late="late",
+            dlq="dlq",
+            group_columns={"loyalty_tier": "tier"},
+        )
         proc.assign([0, 1], lambda parts: {p: [] for p in parts})
         out = RecordingOutput()
         for start in range(0, 80, 16):  # two partitions interleaved within each batch
-            proc.process([Msg("in", i % 2, i // 2, None, encode_value(records[i]))
-                          for i in range(start, start + 16)], out)
+            proc.process(
+                [Msg("in", i % 2, i // 2, None, encode_value(records[i])) for i in range(start, start + 16)], out
+            )
         return [(s.partition, s.key, json.loads(s.value)) for s in out.to("agg")], len(out.to("late"))
 
     via_avro = run(lambda v, t, p, o: _avro_columns(SCHEMAS, v, t, p, o, INTS, OTHERS), avro)

@@ -41,8 +41,15 @@ class Clock:
 
 
 def client(service: Service, clock: Clock, **kw) -> TierClient:
-    return TierClient("http://cs", transport=httpx.MockTransport(service), clock=clock, backoff_initial_s=0.001,
-                      backoff_max_s=0.002, ttl_s=10, **kw)
+    return TierClient(
+        "http://cs",
+        transport=httpx.MockTransport(service),
+        clock=clock,
+        backoff_initial_s=0.001,
+        backoff_max_s=0.002,
+        ttl_s=10,
+        **kw,
+    )
 
 
 def test_cache_serves_repeats_until_the_ttl_expires() -> None:
@@ -83,10 +90,21 @@ def test_breaker_opens_falls_back_to_unknown_and_closes_after_recovery(monkeypat
 
 def test_enricher_keeps_partition_and_order_and_dead_letters_poison() -> None:
     svc, clock = Service(), Clock()
-    proc = EnricherProcessor(decode=_json_decoder, encode=lambda v: json.dumps(v).encode(),
-                             tiers=client(svc, clock), output="enriched", dlq="dlq")
-    good = {"order_id": "o1", "customer_id": "C0000003", "total_cents": 120, "currency": "EUR", "item_count": 1,
-            "timestamp": 5}
+    proc = EnricherProcessor(
+        decode=_json_decoder,
+        encode=lambda v: json.dumps(v).encode(),
+        tiers=client(svc, clock),
+        output="enriched",
+        dlq="dlq",
+    )
+    good = {
+        "order_id": "o1",
+        "customer_id": "C0000003",
+        "total_cents": 120,
+        "currency": "EUR",
+        "item_count": 1,
+        "timestamp": 5,
+    }
     msgs = json_msgs("raw", 4, [good, b"{not an order", {**good, "order_id": "o2", "total_cents": 1.5}])
     msgs.append(json_msgs("raw", 4, [{**good, "order_id": "o3"}], start=3)[0])
     msgs[0]._headers = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]

@@ -33,8 +33,13 @@ def test_a_component_whose_process_is_gone_without_down_is_dead(tmp_path):
         sup.pid_file("enricher").write_text(f"{dead_pid()}\n")
         sup.pid_file("sink").write_text(f"{alive.pid}\n")
         assert sup.died() == ["enricher"]  # no pid file at all (never started, or `down`): not dead
-        assert sup.down(timeout=5) == {"sink": "stopped", "aggregator": "not running", "enricher": "not running",
-                                       "order-service": "not running", "customer-service": "not running"}
+        assert sup.down(timeout=5) == {
+            "sink": "stopped",
+            "aggregator": "not running",
+            "enricher": "not running",
+            "order-service": "not running",
+            "customer-service": "not running",
+        }
         assert sup.died() == [] and not sup.pid_file("sink").exists()
     finally:
         alive.kill()

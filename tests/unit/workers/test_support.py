@@ -22,12 +22,25 @@ from tests.support.paths import ROOT
 def test_dlq_headers_round_trip() -> None:
     exc = DeserializationError("no magic byte", topic="orders_raw", partition=3, offset=41)
     headers = dlq_headers(exc, topic="orders_raw", partition=3, offset=41, attempts=2, failed_at_ms=1_700_000_000_000)
-    assert [k for k, _ in headers] == ["error.class", "error.message", "source.topic", "source.partition",
-                                       "source.offset", "attempts", "failed.at"]
+    assert [k for k, _ in headers] == [
+        "error.class",
+        "error.message",
+        "source.topic",
+        "source.partition",
+        "source.offset",
+        "attempts",
+        "failed.at",
+    ]
     d = DeadLetter.from_record(b"k", b"\x01", headers)
-    assert (d.error_class, d.error_message, d.source_topic, d.source_partition, d.source_offset, d.attempts,
-            d.failed_at) == ("DeserializationError", "no magic byte at orders_raw[3]@41", "orders_raw", 3, 41, 2,
-                             1_700_000_000_000)
+    assert (
+        d.error_class,
+        d.error_message,
+        d.source_topic,
+        d.source_partition,
+        d.source_offset,
+        d.attempts,
+        d.failed_at,
+    ) == ("DeserializationError", "no magic byte at orders_raw[3]@41", "orders_raw", 3, 41, 2, 1_700_000_000_000)
 
 
 def test_trace_context_is_continued_hop_by_hop() -> None:
@@ -43,7 +56,10 @@ def test_trace_context_is_continued_hop_by_hop() -> None:
 def test_worker_config_defaults_and_errors(tmp_path: Path) -> None:
     cfg = workers_config(load_pipeline(ROOT / "pipelines" / "orders.yaml"))
     assert (cfg.enricher.input, cfg.enricher.output, cfg.aggregator.changelog) == (
-        "orders_raw", "orders_enriched", "order-aggregator-changelog")
+        "orders_raw",
+        "orders_enriched",
+        "order-aggregator-changelog",
+    )
     assert cfg.enricher.breaker_reset_ms == 3000 and cfg.customer_service_url == "http://127.0.0.1:8601"
     text = (ROOT / "pipelines" / "orders.yaml").read_text().replace("breaker_fail_max: 3", "breaker_fail_max: 0")
     (tmp_path / "p.yaml").write_text(text)
@@ -65,5 +81,10 @@ def test_json_logs_carry_service_level_and_event_id() -> None:
     log.info("enriched", extra={"event_id": "o-1", "partition": 2})
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert (line["service"], line["level"], line["event_id"], line["partition"], line["message"]) == (
-        "enricher", "info", "o-1", 2, "enriched")
+        "enricher",
+        "info",
+        "o-1",
+        2,
+        "enriched",
+    )
     logging.getLogger().handlers.clear()

@@ -92,14 +92,20 @@ class EchoProcessor:
 
 def loop(producer: ScriptedProducer, processor: EchoProcessor | None = None) -> TransactionalLoop:
     settings = Settings(bootstrap_servers="127.0.0.1:1")  # clients are never contacted: both are replaced
-    lp = TransactionalLoop(settings, LoopConfig(input_topic="in", group_id="g", transactional_id="t", retries=3),
-                           processor or EchoProcessor(), service="test", stop=threading.Event())
+    lp = TransactionalLoop(
+        settings,
+        LoopConfig(input_topic="in", group_id="g", transactional_id="t", retries=3),
+        processor or EchoProcessor(),
+        service="test",
+        stop=threading.Event(),
+    )
     lp.producer, lp.consumer = producer, ScriptedConsumer()
     return lp
 
 
 BATCH = [Message(topic="in", partition=0, offset=o, key=b"k", value=b"v%d" % o) for o in (40, 41)] + [
-    Message(topic="in", partition=1, offset=7, key=b"k", value=b"w")]
+    Message(topic="in", partition=1, offset=7, key=b"k", value=b"w")
+]
 
 
 def test_a_batch_commits_outputs_and_next_offsets_in_one_transaction() -> None:
