@@ -3,7 +3,7 @@
 The events are synthetic but shaped like orders_enriched (6 partitions, offsets, event times with
 3 s of disorder and 1% late records, 4 tiers, cents), written as a replay export would be. Both
 plans run as lazy scans over the files, alternating, median of KSTREAM_BENCH_REPEAT runs. The ratio
-is the price of DESIGN.md section 5's fidelity (watermark ordered by offset per partition, late
+is the price of docs/semantics.md §5's fidelity (watermark ordered by offset per partition, late
 filter, finality) over a plain windowed group-by. Size with KSTREAM_BENCH_EVENTS (default 10M).
 """
 

@@ -1,4 +1,4 @@
-"""The batch engine: the aggregation spec compiled to a vectorised Polars plan (DESIGN.md section 5).
+"""The batch engine: the aggregation spec compiled to a vectorised Polars plan (docs/semantics.md §5).
 
 Per source partition, in offset order: the watermark before a record is the cumulative max of
 event time over the *preceding* records; a record is late when ``window_end + grace`` is at or

@@ -1,6 +1,6 @@
 """The streaming engine: a pure fold over one input partition's records, in offset order.
 
-DESIGN.md section 3, record by record: the partition watermark is the max event time seen so far; a
+docs/semantics.md §3, record by record: the partition watermark is the max event time seen so far; a
 record is late when ``window_end + grace <= watermark`` as it stood before the record; a window
 closes (and is emitted once with ``final=True``) when the watermark reaches ``window_end + grace``.
 No Kafka and no state store in here: the aggregator worker feeds records in and persists
@@ -123,7 +123,7 @@ class PartitionWindows:
     def process_columns(
         self, times: Sequence[int], groups: Sequence[tuple], values: Mapping[str, Sequence[Any]]
     ) -> BatchSteps:
-        """Fold a run of records, given as columns in offset order (DESIGN.md section 3).
+        """Fold a run of records, given as columns in offset order (docs/semantics.md §3).
 
         ``times`` are event times in epoch ms, ``groups`` the group-by tuples and ``values`` the
         metric fields' columns. Record by record: late if its window closed before it came (no

@@ -55,7 +55,7 @@ class MetricSpec(BaseModel):
 
 
 class AggregationSpec(BaseModel):
-    """Per-partition windowed group-by (DESIGN.md section 3)."""
+    """Per-partition windowed group-by (docs/semantics.md §3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: str = ""

@@ -2,7 +2,7 @@
 
 For a given seed the generator yields the same orders (ids, customers, totals, event times,
 partitions). It picks partitions itself with Kafka's murmur2 rule, so the ground truth knows where
-each record lands and can label it late exactly as the aggregator will (DESIGN.md section 3).
+each record lands and can label it late exactly as the aggregator will (docs/semantics.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bounded, columnar reads of offset ranges: the low-level half of replay (DESIGN.md section 6).
+"""Bounded, columnar reads of offset ranges: the low-level half of replay (docs/semantics.md §6).
 
 The read is bounded by end offsets fixed before it starts, so producers that keep writing never
 extend it. Ends are read with a read_committed consumer, which makes them last *stable* offsets: an

@@ -1,4 +1,4 @@
-"""The transactional consume-transform-produce loop (DESIGN.md section 4), guarded in one place.
+"""The transactional consume-transform-produce loop (docs/semantics.md §4), guarded in one place.
 
 One transaction per consumed batch: every output record, the changelog entries and the batch's
 input offsets (``send_offsets_to_transaction`` with the consumer's group metadata) commit

@@ -1,6 +1,6 @@
 """Per-minute sales totals for the dashboard, read from the sink without getting in the writer's way.
 
-The aggregator emits one row per (window, tier, source partition) -- DESIGN.md section 3 leaves the
+The aggregator emits one row per (window, tier, source partition) -- docs/semantics.md §3 leaves the
 sum over partitions to the reader, so it happens here, in SQL, in the database that holds the rows.
 
 DuckDB lets a file be open read-write by one process *or* read-only by many, never both. The sink

@@ -1,6 +1,6 @@
 """Back-tests: re-run the aggregation over replayed input and diff it against the live final windows.
 
-What is compared (DESIGN.md section 5):
+What is compared (docs/semantics.md §5):
 
 * **End.** By default the range ends at the aggregator group's committed offsets on its input: under
   exactly-once those offsets and the aggregator's outputs commit in one transaction, so the live

@@ -1,6 +1,6 @@
 """Bounded range reads: resolve ``start``/``end`` to offsets, then fetch and decode in parallel.
 
-Range rules (DESIGN.md section 6), per partition:
+Range rules (docs/semantics.md §6), per partition:
 
 * ``start`` is inclusive, ``end`` exclusive, both resolved to offsets before anything is read.
 * Offsets (an int for every partition, or a ``{partition: offset}`` dict) are used as given, clamped

@@ -1,7 +1,7 @@
 """Dead letters and late events as frames.
 
 The DLQ holds each failed record's original key and bytes, and what went wrong in headers
-(DESIGN.md section 2). Here those headers become columns, so a notebook can group by error class,
+(docs/semantics.md §2). Here those headers become columns, so a notebook can group by error class,
 look at examples and jump to the source offsets.
 """
 

@@ -3,7 +3,7 @@
 All window logic is :class:`kstream_lab.aggregations.fold.PartitionWindows`, the same engine the
 back-test's parity test checks against the batch plan. This module only feeds it records in offset
 order, turns its steps into records and hands its changelog entries to the transactional loop, which
-commits outputs, changelog and input offsets in one transaction (DESIGN.md sections 3-4).
+commits outputs, changelog and input offsets in one transaction (docs/semantics.md §3-4).
 
 A batch is decoded column-wise (Avro in bulk) and each partition's run of it is folded in one call.
 Within one batch, successive updates of the same window are coalesced to the last one (as Kafka

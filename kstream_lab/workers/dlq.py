@@ -1,4 +1,4 @@
-"""Dead letters (DESIGN.md section 2): the original key and bytes plus headers saying what went wrong.
+"""Dead letters (docs/semantics.md §2): the original key and bytes plus headers saying what went wrong.
 
 Any worker sends a record it cannot handle here instead of stalling its partition; the headers make
 every dead letter findable at its source (topic/partition/offset) and explain the failure.

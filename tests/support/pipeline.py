@@ -223,7 +223,7 @@ def expected_rows(
 ) -> dict[tuple, dict]:
     """(window_start, tier, partition) -> {total_cents, count, final} from the generator's truth.
 
-    ``final`` follows DESIGN.md section 3: the partition watermark (max event time of its non-poison
+    ``final`` follows docs/semantics.md §3: the partition watermark (max event time of its non-poison
     records) reached window_end + grace.
     """
     ok = truth.filter(pl.col("kind") == "ok")

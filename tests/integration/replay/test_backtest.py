@@ -1,6 +1,6 @@
 """Back-tests against the generator's truth: exact to the cent, with no worker involved.
 
-The "live" output here is computed from the truth file (DESIGN.md section 3 applied by the generator,
+The "live" output here is computed from the truth file (docs/semantics.md §3 applied by the generator,
 independently of both engines) and produced as SalesAggregate JSON records; the aggregator group's
 committed offsets are set by hand. test_backtest_live.py does the same against the real aggregator.
 """

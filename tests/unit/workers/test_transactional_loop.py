@@ -1,4 +1,4 @@
-"""The transactional loop's error handling (DESIGN.md section 4), driven by scripted client errors:
+"""The transactional loop's error handling (docs/semantics.md §4), driven by scripted client errors:
 retriable -> the same call again; txn_requires_abort -> abort, rewind to the committed offsets and
 rebuild state; fatal -> FatalKafkaError (the worker exits non-zero); RetryBatch -> abort and rewind
 without dead-lettering; and the happy path commits outputs and offsets in one transaction."""
