@@ -24,7 +24,6 @@ from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import open_sink
 from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import column_decoder, value_decoder, value_encoder
-from kstream_lab.workers.config import workers_config
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.sink import SinkWorker
 from kstream_lab.workers.tiers import TierClient
@@ -48,7 +47,7 @@ def stop_on_signals() -> threading.Event:
 
 
 def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
-    wc = workers_config(spec)
+    wc = spec.workers
     cfg = wc.enricher
     tiers = TierClient(
         wc.customer_service_url,
@@ -79,7 +78,7 @@ def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event
 
 def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorProcessor:
     """The aggregator's processing (decode, fold, encode) as configured, without the Kafka loop."""
-    cfg = workers_config(spec).aggregator
+    cfg = spec.workers.aggregator
     agg = spec.aggregation(cfg.aggregation)
     if agg.source != cfg.input:
         raise KStreamLabError(
@@ -105,7 +104,7 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
 
 
 def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
-    cfg = workers_config(spec).aggregator
+    cfg = spec.workers.aggregator
     processor = aggregator_processor(settings, spec)
     loop_cfg = LoopConfig(
         input_topic=cfg.input,
@@ -118,7 +117,7 @@ def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Eve
 
 
 def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> SinkWorker:
-    cfg = workers_config(spec).sink
+    cfg = spec.workers.sink
     return SinkWorker(
         settings,
         cfg,
@@ -159,7 +158,7 @@ def build_when_registry_answers(
 
 
 def metrics_port_for(name: str, spec: PipelineSpec) -> int | None:
-    return getattr(workers_config(spec), name).metrics_port
+    return getattr(spec.workers, name).metrics_port
 
 
 def run_worker(

@@ -104,7 +104,6 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
     from apps.order_service import create_app
     from kstream_lab.kafka.topics import apply_topics, delete_topics
     from kstream_lab.pipeline_spec import load_pipeline
-    from kstream_lab.workers.config import workers_config
     from tests.support.pipeline import write_pipeline
 
     port = free_port()
@@ -112,7 +111,7 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
         update={"registry_port": port, "schema_registry_url": None, "data_dir": tmp_path}
     )
     spec = load_pipeline(write_pipeline(tmp_path))  # topics renamed for this test
-    topic = spec.topic(workers_config(spec).order_service.output)
+    topic = spec.topic(spec.workers.order_service.output)
     apply_topics(settings, [topic])
     order = {"customer_id": "c1", "total_cents": 1234}
     registry = LocalRegistry(settings)
