@@ -73,7 +73,7 @@ def produce_input(settings, role: str, count: int) -> str:
     from kstream_lab.generator.produce import produce_orders
     from kstream_lab.kafka.topics import apply_topics
     from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
-    from kstream_lab.schemas.serde import value_serializer
+    from kstream_lab.schemas.serde import SerdeContext, value_serializer
 
     schema = "EnrichedOrder" if role == "orders_enriched" else "Order"
     spec = TopicSpec(
@@ -82,10 +82,10 @@ def produce_input(settings, role: str, count: int) -> str:
     apply_topics(settings, [spec])
     inner = value_serializer(settings, spec)
 
-    def serialize(obj: dict, t: str) -> bytes:
+    def serialize(obj: dict, ctx: SerdeContext) -> bytes:
         if role == "orders_enriched":
             obj = {**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}
-        return inner(obj, t)
+        return inner(obj, ctx)
 
     window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
     produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=START_MS, progress=False)

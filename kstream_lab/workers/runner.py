@@ -20,10 +20,11 @@ from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, Transac
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import start_metrics_server
 from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.schemas.serde import value_decoder
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import open_sink
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import column_decoder, value_decoder, value_encoder
+from kstream_lab.workers.codec import column_decoder, retrying_outages, value_encoder
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.sink import SinkWorker
 from kstream_lab.workers.tiers import TierClient
@@ -61,7 +62,7 @@ def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event
         reset_s=cfg.breaker_reset_ms / 1000,
     )
     processor = EnricherProcessor(
-        decode=value_decoder(settings, spec.topic(cfg.input)),
+        decode=retrying_outages(value_decoder(settings, spec.topic(cfg.input))),
         encode=value_encoder(settings, spec.topic(cfg.output)),
         tiers=tiers,
         output=cfg.output,
@@ -121,7 +122,7 @@ def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, in
     return SinkWorker(
         settings,
         cfg,
-        decode=value_decoder(settings, spec.topic(cfg.input)),
+        decode=retrying_outages(value_decoder(settings, spec.topic(cfg.input))),
         sink=open_sink(cfg.target, settings),
         stop=stop,
     )

@@ -25,10 +25,9 @@ from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.consuming import read_topic
 from kstream_lab.kafka.topics import apply_topics, delete_topics
 from kstream_lab.pipeline_spec import PipelineSpec, WorkersConfig, load_pipeline
-from kstream_lab.schemas.serde import value_serializer
+from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
-from kstream_lab.workers.codec import value_decoder
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
 
@@ -202,7 +201,7 @@ class Pipeline:
         """(key, value) of every committed record of the topic, decoded with its declared format."""
         name = self.topic(role)
         decode = value_decoder(self.settings, self.spec.topic(name))
-        return [(r.key, decode(r.value, r.topic, r.partition, r.offset)) for r in self.read(role)]
+        return [(r.key, decode(r.value, SerdeContext(r.topic, r.partition, r.offset))) for r in self.read(role)]
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
         deadline = time.monotonic() + timeout

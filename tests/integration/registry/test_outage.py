@@ -9,7 +9,7 @@ import pytest
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.registry import LocalRegistry
-from kstream_lab.schemas.serde import value_serializer
+from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from kstream_lab.workers.codec import column_decoder
 from tests.support.paths import free_port
 
@@ -29,7 +29,7 @@ def test_the_batch_decoder_retries_during_an_outage_and_decodes_after(kafka_sett
         }
         for i in range(3)
     ]
-    values = [serialize(o, spec.name) for o in orders]
+    values = [serialize(o, SerdeContext(spec.name)) for o in orders]
 
     port = free_port()  # a second registry over the same _schemas topic, not running yet
     settings = kafka_settings.model_copy(
