@@ -10,8 +10,7 @@ dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,21 +39,19 @@ class Columns:
 ColumnDecoder = Callable[[list[bytes | None], str, list[int], list[int]], Columns]
 
 
-@contextmanager
-def outage_retries_the_batch() -> Iterator[None]:
+def retry_the_batch(exc: WriterSchemaUnavailable) -> RetryBatch:
     """A registry that cannot answer is not the records' fault: retry the batch, never dead-letter it."""
-    try:
-        yield
-    except WriterSchemaUnavailable as exc:
-        raise RetryBatch(exc.message) from None
+    return RetryBatch(exc.message)
 
 
 def retrying_outages(decode: Decoder) -> Decoder:
     """``decode`` with a registry outage raised as RetryBatch (the per-record workers' decoder)."""
 
     def decoder(value: bytes | None, ctx: SerdeContext) -> dict:
-        with outage_retries_the_batch():
+        try:
             return decode(value, ctx)
+        except WriterSchemaUnavailable as exc:
+            raise retry_the_batch(exc) from None
 
     return decoder
 
@@ -145,8 +142,10 @@ def _avro_columns(
 ) -> Columns:
     from kstream_lab.schemas.bulk import decode_avro_batch
 
-    with outage_retries_the_batch():
+    try:
         batch = decode_avro_batch(values, registry)
+    except WriterSchemaUnavailable as exc:
+        raise retry_the_batch(exc) from None
     errors: dict[int, RecordError] = {
         f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
         for f in batch.failures
