@@ -24,8 +24,9 @@ def produce_kwargs(
     """The keyword arguments of one ``Producer.produce`` call; every producer here builds them so.
 
     confluent-kafka takes no None for partition, timestamp or callback (leaving one out means the
-    partitioner, the current time, no callback), so unset ones are left out -- by ``is not None``:
-    partition 0 and timestamp 0 (the epoch) are values.
+    partitioner, the current time, no callback), so unset ones are left out -- by ``is not None``,
+    never by truthiness: partition 0 is a partition, and a timestamp of 0 is handed on as given
+    (librdkafka itself reads 0 as "now"; what it does with a value is its rule, not ours).
     """
     kwargs: dict[str, Any] = {"topic": topic, "value": value, "key": key}
     if partition is not None:
