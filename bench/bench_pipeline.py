@@ -73,7 +73,7 @@ def produce_input(settings, role: str, count: int) -> str:
     from kstream_lab.generator.produce import produce_orders
     from kstream_lab.kafka.topics import apply_topics
     from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
-    from kstream_lab.schemas.serde import value_serializer
+    from kstream_lab.schemas.serde import SerdeContext, value_serializer
 
     schema = "EnrichedOrder" if role == "orders_enriched" else "Order"
     spec = TopicSpec(
@@ -82,10 +82,10 @@ def produce_input(settings, role: str, count: int) -> str:
     apply_topics(settings, [spec])
     inner = value_serializer(settings, spec)
 
-    def serialize(obj: dict, t: str) -> bytes:
+    def serialize(obj: dict, ctx: SerdeContext) -> bytes:
         if role == "orders_enriched":
             obj = {**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}
-        return inner(obj, t)
+        return inner(obj, ctx)
 
     window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
     produce_orders(settings, spec, serialize, window, count=count, seed=3, start_ms=START_MS, progress=False)
@@ -100,7 +100,7 @@ def committed_total(settings, group: str, topic: str) -> int:
 
 def timed_run(settings, pipe, worker: str, processes: int, topic: str, total: int) -> float:
     """Start ``processes`` instances, return events/s between first and last committed offsets."""
-    group = pipe.workers[worker]["group_id"]
+    group = getattr(pipe.workers, worker).group_id
     for i in range(processes):
         pipe.start(worker, instance=i)
     t_first = first = None
@@ -123,13 +123,12 @@ def fold_only(settings, topic: str, count: int) -> float:
     from confluent_kafka import Message
 
     from kstream_lab.kafka.consuming import read_topic
-    from kstream_lab.workers.config import workers_config
     from kstream_lab.workers.runner import aggregator_processor
 
     pipe = load_pipeline_spec()
     processor = aggregator_processor(settings, pipe)
     processor.assign(list(range(6)), lambda parts: {p: [] for p in parts})
-    batch = workers_config(pipe).aggregator.batch_size
+    batch = pipe.workers.aggregator.batch_size
     messages = [
         Message(
             topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value, headers=list(r.headers)
@@ -228,7 +227,7 @@ def e2e_latency(settings, tmp: Path, rate: float = E2E_RATE) -> dict:
     n = int((E2E_WARMUP + E2E_SECONDS) * rate)
 
     async def post_all() -> float:
-        host, port = "127.0.0.1", pipe.workers["order_service"]["port"]
+        host, port = "127.0.0.1", pipe.workers.order_service.port
         pool: asyncio.Queue = asyncio.Queue()
         for _ in range(CONNECTIONS):
             pool.put_nowait(await asyncio.open_connection(host, port))

@@ -84,7 +84,7 @@ def produce(settings, fmt: str) -> str:
     from kstream_lab.generator.produce import produce_orders
     from kstream_lab.kafka.topics import apply_topics
     from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
-    from kstream_lab.schemas.serde import json_serializer, value_serializer
+    from kstream_lab.schemas.serde import SerdeContext, json_serializer, value_serializer
 
     topic = f"bench-{fmt}"
     spec = TopicSpec(
@@ -93,8 +93,8 @@ def produce(settings, fmt: str) -> str:
     apply_topics(settings, [spec])
     inner = json_serializer if fmt == "json" else value_serializer(settings, spec)
 
-    def serialize(obj: dict, t: str) -> bytes:
-        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, t)
+    def serialize(obj: dict, ctx: SerdeContext) -> bytes:
+        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, ctx)
 
     window = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines/orders.yaml").aggregation().window
     produce_orders(settings, spec, serialize, window, count=RECORDS, seed=5, start_ms=START_MS, progress=False)

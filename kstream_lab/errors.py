@@ -20,6 +20,21 @@ class KStreamLabError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class WriterSchemaUnavailable(KStreamLabError):
+    """The schema registry could not answer (unreachable, or a 5xx) when a writer schema was needed.
+
+    Not a record error, on purpose: nothing is wrong with the record, so a worker retries its batch
+    once the registry is back and never dead-letters it. ``cause`` is the registry client's error.
+    """
+
+    def __init__(self, schema_id: int, cause: Exception) -> None:
+        self.schema_id, self.cause = schema_id, cause
+        detail = getattr(cause, "message", None) or str(cause)
+        super().__init__(
+            f"schema registry unavailable for writer schema {schema_id}: {detail}", hint=getattr(cause, "hint", None)
+        )
+
+
 class ConfigError(KStreamLabError):
     """Bad settings or a malformed pipeline file (carries file and line where known)."""
 

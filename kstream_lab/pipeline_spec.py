@@ -1,15 +1,25 @@
 """Loading ``pipelines/*.yaml`` into typed models, with errors that name the file, line and key.
 
-Users edit these files by hand; a typo must point at the line, not produce a pydantic dump.
+Users edit these files by hand; a typo must point at the line, not produce a pydantic dump. Every
+section -- topics, aggregations and the workers' settings -- is validated when the file is loaded,
+so a bad key fails ``kstream-lab`` at once instead of later inside a worker process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.durations import parse_duration_ms
@@ -50,12 +60,100 @@ class TopicSpec(BaseModel):
         return conf
 
 
+class _WorkerSpec(BaseModel):
+    """One worker kind's settings; ``*_ms`` fields take durations (``"3s"``) or milliseconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, value: object, info: ValidationInfo) -> object:
+        if info.field_name and info.field_name.endswith("_ms") and isinstance(value, str):
+            return parse_duration_ms(value)
+        return value
+
+
+class CustomerServiceConfig(_WorkerSpec):
+    host: str = "127.0.0.1"
+    port: int = 8601
+
+
+class OrderServiceConfig(_WorkerSpec):
+    host: str = "127.0.0.1"
+    port: int = 8600
+    output: str = "orders_raw"
+
+
+class EnricherConfig(_WorkerSpec):
+    input: str = "orders_raw"
+    output: str = "orders_enriched"
+    dlq: str = "orders_dlq"
+    group_id: str = "order-enricher"
+    transactional_id: str = "order-enricher"
+    customer_service_url: str | None = Field(default=None, description="default: the customer service above")
+    request_timeout_ms: int = 1000
+    cache_ttl_ms: int = 60_000
+    cache_size: int = 100_000
+    retry_attempts: int = Field(default=3, ge=1)
+    retry_initial_ms: int = 50
+    retry_max_ms: int = 1000
+    breaker_fail_max: int = Field(default=3, ge=1)
+    breaker_reset_ms: int = 3000
+    batch_size: int = Field(default=5000, gt=0)
+    metrics_port: int | None = 9401
+
+
+class AggregatorConfig(_WorkerSpec):
+    input: str = "orders_enriched"
+    aggregation: str | None = Field(default=None, description="a name under `aggregations:`; default: the only one")
+    output: str = "sales_aggregates"
+    late: str = "orders_late"
+    dlq: str = "orders_dlq"
+    changelog: str = "order-aggregator-changelog"
+    group_id: str = "order-aggregator"
+    transactional_id: str = "order-aggregator"
+    group_columns: dict[str, str] = Field(default_factory=lambda: {"loyalty_tier": "tier"})
+    batch_size: int = Field(default=10_000, gt=0)
+    metrics_port: int | None = 9402
+
+
+class SinkConfig(_WorkerSpec):
+    input: str = "sales_aggregates"
+    group_id: str = "order-sink"
+    dlq: str = "orders_dlq"
+    target: str | None = Field(
+        default=None, description="duckdb:///path or postgresql://...; default: <data_dir>/sink/sales.duckdb"
+    )
+    batch_size: int = Field(default=5000, gt=0)
+    metrics_port: int | None = 9403
+
+
+class WorkersConfig(BaseModel):
+    """The ``workers:`` section: topic names, group and transactional ids and ports of each process.
+
+    They live in the pipeline file next to the topics they refer to, so one file describes the whole
+    system and tests can run an isolated copy of it (renamed topics, free ports) without touching code.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    customer_service: CustomerServiceConfig = CustomerServiceConfig()
+    order_service: OrderServiceConfig = OrderServiceConfig()
+    enricher: EnricherConfig = EnricherConfig()
+    aggregator: AggregatorConfig = AggregatorConfig()
+    sink: SinkConfig = SinkConfig()
+
+    @property
+    def customer_service_url(self) -> str:
+        cs = self.customer_service
+        return self.enricher.customer_service_url or f"http://{cs.host}:{cs.port}"
+
+
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pipeline: str
     topics: dict[str, TopicSpec]
     aggregations: dict[str, AggregationSpec] = Field(default_factory=dict)
-    workers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
     path: Path | None = None
 
     def topic(self, name: str) -> TopicSpec:
@@ -125,14 +223,34 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict) or node is None:
         raise ConfigError(f"{path}: expected a mapping with `pipeline:` and `topics:`")
-    lines = _line_index(node)
     try:
-        return PipelineSpec.model_validate({**_inject_names(data), "path": path})
+        spec = PipelineSpec.model_validate({**_inject_names(data), "path": path})
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-            key = ".".join(str(x) for x in loc)
-            what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            msgs.append(f"{path}:{_line_for(lines, loc)}: {key}: {what}")
-        raise ConfigError("; ".join(msgs), hint="fix the key(s) named above") from None
+        problems = [(_key_path(err["loc"]), _what(err)) for err in exc.errors()]
+    else:
+        problems = _reference_problems(spec)
+    if problems:
+        lines = _line_index(node)
+        raise ConfigError(
+            "; ".join(f"{path}:{_line_for(lines, loc)}: {'.'.join(map(str, loc))}: {what}" for loc, what in problems),
+            hint="fix the key(s) named above",
+        )
+    return spec
+
+
+def _key_path(loc: tuple) -> tuple:
+    """A pydantic error location as the file's key path (validator names dropped)."""
+    return tuple(x for x in loc if not (isinstance(x, str) and x.startswith("function-")))
+
+
+def _what(err: dict) -> str:
+    return "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+
+
+def _reference_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
+    """(key path, problem) for names that must refer to another section of the file."""
+    name = spec.workers.aggregator.aggregation
+    if name is not None and name not in spec.aggregations:
+        declared = ", ".join(spec.aggregations) or "none"
+        return [(("workers", "aggregator", "aggregation"), f"no aggregation named {name!r} (declared: {declared})")]
+    return []

@@ -14,7 +14,7 @@ from kstream_lab.errors import BrokerError
 from kstream_lab.generator.orders import GeneratedOrder, OrderGenerator
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.pipeline_spec import TopicSpec
-from kstream_lab.schemas.serde import Serializer
+from kstream_lab.schemas.serde import SerdeContext, Serializer
 from kstream_lab.settings import Settings
 
 
@@ -105,6 +105,7 @@ def produce_orders(
         interval_ms=interval,
     )
     summary = ProduceSummary(topic.name, 0)
+    ctx = SerdeContext(topic.name)
     kept: list[GeneratedOrder] = []
     t0 = time.monotonic()
     with (
@@ -112,7 +113,7 @@ def produce_orders(
         tqdm(total=count, unit="rec", disable=not progress or None, desc=f"produce {topic.name}") as bar,
     ):
         for i, rec in enumerate(gen.take(count)):
-            value = rec.poison if rec.value is None else serialize(rec.value, topic.name)
+            value = rec.poison if rec.value is None else serialize(rec.value, ctx)
             producer.produce(topic.name, key=rec.key.encode(), value=value, partition=rec.partition)
             summary.kinds[rec.kind] += 1
             summary.per_partition[rec.partition] += 1

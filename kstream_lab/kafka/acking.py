@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.clients import make_producer
+from kstream_lab.kafka.producing import produce_kwargs
 from kstream_lab.settings import Settings
 
 
@@ -56,13 +57,9 @@ class AckingProducer:
             else:
                 future.set_exception(BrokerError(f"produce to {topic} failed: {err.str()}"))
 
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
-        if headers:
-            kwargs["headers"] = headers
-        if timestamp:
-            kwargs["timestamp"] = timestamp
         try:
-            self._producer.produce(topic, **kwargs)
+            kwargs = produce_kwargs(topic, value, key, timestamp=timestamp, headers=headers, on_delivery=on_delivery)
+            self._producer.produce(**kwargs)
         except BufferError:
             raise BrokerError("producer queue is full", hint="the broker is slow or unreachable") from None
         except KafkaException as exc:

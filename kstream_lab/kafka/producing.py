@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -11,11 +12,40 @@ from kstream_lab.kafka.clients import make_producer
 from kstream_lab.settings import Settings
 
 
-def produce_waiting(producer: Any, topic: str, **kwargs: Any) -> None:
-    """``produce()``, serving delivery callbacks while librdkafka's local queue is full instead of failing."""
+def produce_kwargs(
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    partition: int | None = None,
+    timestamp: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+    on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of one ``Producer.produce`` call; every producer here builds them so.
+
+    confluent-kafka takes no None for partition, timestamp or callback (leaving one out means the
+    partitioner, the current time, no callback), so unset ones are left out -- by ``is not None``,
+    never by truthiness: partition 0 is a partition, and a timestamp of 0 is handed on as given
+    (librdkafka itself reads 0 as "now"; what it does with a value is its rule, not ours).
+    """
+    kwargs: dict[str, Any] = {"topic": topic, "value": value, "key": key}
+    if partition is not None:
+        kwargs["partition"] = partition
+    if timestamp is not None:
+        kwargs["timestamp"] = timestamp
+    if headers:
+        kwargs["headers"] = headers
+    if on_delivery is not None:
+        kwargs["on_delivery"] = on_delivery
+    return kwargs
+
+
+def produce_waiting(producer: Any, kwargs: dict[str, Any]) -> None:
+    """``produce(**kwargs)`` (see :func:`produce_kwargs`), serving delivery callbacks while librdkafka's
+    local queue is full instead of failing."""
     while True:
         try:
-            producer.produce(topic, **kwargs)
+            producer.produce(**kwargs)
             return
         except BufferError:
             producer.poll(0.05)
@@ -47,15 +77,9 @@ class BatchProducer:
         timestamp: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if timestamp:
-            kwargs["timestamp"] = timestamp
-        if headers:
-            kwargs["headers"] = headers
+        kwargs = produce_kwargs(topic, value, key, partition, timestamp, headers, self._on_delivery)
         try:
-            produce_waiting(self._producer, topic, **kwargs)
+            produce_waiting(self._producer, kwargs)
         except KafkaException as exc:
             raise BrokerError(f"produce to {topic} failed: {exc}") from None
         self._producer.poll(0)
@@ -87,8 +111,14 @@ def publish_atomically(
         producer.init_transactions(timeout)
         producer.begin_transaction()
         for rec in records:
-            kwargs = {k: rec[k] for k in ("key", "value", "headers", "partition") if rec.get(k) is not None}
-            producer.produce(rec["topic"], **kwargs)
+            kwargs = produce_kwargs(
+                rec["topic"],
+                rec.get("value"),
+                rec.get("key"),
+                partition=rec.get("partition"),
+                headers=rec.get("headers"),
+            )
+            producer.produce(**kwargs)
         producer.commit_transaction(timeout)
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None

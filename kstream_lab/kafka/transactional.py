@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.clients import make_consumer, make_producer
 from kstream_lab.kafka.consuming import read_partitions_to_end, update_lag
-from kstream_lab.kafka.producing import produce_waiting
+from kstream_lab.kafka.producing import produce_kwargs, produce_waiting
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.settings import Settings
 
@@ -68,13 +68,8 @@ class Output:
         headers: list[tuple[str, bytes]] | None = None,
         timestamp: int | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"key": key, "value": value, "partition": partition}
-        if headers:
-            kwargs["headers"] = headers
-        if timestamp:
-            kwargs["timestamp"] = timestamp
         try:
-            produce_waiting(self._producer, topic, **kwargs)
+            produce_waiting(self._producer, produce_kwargs(topic, value, key, partition, timestamp, headers))
         except KafkaException as exc:  # e.g. once fenced: produce() itself fails fatally
             raise self._classify(f"produce to {topic}", exc.args[0]) from None
         self.sent[topic] = self.sent.get(topic, 0) + 1

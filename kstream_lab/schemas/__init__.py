@@ -2,6 +2,7 @@
 
 from kstream_lab.schemas.serde import (
     Decoder,
+    SerdeContext,
     Serializer,
     json_decoder,
     json_serializer,
@@ -9,4 +10,12 @@ from kstream_lab.schemas.serde import (
     value_serializer,
 )
 
-__all__ = ["Decoder", "Serializer", "json_decoder", "json_serializer", "value_decoder", "value_serializer"]
+__all__ = [
+    "Decoder",
+    "SerdeContext",
+    "Serializer",
+    "json_decoder",
+    "json_serializer",
+    "value_decoder",
+    "value_serializer",
+]

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import fastavro
 from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate
 
-from kstream_lab.errors import DeserializationError, SerializationError
+from kstream_lab.errors import DeserializationError, SerializationError, WriterSchemaUnavailable
 from kstream_lab.kafka.registry import RegistryError, SchemaRegistry
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.schemas.catalog import schema_for_topic
+from kstream_lab.schemas.serde import NO_CONTEXT, SerdeContext, Serializer
 from kstream_lab.settings import Settings
 
 MAGIC = 0
@@ -46,6 +46,28 @@ class StaticSchemas:
             return self.schemas[schema_id]
         except KeyError:
             raise RegistryError(f"Schema {schema_id} not found", status=404, code=40403) from None
+
+
+def fetch_writer_schema(schemas: WriterSchemas, schema_id: int) -> str:
+    """The text of writer schema ``schema_id``, telling an outage from a refusal.
+
+    A registry that cannot answer (unreachable, 5xx) raises WriterSchemaUnavailable: the record is
+    fine and must be retried later. A refusal (unknown id, not an Avro schema) stays RegistryError:
+    the record cannot be decoded (see :func:`refusal_reason`).
+    """
+    try:
+        return schemas.writer_schema(schema_id)
+    except RegistryError as exc:
+        if exc.unavailable:
+            raise WriterSchemaUnavailable(schema_id, exc) from None
+        raise
+
+
+def refusal_reason(schema_id: int, exc: RegistryError) -> str:
+    """Why a record framed with ``schema_id`` does not decode, the registry having refused the id."""
+    if exc.code == 40403:
+        return f"unknown schema id {schema_id}: {exc.message}"
+    return f"writer schema {schema_id} refused by the registry: {exc.message}"
 
 
 TIME_LOGICAL_TYPES = {
@@ -116,7 +138,7 @@ def field_problem(schema: Any, obj: Any) -> str:
     return ""
 
 
-def avro_serializer(settings: Settings, spec: TopicSpec) -> Callable[[dict, str], bytes]:
+def avro_serializer(settings: Settings, spec: TopicSpec) -> Serializer:
     """Serializer for a topic whose ``value_format`` is avro; registers ``<topic>-value`` up front.
 
     Registering eagerly makes an unreachable or refusing registry fail before the first record, with
@@ -128,7 +150,8 @@ def avro_serializer(settings: Settings, spec: TopicSpec) -> Callable[[dict, str]
     serialize = registry.avro_serializer(schema_file.text)
     parsed = fastavro.parse_schema(json.loads(schema_file.text))
 
-    def serializer(obj: dict, topic: str) -> bytes:
+    def serializer(obj: dict, ctx: SerdeContext = NO_CONTEXT) -> bytes:
+        topic = ctx.topic or spec.name
         try:
             return serialize(obj, topic)
         except RegistryError:
@@ -145,8 +168,9 @@ def avro_serializer(settings: Settings, spec: TopicSpec) -> Callable[[dict, str]
 class AvroRecordDecoder:
     """Decode one Confluent-framed Avro value to a dict, optionally into a reader schema.
 
-    Writer schemas are fetched once per id (ids are immutable). Every failure is a
-    DeserializationError with the record's coordinates, so a worker can route it to the DLQ.
+    A decoder of :mod:`kstream_lab.schemas.serde`'s contract. Writer schemas are fetched once per
+    id (ids are immutable). Every failure of the record is a DeserializationError with its
+    coordinates, so a worker can route it to the DLQ; a registry outage is WriterSchemaUnavailable.
     """
 
     def __init__(self, schemas: WriterSchemas, reader_schema: str | None = None) -> None:
@@ -156,13 +180,11 @@ class AvroRecordDecoder:
 
     def writer(self, schema_id: int) -> Any:
         if schema_id not in self._writers:
-            self._writers[schema_id] = parse_plain(self.schemas.writer_schema(schema_id))
+            self._writers[schema_id] = parse_plain(fetch_writer_schema(self.schemas, schema_id))
         return self._writers[schema_id]
 
-    def __call__(
-        self, value: bytes | None, *, topic: str | None = None, partition: int | None = None, offset: int | None = None
-    ) -> dict:
-        where = {"topic": topic, "partition": partition, "offset": offset}
+    def __call__(self, value: bytes | None, ctx: SerdeContext = NO_CONTEXT) -> dict:
+        where = ctx.where()
         problem = header_problem(value)
         if problem:
             raise DeserializationError(problem, **where)
@@ -171,10 +193,7 @@ class AvroRecordDecoder:
         try:
             writer = self.writer(schema_id)
         except RegistryError as exc:
-            if exc.unavailable:  # the registry's fault, not the record's: no DLQ
-                raise
-            reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
-            raise DeserializationError(f"{reason} {schema_id}: {exc.message}", **where) from None
+            raise DeserializationError(refusal_reason(schema_id, exc), **where) from None
         body = io.BytesIO(value)
         body.seek(HEADER)
         try:

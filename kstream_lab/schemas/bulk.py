@@ -33,7 +33,14 @@ from polars.exceptions import PanicException
 
 from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.packed import SEP, PackedValues
-from kstream_lab.schemas.avro import HEADER, WriterSchemas, header_problem, plain_times
+from kstream_lab.schemas.avro import (
+    HEADER,
+    WriterSchemas,
+    fetch_writer_schema,
+    header_problem,
+    plain_times,
+    refusal_reason,
+)
 from kstream_lab.schemas.quiet import rust_panics_muted
 
 CHUNK = 65_536
@@ -244,6 +251,8 @@ def decode_avro_batch(
 
     With ``reader_schema`` every schema id's rows are resolved to the reader's fields (missing fields
     get their defaults), so data written with v1 and v2 of a schema lands in one set of columns.
+    A registry that cannot answer raises WriterSchemaUnavailable (the values are fine: retry them);
+    a schema id it refuses makes failures of that id's records.
     """
     if not reader_schema:
         fast = _one_schema_fast_path(values if isinstance(values, PackedValues) else PackedValues.of(values), registry)
@@ -262,12 +271,9 @@ def decode_avro_batch(
     groups = np.split(positions[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
     for schema_id, idx in zip(unique.tolist(), groups, strict=True):
         try:
-            writer_text = registry.writer_schema(schema_id)
+            writer_text = fetch_writer_schema(registry, schema_id)  # an outage raises: not the records' fault
         except RegistryError as exc:
-            if exc.unavailable:  # the registry's fault, not the records
-                raise
-            reason = "unknown schema id" if exc.code == 40403 else "writer schema unavailable"
-            failures += [DecodeFailure(i, f"{reason} {schema_id}: {exc.message}") for i in idx.tolist()]
+            failures += [DecodeFailure(i, refusal_reason(schema_id, exc)) for i in idx.tolist()]
             continue
         group = _GroupDecoder(values, arr, schema_id, writer_text)
         for start in range(0, len(idx), chunk):
@@ -333,9 +339,9 @@ def _one_schema_fast_path(packed: PackedValues, registry: WriterSchemas) -> Deco
         return None
     schema_id = int.from_bytes(first[1:HEADER], "big")
     try:
-        framed = _framed_schema(registry.writer_schema(schema_id))
+        framed = _framed_schema(fetch_writer_schema(registry, schema_id))  # an outage raises
     except RegistryError:
-        return None  # the general path classifies it (dead letter or outage)
+        return None  # refused: the general path gives each record its reason
     if framed is None:
         return None
     schema_json, columns = framed

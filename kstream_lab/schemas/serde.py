@@ -1,43 +1,67 @@
-"""Choosing the value serializer and decoder a topic declares in pipelines/*.yaml.
+"""The serde contract, and choosing the serializer and decoder a topic declares in pipelines/*.yaml.
 
-A serializer is a plain callable ``(obj, topic) -> bytes`` that raises SerializationError naming the
-field when a value does not match its contract. A decoder is ``(value, topic=, partition=, offset=)
--> dict`` raising DeserializationError with the record's coordinates, so workers can send the
-original bytes to the DLQ. Bulk decoding for replay lives in :mod:`kstream_lab.schemas.bulk`.
+As in confluent-kafka's serialization API, both are plain callables that take a context:
+
+- a serializer is ``(obj, ctx) -> bytes`` and raises SerializationError naming the field when a
+  value does not match its contract;
+- a decoder is ``(value, ctx) -> dict`` and raises DeserializationError with the record's
+  coordinates (from ``ctx``), so workers can send the original bytes to the DLQ. A schema registry
+  that cannot answer is :class:`~kstream_lab.errors.WriterSchemaUnavailable` instead: nothing is
+  wrong with the record, so it must be retried, never dead-lettered.
+
+Bulk decoding for replay and the aggregator lives in :mod:`kstream_lab.schemas.bulk`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from kstream_lab.errors import ConfigError, DeserializationError, SerializationError
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.settings import Settings
 
-Serializer = Callable[[dict, str], bytes]
-Decoder = Callable[..., dict]
+
+class SerdeContext(NamedTuple):
+    """Where a value comes from (or goes to): what errors name so a bad record is findable.
+
+    At produce time only the topic is known; decoders get partition and offset too. Immutable, and
+    a NamedTuple rather than a frozen dataclass because workers build one per record (3x cheaper).
+    """
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    headers: Sequence[tuple[str, bytes]] | None = None
+
+    def where(self) -> dict[str, Any]:
+        """The coordinates as RecordError keyword arguments."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
-def json_serializer(obj: dict, topic: str) -> bytes:
+NO_CONTEXT = SerdeContext()
+Serializer = Callable[[dict, SerdeContext], bytes]
+Decoder = Callable[[bytes | None, SerdeContext], dict]
+
+
+def json_serializer(obj: dict, ctx: SerdeContext = NO_CONTEXT) -> bytes:
     try:
         return json.dumps(obj, separators=(",", ":")).encode()
     except (TypeError, ValueError) as exc:
-        raise SerializationError(f"value is not JSON-serialisable: {exc}", topic=topic) from None
+        raise SerializationError(f"value is not JSON-serialisable: {exc}", topic=ctx.topic) from None
 
 
-def json_decoder(
-    value: bytes | None, *, topic: str | None = None, partition: int | None = None, offset: int | None = None
-) -> dict:
-    """Decode one JSON object value."""
+def json_decoder(value: bytes | None, ctx: SerdeContext = NO_CONTEXT) -> dict:
+    """Decode one JSON object value; a tombstone, invalid JSON or a non-object is a DeserializationError."""
+    if value is None:
+        raise DeserializationError("null value (tombstone) where a JSON object was expected", **ctx.where())
     try:
-        obj = json.loads(value) if value else None
+        obj = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DeserializationError(f"not valid JSON: {exc}", topic=topic, partition=partition, offset=offset) from None
+        raise DeserializationError(f"not valid JSON: {exc}", **ctx.where()) from None
     if not isinstance(obj, dict):
-        raise DeserializationError(
-            f"expected a JSON object, got {type(obj).__name__}", topic=topic, partition=partition, offset=offset
-        )
+        raise DeserializationError(f"expected a JSON object, got {type(obj).__name__}", **ctx.where())
     return obj
 
 
@@ -61,4 +85,7 @@ def value_decoder(settings: Settings, spec: TopicSpec, *, reader_schema: str | N
         from kstream_lab.schemas.avro import AvroRecordDecoder
 
         return AvroRecordDecoder(SchemaRegistry(settings), reader_schema)
-    raise ConfigError(f"topic {spec.name} has value_format {spec.value_format}; nothing to decode")
+    raise ConfigError(
+        f"topic {spec.name} has value_format {spec.value_format}; nothing to decode",
+        hint="records are decoded from json or avro",
+    )

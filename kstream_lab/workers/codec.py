@@ -1,24 +1,25 @@
-"""Value (de)serializers chosen by a topic's declared ``value_format`` (pipelines/*.yaml).
+"""The workers' side of the serde contract: outages retried, encoders bound to a topic, batches as columns.
 
 Workers never decide a format themselves: the same worker code runs over Avro topics in production
-and over JSON copies of the pipeline in quick tests. Every decode failure is a
-DeserializationError/ValidationError carrying topic/partition/offset, which the workers route to the DLQ.
+and over JSON copies of the pipeline in quick tests, through :mod:`kstream_lab.schemas.serde`'s
+``value_decoder``/``value_serializer``. Every decode failure is a DeserializationError/ValidationError
+carrying topic/partition/offset, which the workers route to the DLQ; a schema registry that cannot
+answer (WriterSchemaUnavailable) becomes :class:`RetryBatch` here, so it is waited out, never
+dead-lettered.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream_lab.errors import ConfigError, DeserializationError, RecordError, ValidationError
+from kstream_lab.errors import DeserializationError, RecordError, ValidationError, WriterSchemaUnavailable
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.pipeline_spec import TopicSpec
-from kstream_lab.schemas.serde import value_serializer
+from kstream_lab.schemas.serde import Decoder, SerdeContext, value_decoder, value_serializer
 from kstream_lab.settings import Settings
 
-Decoder = Callable[[bytes | None, str, int, int], dict]
 Encoder = Callable[[dict], bytes]
 
 
@@ -38,55 +39,30 @@ class Columns:
 ColumnDecoder = Callable[[list[bytes | None], str, list[int], list[int]], Columns]
 
 
-def _json_decoder(value: bytes | None, topic: str, partition: int, offset: int) -> dict:
-    where = {"topic": topic, "partition": partition, "offset": offset}
-    if value is None:
-        raise DeserializationError("null value where a JSON object was expected", **where)
-    try:
-        obj = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DeserializationError(f"not JSON: {exc}", **where) from None
-    if not isinstance(obj, dict):
-        raise DeserializationError(f"expected a JSON object, got {type(obj).__name__}", **where)
-    return obj
-
-
-def registry_down(exc: Exception) -> RetryBatch:
+def retry_the_batch(exc: WriterSchemaUnavailable) -> RetryBatch:
     """A registry that cannot answer is not the records' fault: retry the batch, never dead-letter it."""
-    return RetryBatch(f"schema registry unavailable: {getattr(exc, 'message', exc)}")
+    return RetryBatch(exc.message)
 
 
-def value_decoder(settings: Settings, spec: TopicSpec) -> Decoder:
-    """``(value, topic, partition, offset) -> dict`` for the topic's format."""
-    if spec.value_format == "json":
-        return _json_decoder
-    if spec.value_format == "avro":
-        from kstream_lab.kafka.registry import RegistryError, SchemaRegistry
-        from kstream_lab.schemas.avro import AvroRecordDecoder
+def retrying_outages(decode: Decoder) -> Decoder:
+    """``decode`` with a registry outage raised as RetryBatch (the per-record workers' decoder)."""
 
-        decode = AvroRecordDecoder(SchemaRegistry(settings))
+    def decoder(value: bytes | None, ctx: SerdeContext) -> dict:
+        try:
+            return decode(value, ctx)
+        except WriterSchemaUnavailable as exc:
+            raise retry_the_batch(exc) from None
 
-        def avro_decoder(value: bytes | None, topic: str, partition: int, offset: int) -> dict:
-            try:
-                return decode(value, topic=topic, partition=partition, offset=offset)
-            except RegistryError as exc:  # unreachable or 5xx: retry the batch, never dead-letter it
-                raise registry_down(exc) from None
-            except DeserializationError as exc:
-                if "writer schema unavailable" in exc.message:  # registry down: not the record's fault
-                    raise RetryBatch(str(exc)) from None
-                raise
-
-        return avro_decoder
-    raise ConfigError(f"topic {spec.name} has value_format {spec.value_format}; workers need json or avro")
+    return decoder
 
 
 def value_encoder(settings: Settings, spec: TopicSpec) -> Encoder:
     """``dict -> bytes`` for the topic's format (Avro registers the schema up front)."""
     serialize = value_serializer(settings, spec)
-    topic = spec.name
+    ctx = SerdeContext(spec.name)
 
     def encode(obj: dict) -> bytes:
-        return serialize(obj, topic)
+        return serialize(obj, ctx)
 
     return encode
 
@@ -112,9 +88,9 @@ def column_decoder(
     """``(values, topic, partitions, offsets) -> Columns`` of the fields ``ints`` (required integers)
     and ``others`` (any type, may be null), for workers that fold whole batches.
 
-    Avro decodes in bulk (the container trick, about ten times per-record fastavro); a registry
-    that cannot be reached is :class:`RetryBatch`, never a dead letter. JSON goes record by record
-    (it serves quick test copies of the pipeline, not volume).
+    Avro decodes in bulk (the container trick, about ten times per-record fastavro); JSON goes
+    record by record (it serves quick test copies of the pipeline, not volume). Either way a
+    registry that cannot answer is :class:`RetryBatch`, never a dead letter.
     """
     if spec.value_format == "avro":
         from kstream_lab.kafka.registry import SchemaRegistry
@@ -123,7 +99,7 @@ def column_decoder(
         return lambda values, topic, partitions, offsets: _avro_columns(
             registry, values, topic, partitions, offsets, ints, others
         )
-    decode = value_decoder(settings, spec)
+    decode = retrying_outages(value_decoder(settings, spec))
     return lambda values, topic, partitions, offsets: records_to_columns(
         decode, values, topic, partitions, offsets, ints, others
     )
@@ -143,7 +119,7 @@ def records_to_columns(
     out = Columns({name: [] for name in (*ints, *others)}, [])
     for i, value in enumerate(values):
         try:
-            record = decode(value, topic, partitions[i], offsets[i])
+            record = decode(value, SerdeContext(topic, partitions[i], offsets[i]))
             if any(type(record.get(f)) is not int for f in ints):
                 require(record, types, topic=topic, partition=partitions[i], offset=offsets[i])
         except RecordError as exc:
@@ -164,13 +140,12 @@ def _avro_columns(
     ints: Sequence[str],
     others: Sequence[str],
 ) -> Columns:
-    from kstream_lab.kafka.registry import RegistryError
     from kstream_lab.schemas.bulk import decode_avro_batch
 
     try:
         batch = decode_avro_batch(values, registry)
-    except RegistryError as exc:  # unreachable or 5xx: the registry's fault, not the records'
-        raise registry_down(exc) from None
+    except WriterSchemaUnavailable as exc:
+        raise retry_the_batch(exc) from None
     errors: dict[int, RecordError] = {
         f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
         for f in batch.failures

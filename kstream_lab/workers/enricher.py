@@ -17,7 +17,8 @@ from kstream_lab.errors import RecordError
 from kstream_lab.kafka.transactional import ChangelogEntries, Output, Restore
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.observability.tracing import child_trace_headers
-from kstream_lab.workers.codec import Decoder, Encoder, require
+from kstream_lab.schemas.serde import Decoder, SerdeContext
+from kstream_lab.workers.codec import Encoder, require
 from kstream_lab.workers.dlq import send_to_dlq
 from kstream_lab.workers.tiers import TierClient
 
@@ -53,7 +54,7 @@ class EnricherProcessor:
         decoded: list[tuple[Any, dict]] = []
         for m in messages:
             try:
-                order = self.decode(m.value(), m.topic(), m.partition(), m.offset())
+                order = self.decode(m.value(), SerdeContext(m.topic(), m.partition(), m.offset(), m.headers()))
                 require(order, ORDER_FIELDS, topic=m.topic(), partition=m.partition(), offset=m.offset())
             except RecordError as exc:
                 self._dead_letter(out, m, exc)

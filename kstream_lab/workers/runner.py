@@ -20,11 +20,11 @@ from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, Transac
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import start_metrics_server
 from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.schemas.serde import value_decoder
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import open_sink
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import column_decoder, value_decoder, value_encoder
-from kstream_lab.workers.config import workers_config
+from kstream_lab.workers.codec import column_decoder, retrying_outages, value_encoder
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.sink import SinkWorker
 from kstream_lab.workers.tiers import TierClient
@@ -48,7 +48,7 @@ def stop_on_signals() -> threading.Event:
 
 
 def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
-    wc = workers_config(spec)
+    wc = spec.workers
     cfg = wc.enricher
     tiers = TierClient(
         wc.customer_service_url,
@@ -62,7 +62,7 @@ def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event
         reset_s=cfg.breaker_reset_ms / 1000,
     )
     processor = EnricherProcessor(
-        decode=value_decoder(settings, spec.topic(cfg.input)),
+        decode=retrying_outages(value_decoder(settings, spec.topic(cfg.input))),
         encode=value_encoder(settings, spec.topic(cfg.output)),
         tiers=tiers,
         output=cfg.output,
@@ -79,7 +79,7 @@ def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event
 
 def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorProcessor:
     """The aggregator's processing (decode, fold, encode) as configured, without the Kafka loop."""
-    cfg = workers_config(spec).aggregator
+    cfg = spec.workers.aggregator
     agg = spec.aggregation(cfg.aggregation)
     if agg.source != cfg.input:
         raise KStreamLabError(
@@ -105,7 +105,7 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
 
 
 def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
-    cfg = workers_config(spec).aggregator
+    cfg = spec.workers.aggregator
     processor = aggregator_processor(settings, spec)
     loop_cfg = LoopConfig(
         input_topic=cfg.input,
@@ -118,11 +118,11 @@ def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Eve
 
 
 def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> SinkWorker:
-    cfg = workers_config(spec).sink
+    cfg = spec.workers.sink
     return SinkWorker(
         settings,
         cfg,
-        decode=value_decoder(settings, spec.topic(cfg.input)),
+        decode=retrying_outages(value_decoder(settings, spec.topic(cfg.input))),
         sink=open_sink(cfg.target, settings),
         stop=stop,
     )
@@ -159,7 +159,7 @@ def build_when_registry_answers(
 
 
 def metrics_port_for(name: str, spec: PipelineSpec) -> int | None:
-    return getattr(workers_config(spec), name).metrics_port
+    return getattr(spec.workers, name).metrics_port
 
 
 def run_worker(

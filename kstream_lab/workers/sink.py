@@ -18,9 +18,10 @@ from kstream_lab.kafka.consuming import BatchConsumer
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.observability.metrics import METRICS
+from kstream_lab.schemas.serde import Decoder, SerdeContext
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import AggregateSink, coalesce
-from kstream_lab.workers.codec import Decoder, require
+from kstream_lab.workers.codec import require
 from kstream_lab.workers.config import SinkConfig
 from kstream_lab.workers.dlq import dlq_headers
 
@@ -90,7 +91,7 @@ class SinkWorker:
         rows, dead = [], []
         for r in batch:
             try:
-                row = self.decode(r.value, r.topic, r.partition, r.offset)
+                row = self.decode(r.value, SerdeContext(r.topic, r.partition, r.offset, r.headers))
                 require(
                     row,
                     {k: v for k, v in AGGREGATE_FIELDS.items() if k != "final"},

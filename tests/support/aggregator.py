@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.schemas.serde import json_decoder
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import _json_decoder, records_to_columns
+from kstream_lab.workers.codec import records_to_columns
 
 SPEC = AggregationSpec.model_validate(
     {
@@ -24,4 +25,4 @@ def order(i: int, ts: int, tier: str = "gold", cents: int = 100) -> dict:
 
 def json_columns(values, topic, partitions, offsets):
     ints, others = AggregatorProcessor.fields(SPEC)
-    return records_to_columns(_json_decoder, values, topic, partitions, offsets, ints, others)
+    return records_to_columns(json_decoder, values, topic, partitions, offsets, ints, others)

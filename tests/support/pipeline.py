@@ -24,11 +24,10 @@ import yaml
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.consuming import read_topic
 from kstream_lab.kafka.topics import apply_topics, delete_topics
-from kstream_lab.pipeline_spec import PipelineSpec, load_pipeline
-from kstream_lab.schemas.serde import value_serializer
+from kstream_lab.pipeline_spec import PipelineSpec, WorkersConfig, load_pipeline
+from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
-from kstream_lab.workers.codec import value_decoder
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
 
@@ -100,7 +99,7 @@ class Pipeline:
         return load_pipeline(self.file)
 
     @property
-    def workers(self) -> dict:
+    def workers(self) -> WorkersConfig:
         return self.spec.workers
 
     def topic(self, role: str) -> str:
@@ -145,11 +144,11 @@ class Pipeline:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
         self.procs[key] = proc
         if name == "customer-service":
-            self.wait_http(f"http://127.0.0.1:{self.workers['customer_service']['port']}/healthz")
+            self.wait_http(f"http://127.0.0.1:{self.workers.customer_service.port}/healthz")
         if name == "order-service":
-            self.wait_http(f"http://127.0.0.1:{self.workers['order_service']['port']}/healthz")
+            self.wait_http(f"http://127.0.0.1:{self.workers.order_service.port}/healthz")
         if name in ("enricher", "aggregator", "sink") and instance == 0:
-            self.wait_http(f"http://127.0.0.1:{self.workers[name]['metrics_port']}/metrics")
+            self.wait_http(f"http://127.0.0.1:{getattr(self.workers, name).metrics_port}/metrics")
         return proc
 
     def wait_http(self, url: str, timeout: float = 30.0) -> None:
@@ -202,7 +201,7 @@ class Pipeline:
         """(key, value) of every committed record of the topic, decoded with its declared format."""
         name = self.topic(role)
         decode = value_decoder(self.settings, self.spec.topic(name))
-        return [(r.key, decode(r.value, r.topic, r.partition, r.offset)) for r in self.read(role)]
+        return [(r.key, decode(r.value, SerdeContext(r.topic, r.partition, r.offset))) for r in self.read(role)]
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
         deadline = time.monotonic() + timeout

@@ -2,7 +2,7 @@ import pytest
 
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
-from kstream_lab.pipeline_spec import load_pipeline
+from kstream_lab.pipeline_spec import WorkersConfig, load_pipeline
 from tests.support.paths import ROOT
 
 
@@ -73,3 +73,55 @@ def test_bad_value_and_bad_yaml(tmp_path):
         load_pipeline(f)
     with pytest.raises(ConfigError, match="cannot read pipeline file"):
         load_pipeline(tmp_path / "missing.yaml")
+
+
+def test_orders_pipeline_workers_are_typed_at_load():
+    workers = load_pipeline(ROOT / "pipelines/orders.yaml").workers
+    assert isinstance(workers, WorkersConfig)
+    assert (workers.enricher.request_timeout_ms, workers.enricher.breaker_reset_ms) == (1000, 3000)
+    assert (workers.aggregator.aggregation, workers.aggregator.group_columns) == (
+        "sales_per_minute",
+        {"loyalty_tier": "tier"},
+    )
+    assert (workers.order_service.port, workers.sink.metrics_port, workers.sink.target) == (8600, 9403, None)
+
+
+def _broken(tmp_path, old: str, new: str) -> tuple[str, int]:
+    """orders.yaml with ``old`` replaced by ``new``: the file and the line ``new`` is on."""
+    text = (ROOT / "pipelines/orders.yaml").read_text()
+    assert text.count(old) == 1, old
+    text = text.replace(old, new)
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    return str(f), next(i for i, ln in enumerate(text.splitlines(), 1) if new.strip() == ln.split("#")[0].strip())
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("breaker_fail_max: 3", "breaker_failmax: 3", "workers.enricher.breaker_failmax: unknown key"),
+        (
+            "metrics_port: 9403",
+            "metrics_port: lots",
+            "workers.sink.metrics_port: Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "breaker_reset_ms: 3s",
+            "breaker_reset_ms: 3 secs",
+            "workers.enricher.breaker_reset_ms: Value error, not a duration: '3 secs'"
+            " (use e.g. 500ms, 10s, 15m, 1h30m, 2d)",
+        ),
+        (
+            "aggregation: sales_per_minute",
+            "aggregation: sales_per_hour",
+            "workers.aggregator.aggregation: no aggregation named 'sales_per_hour' (declared: sales_per_minute)",
+        ),
+        ("  sink:\n", "  sinc:\n", "workers.sinc: unknown key"),
+    ],
+    ids=["bad-key", "bad-value", "bad-duration", "unknown-aggregation", "unknown-worker"],
+)
+def test_a_bad_workers_entry_fails_the_load_naming_file_line_and_key(tmp_path, old, new, problem):
+    f, line = _broken(tmp_path, old, new)
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(f)
+    assert str(exc.value) == f"{f}:{line}: {problem} (fix the key(s) named above)"

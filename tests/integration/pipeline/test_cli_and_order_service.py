@@ -39,7 +39,7 @@ def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline
     try:
         status = cli(pipe, "pipeline", "status")
         assert status.returncode == 0 and status.stdout.count("running (pid") == 5, status.stdout
-        base = f"http://127.0.0.1:{pipe.workers['order_service']['port']}"
+        base = f"http://127.0.0.1:{pipe.workers.order_service.port}"
 
         bad = httpx.post(f"{base}/orders", json={"customer_id": "C0000001", "total_cents": 12.5, "item_count": 0})
         assert bad.status_code == 422
@@ -90,7 +90,7 @@ def watch_restarts_a_killed_worker(pipe: Pipeline) -> None:
         new = pipe.wait_for(
             lambda: (p := read_pid(pid_file)) and p != old and p, timeout=60, what="the enricher to be restarted"
         )
-        pipe.wait_http(f"http://127.0.0.1:{pipe.workers['enricher']['metrics_port']}/metrics")
+        pipe.wait_http(f"http://127.0.0.1:{pipe.workers.enricher.metrics_port}/metrics")
     finally:
         watcher.send_signal(signal.SIGTERM)
         out, _ = watcher.communicate(timeout=30)

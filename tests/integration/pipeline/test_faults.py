@@ -58,7 +58,7 @@ class BackgroundProducer(threading.Thread):
 
 
 def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | None:
-    port = pipe.workers[worker]["metrics_port"]
+    port = getattr(pipe.workers, worker).metrics_port
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
@@ -160,7 +160,7 @@ def test_a_twin_with_the_same_transactional_id_fences_the_first(live_pipeline: P
 
 def test_customer_service_outage_opens_and_closes_the_breaker(live_pipeline: Pipeline) -> None:
     pipe = live_pipeline
-    cs = f"http://127.0.0.1:{pipe.workers['customer_service']['port']}"
+    cs = f"http://127.0.0.1:{pipe.workers.customer_service.port}"
     count, rate = 48_000, 2400.0  # 20 s of traffic: the outage runs from t=3 s to t=13 s
     producer = BackgroundProducer(pipe, count, rate, seed=5)
     pipe.start("customer-service")

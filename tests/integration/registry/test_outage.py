@@ -9,7 +9,7 @@ import pytest
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.registry import LocalRegistry
-from kstream_lab.schemas.serde import value_serializer
+from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from kstream_lab.workers.codec import column_decoder
 from tests.support.paths import free_port
 
@@ -29,7 +29,7 @@ def test_the_batch_decoder_retries_during_an_outage_and_decodes_after(kafka_sett
         }
         for i in range(3)
     ]
-    values = [serialize(o, spec.name) for o in orders]
+    values = [serialize(o, SerdeContext(spec.name)) for o in orders]
 
     port = free_port()  # a second registry over the same _schemas topic, not running yet
     settings = kafka_settings.model_copy(
@@ -104,7 +104,6 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
     from apps.order_service import create_app
     from kstream_lab.kafka.topics import apply_topics, delete_topics
     from kstream_lab.pipeline_spec import load_pipeline
-    from kstream_lab.workers.config import workers_config
     from tests.support.pipeline import write_pipeline
 
     port = free_port()
@@ -112,7 +111,7 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
         update={"registry_port": port, "schema_registry_url": None, "data_dir": tmp_path}
     )
     spec = load_pipeline(write_pipeline(tmp_path))  # topics renamed for this test
-    topic = spec.topic(workers_config(spec).order_service.output)
+    topic = spec.topic(spec.workers.order_service.output)
     apply_topics(settings, [topic])
     order = {"customer_id": "c1", "total_cents": 1234}
     registry = LocalRegistry(settings)

@@ -23,7 +23,7 @@ from kstream_lab.kafka.fetch import snapshot_bounds
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.replay.reader import RangeError
-from kstream_lab.schemas.serde import json_serializer
+from kstream_lab.schemas.serde import SerdeContext, json_serializer
 from tests.support.paths import ROOT
 
 ORDERS = 12_000
@@ -32,8 +32,8 @@ ORDERS = 12_000
 START_MS = recent_start_ms(minutes_back=60)
 
 
-def enriched_json(obj: dict, topic: str) -> bytes:
-    return json_serializer({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, topic)
+def enriched_json(obj: dict, ctx: SerdeContext) -> bytes:
+    return json_serializer({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, ctx)
 
 
 def truth_windows(truth: pl.DataFrame, size: int, grace: int) -> pl.DataFrame:

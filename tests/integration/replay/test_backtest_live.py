@@ -20,8 +20,7 @@ from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.fetch import committed_offsets, snapshot_bounds
 from kstream_lab.kafka.producing import BatchProducer
-from kstream_lab.schemas.serde import value_serializer
-from kstream_lab.workers.config import workers_config
+from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from tests.support.paths import ROOT
 from tests.support.pipeline import Pipeline, write_pipeline
 
@@ -41,8 +40,8 @@ def produce(pipe: Pipeline, count: int, seed: int, start_ms: int) -> None:
     topic = spec.topic(pipe.topic("orders_enriched"))
     inner = value_serializer(pipe.settings, topic)
 
-    def serialize(obj: dict, name: str) -> bytes:
-        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, name)
+    def serialize(obj: dict, ctx: SerdeContext) -> bytes:
+        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, ctx)
 
     produce_orders(
         pipe.settings,
@@ -61,7 +60,7 @@ def produce(pipe: Pipeline, count: int, seed: int, start_ms: int) -> None:
 def caught_up(pipe: Pipeline) -> bool:
     topic = pipe.topic("orders_enriched")
     ends = {p: b.end for p, b in snapshot_bounds(pipe.settings, topic).items()}
-    group = workers_config(pipe.spec).aggregator.group_id
+    group = pipe.spec.workers.aggregator.group_id
     return committed_offsets(pipe.settings, group, topic, sorted(ends)) == ends
 
 
@@ -69,7 +68,7 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     t0 = (int(time.time()) - 3_600) * 1000  # recent event times: old ones would fall to time-based retention
     produce(pipe, 8_000, seed=21, start_ms=t0)
     pipe.start("aggregator")
-    group = workers_config(pipe.spec).aggregator.group_id
+    group = pipe.spec.workers.aggregator.group_id
     topic = pipe.topic("orders_enriched")
     pipe.wait_for(
         lambda: committed_offsets(pipe.settings, group, topic, list(range(6))), 60, "a first commit", interval=0.05
@@ -112,7 +111,7 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
         producer.produce(
             out.name,
             key=b"bogus",
-            value=value_serializer(pipe.settings, out)(bogus, out.name),
+            value=value_serializer(pipe.settings, out)(bogus, SerdeContext(out.name)),
             partition=row["source_partition"],
         )
     time.sleep(0.5)

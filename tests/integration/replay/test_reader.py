@@ -236,7 +236,7 @@ def test_a_rare_field_needs_schema_and_a_misfit_value_is_skipped(kafka_settings,
 
 def test_avro_values_decode_in_bulk_with_auto_detection(kafka_settings, topic_factory, produce_json):
     from kstream_lab.pipeline_spec import TopicSpec
-    from kstream_lab.schemas.serde import value_serializer
+    from kstream_lab.schemas.serde import SerdeContext, value_serializer
 
     topic = topic_factory("avro", partitions=2)
     serialize = value_serializer(
@@ -256,7 +256,7 @@ def test_avro_values_decode_in_bulk_with_auto_detection(kafka_settings, topic_fa
     ]
     produce_json(
         topic,
-        [(i % 2, T0 + i, serialize(r, topic)) for i, r in enumerate(rows)]
+        [(i % 2, T0 + i, serialize(r, SerdeContext(topic))) for i, r in enumerate(rows)]
         + [(0, T0 + 999, b"\x00\x7f\xff\xff\x00garbage")],
     )
     df = kstream_lab.replay(topic, settings=kafka_settings)

@@ -14,7 +14,7 @@ from kstream_lab.kafka.registry import SchemaRegistry
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas
-from kstream_lab.schemas.serde import value_decoder, value_serializer
+from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
 from tests.support.paths import ROOT
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
@@ -77,7 +77,7 @@ def test_generated_orders_round_trip_through_avro(kafka_settings, avro_orders_to
     decoded, errors = {}, []
     for m in messages:
         try:
-            decoded[m.key().decode()] = decode(m.value(), topic=m.topic(), partition=m.partition(), offset=m.offset())
+            decoded[m.key().decode()] = decode(m.value(), SerdeContext(m.topic(), m.partition(), m.offset()))
         except DeserializationError as exc:
             errors.append(exc)
             assert (exc.topic, exc.partition, exc.offset) == (spec.name, m.partition(), m.offset())
@@ -105,9 +105,9 @@ def test_a_value_that_breaks_the_schema_is_refused_naming_the_field(kafka_settin
         "item_count": 2,
         "timestamp": 1_700_000_000_000,
     }
-    assert serialize(order, avro_orders_topic.name)[:1] == b"\x00"
+    assert serialize(order, SerdeContext(avro_orders_topic.name))[:1] == b"\x00"
     with pytest.raises(SerializationError, match="field 'total_cents': 'abc' is not a valid \"long\"") as info:
-        serialize({**order, "total_cents": "abc"}, avro_orders_topic.name)
+        serialize({**order, "total_cents": "abc"}, SerdeContext(avro_orders_topic.name))
     assert info.value.topic == avro_orders_topic.name
     with pytest.raises(SerializationError, match="field 'item_count'"):
-        serialize({k: v for k, v in order.items() if k != "item_count"}, avro_orders_topic.name)
+        serialize({k: v for k, v in order.items() if k != "item_count"}, SerdeContext(avro_orders_topic.name))

@@ -18,7 +18,7 @@ from kstream_lab.monitoring.sales import (
     minute_table,
     sink_target,
 )
-from kstream_lab.pipeline_spec import load_pipeline
+from kstream_lab.pipeline_spec import WorkersConfig, load_pipeline
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import DuckDBSink
 from tests.support.paths import ROOT
@@ -131,8 +131,12 @@ def test_sink_target_follows_the_pipeline_file(tmp_path: Path) -> None:
     spec = load_pipeline(ROOT / "pipelines" / "orders.yaml")
     settings = Settings(data_dir=tmp_path)
     assert sink_target(settings, spec) == SinkTarget("duckdb", str(tmp_path / "sink" / "sales.duckdb"))
-    custom = spec.model_copy(update={"workers": {"sink": {"target": "duckdb:///srv/sales.duckdb"}}})
+    custom = spec.model_copy(
+        update={"workers": WorkersConfig.model_validate({"sink": {"target": "duckdb:///srv/sales.duckdb"}})}
+    )
     assert sink_target(settings, custom) == SinkTarget("duckdb", "/srv/sales.duckdb")
-    pg = spec.model_copy(update={"workers": {"sink": {"target": "postgresql://u:p@db:5432/kl"}}})
+    pg = spec.model_copy(
+        update={"workers": WorkersConfig.model_validate({"sink": {"target": "postgresql://u:p@db:5432/kl"}})}
+    )
     assert sink_target(settings, pg).kind == "postgres"
     assert sink_target(settings, pg).describe() == "PostgreSQL db:5432/kl"

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
 
 from kstream_lab.monitoring.scrape import counters_table, metrics_endpoints, parse_metrics, scrape
-from kstream_lab.pipeline_spec import load_pipeline
+from kstream_lab.pipeline_spec import WorkersConfig, load_pipeline
 from tests.support.paths import ROOT, free_port
 
 
@@ -76,7 +76,8 @@ def test_endpoints_come_from_the_pipeline_file() -> None:
         "aggregator": "http://127.0.0.1:9402/metrics",
         "sink": "http://127.0.0.1:9403/metrics",
     }
-    off = spec.model_copy(update={"workers": {"sink": {"metrics_port": None}, "enricher": {"metrics_port": 1234}}})
+    workers = WorkersConfig.model_validate({"sink": {"metrics_port": None}, "enricher": {"metrics_port": 1234}})
+    off = spec.model_copy(update={"workers": workers})
     assert metrics_endpoints(off) == {
         "enricher": "http://127.0.0.1:1234/metrics",
         "aggregator": "http://127.0.0.1:9402/metrics",

@@ -10,13 +10,16 @@ from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kstream_lab.errors import DeserializationError
+from kstream_lab.errors import DeserializationError, RecordError, SerializationError, WriterSchemaUnavailable
 from kstream_lab.generator import loyalty_tier_for
+from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.registry.state import RegistryProblem, RegistryState
 from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas, field_problem, frame, header_problem
+from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import topic_schemas
 from kstream_lab.schemas.compat import InvalidSchema, compatibility_problems, parse_avro
+from kstream_lab.schemas.serde import SerdeContext, json_decoder, json_serializer
 from kstream_lab.settings import Settings
 from tests.support.avro import ORDER, SCHEMAS, encode, orders, with_field
 from tests.support.paths import ROOT
@@ -252,7 +255,7 @@ def test_record_decoder_reasons_and_coordinates():
     }
     for value, reason in cases.items():
         with pytest.raises(DeserializationError) as info:
-            decode(value, topic="orders_raw", partition=2, offset=41)
+            decode(value, SerdeContext("orders_raw", 2, 41))
         assert reason in info.value.message and info.value.message.endswith(" at orders_raw[2]@41")
         assert (info.value.topic, info.value.partition, info.value.offset) == ("orders_raw", 2, 41)
     assert header_problem(good) is None
@@ -284,11 +287,60 @@ def test_compatibility_properties(types, added):
 
 
 def test_an_unreachable_registry_is_not_a_record_error():
-    from kstream_lab.kafka.registry import RegistryError
-
     class Down:
         def writer_schema(self, schema_id: int) -> str:
             raise RegistryError("schema registry at http://127.0.0.1:1 did not answer")
 
-    with pytest.raises(RegistryError, match="did not answer"):  # not DeserializationError: no DLQ
-        AvroRecordDecoder(Down())(encode(ORDER, orders(1)[0]), topic="t", partition=0, offset=0)
+    with pytest.raises(WriterSchemaUnavailable, match="did not answer") as info:  # not DeserializationError: no DLQ
+        AvroRecordDecoder(Down())(encode(ORDER, orders(1)[0]), SerdeContext("t", 0, 0))
+    assert not isinstance(info.value, RecordError)
+    assert info.value.schema_id == 1 and isinstance(info.value.cause, RegistryError)
+    assert info.value.message == (
+        "schema registry unavailable for writer schema 1: schema registry at http://127.0.0.1:1 did not answer"
+    )
+
+
+@pytest.mark.parametrize(("status", "outage"), [(0, True), (500, True), (503, True), (404, False), (422, False)])
+def test_only_an_unreachable_or_5xx_registry_is_an_outage(status, outage):
+    """A 5xx or no answer is WriterSchemaUnavailable (retried); a refusal is the record's (dead-lettered)."""
+    refused = RegistryError("schema id 1 is a PROTOBUF schema, not Avro", status=status, code=42201)
+
+    class Registry:
+        def writer_schema(self, schema_id: int) -> str:
+            raise refused
+
+    value = encode(ORDER, orders(1)[0])
+    reason = "writer schema 1 refused by the registry: schema id 1 is a PROTOBUF schema, not Avro"
+    with pytest.raises(WriterSchemaUnavailable if outage else DeserializationError) as info:
+        AvroRecordDecoder(Registry())(value, SerdeContext("t", 4, 9))
+    if outage:
+        with pytest.raises(WriterSchemaUnavailable):
+            decode_avro_batch([value, value], Registry())
+    else:
+        assert info.value.message == f"{reason} at t[4]@9"
+        batch = decode_avro_batch([value, value], Registry())
+        assert [(f.index, f.reason) for f in batch.failures] == [(0, reason), (1, reason)]
+
+
+def test_the_json_decoder_names_the_record():
+    ctx = SerdeContext("orders_raw", 1, 17, headers=[("traceparent", b"00-ab")])
+    assert json_decoder(b'{"a": 1}', ctx) == {"a": 1} and json_decoder(b'{"a": 1}') == {"a": 1}
+    cases = {
+        None: "null value (tombstone) where a JSON object was expected",
+        b"": "not valid JSON: Expecting value: line 1 column 1 (char 0)",
+        b"{oops": "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        b"[1, 2]": "expected a JSON object, got list",
+        b"\xff": "not valid JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+    }
+    for value, reason in cases.items():
+        with pytest.raises(DeserializationError) as info:
+            json_decoder(value, ctx)
+        assert info.value.message == f"{reason} at orders_raw[1]@17"
+        assert (info.value.topic, info.value.partition, info.value.offset) == ("orders_raw", 1, 17)
+
+
+def test_the_json_serializer_names_the_topic():
+    assert json_serializer({"a": 1}, SerdeContext("t")) == b'{"a":1}'
+    with pytest.raises(SerializationError, match="not JSON-serialisable") as info:
+        json_serializer({"a": object()}, SerdeContext("t"))
+    assert info.value.topic == "t"

@@ -12,9 +12,10 @@ import pytest
 from kstream_lab.errors import DeserializationError, ValidationError
 from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.kafka.transactional import RetryBatch
-from kstream_lab.schemas.avro import StaticSchemas, frame
+from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas, frame
+from kstream_lab.schemas.serde import SerdeContext
 from kstream_lab.workers.aggregator import AggregatorProcessor
-from kstream_lab.workers.codec import _avro_columns
+from kstream_lab.workers.codec import _avro_columns, retrying_outages
 from tests.support.aggregator import SPEC, json_columns, order
 from tests.support.fakes import Msg, RecordingOutput
 
@@ -71,6 +72,20 @@ class DownRegistry:
 def test_unreachable_registry_retries_the_batch_instead_of_dead_lettering() -> None:
     with pytest.raises(RetryBatch, match="registry unavailable"):
         _avro_columns(DownRegistry(), [avro(order(1, 1_000))], "in", [0], [0], INTS, OTHERS)
+
+
+def test_the_per_record_decoder_retries_an_outage_and_leaves_record_errors_to_the_dlq() -> None:
+    decode = retrying_outages(AvroRecordDecoder(DownRegistry()))
+    with pytest.raises(RetryBatch, match="^schema registry unavailable for writer schema 7: cannot reach"):
+        decode(avro(order(1, 1_000)), SerdeContext("in", 0, 5))
+    with pytest.raises(DeserializationError, match=r"^no magic byte.* at in\[0\]@6$"):
+        decode(b"not avro", SerdeContext("in", 0, 6))
+    assert retrying_outages(AvroRecordDecoder(SCHEMAS))(avro(order(1, 1_000)), SerdeContext("in", 0, 7)) == {
+        "order_id": "o1",
+        "timestamp": 1_000,
+        "total_cents": 100,
+        "loyalty_tier": "gold",
+    }
 
 
 def test_avro_and_json_batches_aggregate_identically() -> None:

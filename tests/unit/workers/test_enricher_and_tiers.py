@@ -7,7 +7,7 @@ import json
 import httpx
 
 from kstream_lab.generator.customers import loyalty_tier_for
-from kstream_lab.workers.codec import _json_decoder
+from kstream_lab.schemas.serde import json_decoder
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.tiers import TierClient
 from tests.support.fakes import RecordingOutput, json_msgs
@@ -91,7 +91,7 @@ def test_breaker_opens_falls_back_to_unknown_and_closes_after_recovery(monkeypat
 def test_enricher_keeps_partition_and_order_and_dead_letters_poison() -> None:
     svc, clock = Service(), Clock()
     proc = EnricherProcessor(
-        decode=_json_decoder,
+        decode=json_decoder,
         encode=lambda v: json.dumps(v).encode(),
         tiers=client(svc, clock),
         output="enriched",

@@ -14,7 +14,6 @@ from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.tracing import child_trace_headers, new_trace_headers, trace_id_of
 from kstream_lab.pipeline_spec import load_pipeline
 from kstream_lab.sinks.base import coalesce
-from kstream_lab.workers.config import workers_config
 from kstream_lab.workers.dlq import DeadLetter, dlq_headers
 from tests.support.paths import ROOT
 
@@ -54,7 +53,7 @@ def test_trace_context_is_continued_hop_by_hop() -> None:
 
 
 def test_worker_config_defaults_and_errors(tmp_path: Path) -> None:
-    cfg = workers_config(load_pipeline(ROOT / "pipelines" / "orders.yaml"))
+    cfg = load_pipeline(ROOT / "pipelines" / "orders.yaml").workers
     assert (cfg.enricher.input, cfg.enricher.output, cfg.aggregator.changelog) == (
         "orders_raw",
         "orders_enriched",
@@ -64,7 +63,7 @@ def test_worker_config_defaults_and_errors(tmp_path: Path) -> None:
     text = (ROOT / "pipelines" / "orders.yaml").read_text().replace("breaker_fail_max: 3", "breaker_fail_max: 0")
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(ConfigError, match=r"workers\.enricher\.breaker_fail_max"):
-        workers_config(load_pipeline(tmp_path / "p.yaml"))
+        load_pipeline(tmp_path / "p.yaml")
 
 
 def test_coalesce_keeps_the_last_row_and_never_replaces_a_final() -> None:

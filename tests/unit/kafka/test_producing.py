@@ -1,0 +1,52 @@
+"""The one builder of produce() keyword arguments, used by the batch, acking and transactional producers."""
+
+from __future__ import annotations
+
+from kstream_lab.kafka.acking import AckingProducer
+from kstream_lab.kafka.producing import BatchProducer, produce_kwargs
+from kstream_lab.kafka.transactional import Output
+
+
+def test_a_timestamp_and_a_partition_of_0_are_passed_through() -> None:
+    assert produce_kwargs("t", b"v", b"k", 0, 0, [("h", b"1")]) == {
+        "topic": "t",
+        "value": b"v",
+        "key": b"k",
+        "partition": 0,
+        "timestamp": 0,
+        "headers": [("h", b"1")],
+    }
+
+
+def test_unset_fields_are_left_out() -> None:
+    assert produce_kwargs("t", None) == {"topic": "t", "value": None, "key": None}
+    assert produce_kwargs("t", b"v", headers=[]) == {"topic": "t", "value": b"v", "key": None}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def produce(self, **kwargs) -> None:
+        self.calls.append(kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+
+def test_every_producer_passes_a_timestamp_of_0() -> None:
+    batch = BatchProducer.__new__(BatchProducer)  # no client: the recorder stands in for librdkafka
+    batch._producer = Recorder()
+    batch.produce("a", key=b"k", value=b"v", partition=0, timestamp=0)
+    acking = AckingProducer.__new__(AckingProducer)
+    acking._producer = Recorder()
+    acking.produce("b", key=None, value=b"v", timestamp=0)
+    out = Output(Recorder(), classify=lambda what, err: RuntimeError(what))
+    out.send("c", key=None, value=b"v", partition=2, timestamp=0)
+    calls = [*batch._producer.calls, *acking._producer.calls, *out._producer.calls]
+    assert [(c["topic"], c.get("partition"), c["timestamp"]) for c in calls] == [
+        ("a", 0, 0),
+        ("b", None, 0),
+        ("c", 2, 0),
+    ]
+    assert callable(calls[0]["on_delivery"]) and callable(calls[1]["on_delivery"]) and "on_delivery" not in calls[2]
