@@ -102,7 +102,7 @@ class ManagedProcess:
     def start(self, *, owner: ProcessOwner | None = None) -> subprocess.Popen:
         """Spawn the command detached, log appended, pid file written; ``owner`` will stop it."""
         if (pid := self.pid()) is not None:
-            raise self.error(f"{self.name} is already running (pid {pid})", hint=self._hint())
+            raise self.error(f"{self.name} is already running (pid {pid})", hint="use it as is, or stop it first")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
