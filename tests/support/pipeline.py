@@ -29,6 +29,8 @@ from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
 from kstream_lab.workers.codec import value_decoder
+from kstream_lab.workers.components import component
+from kstream_lab.workers.config import workers_config
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
 
@@ -144,12 +146,9 @@ class Pipeline:
         ]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
         self.procs[key] = proc
-        if name == "customer-service":
-            self.wait_http(f"http://127.0.0.1:{self.workers['customer_service']['port']}/healthz")
-        if name == "order-service":
-            self.wait_http(f"http://127.0.0.1:{self.workers['order_service']['port']}/healthz")
-        if name in ("enricher", "aggregator", "sink") and instance == 0:
-            self.wait_http(f"http://127.0.0.1:{self.workers[name]['metrics_port']}/metrics")
+        url = component(name).health_url(workers_config(self.spec))
+        if url and instance == 0:  # instance n serves its metrics on port + n
+            self.wait_http(url)
         return proc
 
     def wait_http(self, url: str, timeout: float = 30.0) -> None:
