@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from kstream_lab.broker.jars import fetch_jars, kafka_version
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.admin import ping
-from kstream_lab.processes import port_free, read_pid, terminate
+from kstream_lab.processes import ManagedProcess, ProcessOwner, port_free
 from kstream_lab.settings import Settings
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
@@ -76,18 +75,34 @@ def _dir_size(path: Path) -> int:
 
 
 class LocalBroker:
-    """One local Kafka process per data dir."""
+    """One local Kafka process per data dir (a :class:`ManagedProcess` named "kafka")."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.data_dir.resolve() / "broker"
         self.log_dir = self.home / "kraft-logs"
-        self.pid_file = self.home / "broker.pid"
-        self.log_file = self.home / "broker.log"
         self.bootstrap = f"127.0.0.1:{settings.broker_port}"
+        self.process = ManagedProcess(
+            "kafka",
+            command=(),  # set by ``up``: the classpath is known once the jars are fetched
+            pid_file=self.home / "broker.pid",
+            log_file=self.home / "broker.log",
+            ready=self._answers,
+            cwd=self.home,
+            error=BrokerError,
+            stop_timeout=30.0,  # a controlled shutdown moves leadership and flushes first
+        )
+
+    @property
+    def pid_file(self) -> Path:
+        return self.process.pid_file
+
+    @property
+    def log_file(self) -> Path:
+        return self.process.log_file
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def up(self, *, timeout: float = 90.0) -> str:
+    def up(self, *, timeout: float = 90.0, owner: ProcessOwner | None = None) -> str:
         """Start the broker in the background and wait until it answers metadata requests."""
         if (pid := self.pid()) is not None:
             raise BrokerError(
@@ -108,17 +123,8 @@ class LocalBroker:
         self.home.mkdir(parents=True, exist_ok=True)
         props = self._write_properties()
         self._format(java, lib, props)
-        with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                [*self._jvm(java, lib), "kafka.Kafka", str(props)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.home,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc, timeout)
+        self.process.command = [*self._jvm(java, lib), "kafka.Kafka", str(props)]
+        self.process.up(timeout, owner=owner)
         return self.bootstrap
 
     def down(self, *, timeout: float = 30.0) -> bool:
@@ -126,10 +132,7 @@ class LocalBroker:
 
         Returns True when the broker stopped cleanly (or was not running).
         """
-        pid = self.pid()
-        clean = True if pid is None else terminate(pid, timeout, poll=0.2)
-        self.pid_file.unlink(missing_ok=True)
-        return clean
+        return self.process.stop(timeout) != "killed"
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -151,12 +154,10 @@ class LocalBroker:
 
     def pid(self) -> int | None:
         """The broker's pid if its pid file names a live process."""
-        return read_pid(self.pid_file)
+        return self.process.pid()
 
     def log_tail(self, lines: int = 50) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return self.process.log_tail(lines)
 
     # ---- internals -------------------------------------------------------------------------
     @staticmethod
@@ -222,25 +223,12 @@ class LocalBroker:
                 hint=f"wipe {self.log_dir} if it belongs to another cluster",
             )
 
-    def _wait_ready(self, proc: subprocess.Popen, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        settings = self._client_settings()
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(
-                    f"the broker exited during start-up (code {proc.returncode}):\n{self.log_tail(15)}",
-                    hint=f"full log: {self.log_file}",
-                )
-            try:
-                ping(settings, timeout=2)
-                return
-            except BrokerError:
-                time.sleep(0.3)
-        self.down(timeout=10)
-        raise BrokerError(
-            f"the broker did not answer within {timeout:.0f}s; stopped it again", hint=f"see {self.log_file}"
-        )
+    def _answers(self) -> bool:
+        try:
+            ping(self._client_settings(), timeout=2)
+        except BrokerError:
+            return False
+        return True
 
     def _client_settings(self) -> Settings:
         return self.settings.model_copy(update={"bootstrap_servers": self.bootstrap})

@@ -8,7 +8,7 @@ import typer
 
 from kstream_lab.broker import LocalBroker
 from kstream_lab.broker.jars import fetch_jars
-from kstream_lab.cli.common import human_bytes, settings
+from kstream_lab.cli.common import human_bytes, settings, show_log, stop_and_report
 
 app = typer.Typer(no_args_is_help=True, help="Run the local single-node Apache Kafka (KRaft).")
 
@@ -32,16 +32,7 @@ def up(timeout: float = typer.Option(90.0, help="seconds to wait for readiness")
 @app.command()
 def down(timeout: float = typer.Option(30.0, help="seconds to wait before SIGKILL")) -> None:
     """Stop the broker with SIGTERM (controlled shutdown)."""
-    broker = LocalBroker(settings())
-    was = broker.pid()
-    clean = broker.down(timeout=timeout)
-    if was is None:
-        typer.echo("kafka was not running")
-    elif clean:
-        typer.echo(f"kafka stopped (pid {was})")
-    else:
-        typer.secho(f"kafka (pid {was}) did not stop within {timeout:.0f}s and was killed", err=True)
-        raise typer.Exit(1)
+    stop_and_report(LocalBroker(settings()).process, timeout)
 
 
 @app.command()
@@ -60,14 +51,4 @@ def status() -> None:
 @app.command()
 def logs(lines: int = typer.Option(50, "-n", min=1), follow: bool = typer.Option(False, "-f")) -> None:
     """Show the end of the broker log."""
-    broker = LocalBroker(settings())
-    typer.echo(broker.log_tail(lines))
-    if follow:
-        with broker.log_file.open() as fh:
-            fh.seek(0, 2)
-            while True:
-                line = fh.readline()
-                if line:
-                    typer.echo(line, nl=False)
-                else:
-                    time.sleep(0.5)
+    show_log(LocalBroker(settings()).process, lines, follow)

@@ -1,12 +1,15 @@
-"""`kstream-lab dashboard`: serve apps/dashboard.py with Streamlit, pointed at this project's settings.
+"""`kstream-lab dashboard`: serve the dashboard page with Streamlit, pointed at this project's settings.
 
-The page reads the same ``KSTREAM_*`` settings and pipeline file as the workers, so the only thing
-to pass on is which pipeline file was chosen here; the Streamlit process replaces this one, so
-Ctrl-C and SIGTERM reach it directly.
+The page is :mod:`kstream_lab.services.dashboard`, found inside the installed package (a wheel works
+as well as a checkout) without importing it. It reads the same ``KSTREAM_*`` settings and pipeline
+file as the workers, so the only thing to pass on is which pipeline file was chosen here; the
+Streamlit process replaces this one, so Ctrl-C and SIGTERM reach it directly. The demo runs the same
+command in the background (:func:`dashboard_process`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -14,9 +17,19 @@ from pathlib import Path
 import typer
 
 from kstream_lab.cli.common import pipeline
-from kstream_lab.errors import ConfigError
+from kstream_lab.errors import KStreamLabError
+from kstream_lab.processes import ManagedProcess, http_probe
+from kstream_lab.settings import Settings
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "apps" / "dashboard.py"
+PAGE_MODULE = "kstream_lab.services.dashboard"
+
+
+def page_file() -> Path:
+    """The page's file inside the installed package."""
+    spec = importlib.util.find_spec(PAGE_MODULE)
+    if spec is None or spec.origin is None:
+        raise KStreamLabError(f"{PAGE_MODULE} is missing from the installed package", hint="reinstall kstream_lab")
+    return Path(spec.origin)
 
 
 def streamlit_command(app: Path, *, port: int, address: str) -> list[str]:
@@ -42,17 +55,37 @@ def streamlit_command(app: Path, *, port: int, address: str) -> list[str]:
     ]
 
 
+def dashboard_process(settings: Settings, pipeline_file: Path, port: int) -> ManagedProcess:
+    """`kstream-lab dashboard` in the background, pid file and log beside the pipeline's components."""
+    home = settings.data_dir / "pipeline"
+    return ManagedProcess(
+        "dashboard",
+        command=[
+            sys.executable,
+            "-m",
+            "kstream_lab",
+            "dashboard",
+            "--port",
+            str(port),
+            "--pipeline",
+            str(pipeline_file),
+        ],
+        pid_file=home / "pids" / "dashboard.pid",
+        log_file=home / "logs" / "dashboard.log",
+        ready=http_probe(f"http://127.0.0.1:{port}/_stcore/health"),
+        hint="--dashboard-port picks another port; --no-dashboard skips it",
+    )
+
+
 def dashboard_cmd(
     port: int = typer.Option(8501, "--port", "-p", min=1, max=65535, help="HTTP port of the dashboard"),
     address: str = typer.Option("127.0.0.1", "--address", help="interface to listen on"),
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P", help="pipeline file the dashboard watches"),
 ) -> None:
     """Live sales per minute and tier, pipeline health and back-tests in the browser (Streamlit)."""
-    if not DASHBOARD.exists():
-        raise ConfigError(f"{DASHBOARD} not found", hint="run from a source checkout of kstream_lab")
     spec = pipeline(pipeline_file)  # fail here, in one line, on a bad pipeline file
     env = {**os.environ, "KSTREAM_PIPELINE_FILE": str(Path(spec.path).resolve())}
     typer.echo(f"dashboard: http://{address}:{port}  (Ctrl-C to stop)")
     sys.stdout.flush()
-    cmd = streamlit_command(DASHBOARD, port=port, address=address)
+    cmd = streamlit_command(page_file(), port=port, address=address)
     os.execve(cmd[0], cmd, env)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import typer
@@ -11,7 +9,9 @@ import typer
 from kstream_lab.cli.common import pipeline, settings
 from kstream_lab.kafka.admin import ping
 from kstream_lab.kafka.topics import apply_topics
-from kstream_lab.workers.supervisor import COMPONENTS, Supervisor
+from kstream_lab.processes import stop_on_signals
+from kstream_lab.workers.components import names
+from kstream_lab.workers.supervisor import Supervisor
 
 app = typer.Typer(
     no_args_is_help=True, help="Run the order pipeline's apps and workers in the background (and restart them: watch)."
@@ -48,7 +48,7 @@ def down(
 ) -> None:
     """SIGTERM every component (reverse start order), SIGKILL after the timeout."""
     result = _supervisor(pipeline_file).down(timeout=timeout)
-    for name in COMPONENTS:
+    for name in names():
         typer.echo(f"{name:<17} {result[name]}")
     if "killed" in result.values():
         raise typer.Exit(1)
@@ -62,12 +62,10 @@ def watch(
 ) -> None:
     """Stay in the foreground and restart components that die (back-off 1 s doubling to 60 s).
 
-    Ctrl-C or SIGTERM stops the watching, not the components (`pipeline down` stops those)."""
+    Ctrl-C, SIGTERM or SIGHUP stops the watching, not the components (`pipeline down` stops those)."""
     sup = _supervisor(pipeline_file)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    typer.echo(f"watching {', '.join(COMPONENTS)} (logs in {sup.home / 'logs'})")
+    stop = stop_on_signals()
+    typer.echo(f"watching {', '.join(names())} (logs in {sup.home / 'logs'})")
     sup.watch(stop, interval=interval, timeout=timeout, report=typer.echo)
     typer.echo("stopped watching; the components keep running")
 

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from kstream_lab.cli.common import settings
+from kstream_lab.cli.common import settings, show_log, stop_and_report
 from kstream_lab.registry import LocalRegistry
 
 app = typer.Typer(no_args_is_help=True, help="Run the local schema registry (persisted in the `_schemas` topic).")
@@ -27,16 +27,7 @@ def up(timeout: float = typer.Option(60.0, help="seconds to wait for readiness")
 @app.command()
 def down(timeout: float = typer.Option(15.0, help="seconds to wait before SIGKILL")) -> None:
     """Stop the registry (its data stays in the `_schemas` topic)."""
-    registry = LocalRegistry(settings())
-    was = registry.pid()
-    clean = registry.down(timeout=timeout)
-    if was is None:
-        typer.echo("registry was not running")
-    elif clean:
-        typer.echo(f"registry stopped (pid {was})")
-    else:
-        typer.secho(f"registry (pid {was}) did not stop within {timeout:.0f}s and was killed", err=True)
-        raise typer.Exit(1)
+    stop_and_report(LocalRegistry(settings()).process, timeout)
 
 
 @app.command()
@@ -52,6 +43,6 @@ def status() -> None:
 
 
 @app.command()
-def logs(lines: int = typer.Option(50, "-n", min=1)) -> None:
+def logs(lines: int = typer.Option(50, "-n", min=1), follow: bool = typer.Option(False, "-f")) -> None:
     """Show the end of the registry log."""
-    typer.echo(LocalRegistry(settings()).log_tail(lines))
+    show_log(LocalRegistry(settings()).process, lines, follow)

@@ -1,8 +1,8 @@
 """What the live dashboard shows, as plain functions: sales per minute, pipeline health, back-tests.
 
-``apps/dashboard.py`` only lays these out; everything that reads Kafka, the sink or the workers'
-metrics lives here, with unit tests, and goes through kstream_lab's public pieces (admin, replay,
-sinks, backtest) so the page sees exactly what the CLI and notebooks see.
+The page (:mod:`kstream_lab.services.dashboard`) only lays these out; everything that reads Kafka,
+the sink or the workers' metrics lives here, with unit tests, and goes through kstream_lab's public
+pieces (admin, replay, sinks, backtest) so the page sees exactly what the CLI and notebooks see.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from kstream_lab.errors import TopicError
 from kstream_lab.kafka.admin import GroupLag, PartitionOffsets, group_lags, ping, watermarks
 from kstream_lab.pipeline_spec import PipelineSpec
 from kstream_lab.settings import Settings
-from kstream_lab.workers.config import workers_config
 from kstream_lab.workers.dlq import DeadLetter
 
 
@@ -31,7 +30,7 @@ class PipelineTopics:
 
     @classmethod
     def from_spec(cls, spec: PipelineSpec) -> PipelineTopics:
-        wc = workers_config(spec)
+        wc = spec.workers
         return cls(
             raw=wc.enricher.input,
             enriched=wc.enricher.output,

@@ -23,7 +23,6 @@ from kstream_lab.generator.customers import TIERS
 from kstream_lab.pipeline_spec import PipelineSpec
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import TABLE, default_duckdb_path
-from kstream_lab.workers.config import workers_config
 
 MINUTE_SCHEMA = {
     "window_start": pl.Int64,
@@ -64,7 +63,7 @@ class SinkTarget:
 
 def sink_target(settings: Settings, spec: PipelineSpec) -> SinkTarget:
     """The target the pipeline file gives the sink worker (default: the DuckDB file in the data dir)."""
-    target = workers_config(spec).sink.target
+    target = spec.workers.sink.target
     if target is None:
         return SinkTarget("duckdb", str(default_duckdb_path(settings)))
     if target.startswith("duckdb://"):

@@ -1,9 +1,9 @@
 """Reading the workers' Prometheus endpoints: DLQ/late counters, consumer lag and circuit-breaker state.
 
-Every worker serves the metric names of :mod:`kstream_lab.observability.metrics` on its own port
-(``workers.<name>.metrics_port`` in the pipeline file). The dashboard asks each one directly, with a
-short timeout, instead of needing a Prometheus server: a worker that is down shows as unreachable and
-the others still report.
+Every worker (:mod:`kstream_lab.workers.components`) serves the metric names of
+:mod:`kstream_lab.observability.metrics` on its own port (``workers.<name>.metrics_port`` in the
+pipeline file). The dashboard asks each one directly, with a short timeout, instead of needing a
+Prometheus server: a worker that is down shows as unreachable and the others still report.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from kstream_lab.pipeline_spec import PipelineSpec
-from kstream_lab.workers.config import workers_config
+from kstream_lab.workers.components import COMPONENTS
 
-WORKER_NAMES = ("enricher", "aggregator", "sink")
 BREAKER_NAMES = {0: "closed", 1: "half-open", 2: "open"}
 
 
@@ -71,12 +70,11 @@ def parse_metrics(text: str) -> list[Sample]:
 
 def metrics_endpoints(spec: PipelineSpec, host: str = "127.0.0.1") -> dict[str, str]:
     """Worker name -> metrics URL, from the pipeline file (workers without a port are left out)."""
-    wc = workers_config(spec)
+    wc = spec.workers
     out = {}
-    for name in WORKER_NAMES:
-        port = getattr(wc, name).metrics_port
-        if port:
-            out[name] = f"http://{host}:{port}/metrics"
+    for c in COMPONENTS:
+        if c.kind == "worker" and (port := c.port(wc)):
+            out[c.name] = f"http://{host}:{port}/metrics"
     return out
 
 

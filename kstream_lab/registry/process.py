@@ -6,10 +6,7 @@ files; its data is the `_schemas` topic, so deleting this directory loses nothin
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import httpx
 
 from kstream_lab.kafka.admin import ping
 from kstream_lab.kafka.registry import RegistryError
-from kstream_lab.processes import port_free, read_pid, terminate
+from kstream_lab.processes import ManagedProcess, ProcessOwner, http_probe, port_free
 from kstream_lab.settings import Settings
 
 
@@ -31,16 +28,36 @@ class RegistryStatus:
 
 
 class LocalRegistry:
-    """One local registry process per data dir, serving on ``registry_port``."""
+    """One local registry process per data dir, serving on ``registry_port`` (a :class:`ManagedProcess`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.data_dir.resolve() / "registry"
-        self.pid_file = self.home / "registry.pid"
-        self.log_file = self.home / "registry.log"
         self.url = f"http://127.0.0.1:{settings.registry_port}"
+        self.process = ManagedProcess(
+            "registry",
+            command=[sys.executable, "-m", "kstream_lab.registry"],
+            pid_file=self.home / "registry.pid",
+            log_file=self.home / "registry.log",
+            ready=http_probe(f"{self.url}/"),
+            env={
+                "KSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap,
+                "KSTREAM_REGISTRY_PORT": str(settings.registry_port),
+                "KSTREAM_DATA_DIR": str(settings.data_dir.resolve()),
+            },
+            error=RegistryError,
+            stop_timeout=15.0,
+        )
 
-    def up(self, *, timeout: float = 60.0) -> str:
+    @property
+    def pid_file(self) -> Path:
+        return self.process.pid_file
+
+    @property
+    def log_file(self) -> Path:
+        return self.process.log_file
+
+    def up(self, *, timeout: float = 60.0, owner: ProcessOwner | None = None) -> str:
         """Start in the background after checking port and broker; wait until it answers HTTP."""
         if (pid := self.pid()) is not None:
             raise RegistryError(
@@ -53,35 +70,15 @@ class LocalRegistry:
                 hint="stop whatever listens there or set KSTREAM_REGISTRY_PORT to a free port",
             )
         ping(self.settings, timeout=5)  # BrokerError with a hint when Kafka is down
-        self.home.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "KSTREAM_BOOTSTRAP_SERVERS": self.settings.bootstrap,
-            "KSTREAM_REGISTRY_PORT": str(self.settings.registry_port),
-            "KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve()),
-        }
-        with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "kstream_lab.registry"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc, timeout)
+        self.process.up(timeout, owner=owner)
         return self.url
 
     def down(self, *, timeout: float = 15.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout``; True when it stopped cleanly or was not running."""
-        pid = self.pid()
-        clean = True if pid is None else terminate(pid, timeout, poll=0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return clean
+        return self.process.stop(timeout) != "killed"
 
     def pid(self) -> int | None:
-        return read_pid(self.pid_file)
+        return self.process.pid()
 
     def status(self) -> RegistryStatus:
         pid = self.pid()
@@ -94,28 +91,4 @@ class LocalRegistry:
         return RegistryStatus(pid is not None, pid, self.url, subjects, self.log_file)
 
     def log_tail(self, lines: int = 20) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-
-    def _wait_ready(self, proc: subprocess.Popen, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                last = self.log_tail(5).splitlines()
-                raise RegistryError(
-                    f"the registry exited during start-up (code {proc.returncode}): "
-                    f"{last[-1] if last else 'no output'}",
-                    hint=f"full log: {self.log_file}",
-                )
-            try:
-                if httpx.get(f"{self.url}/", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.down(timeout=5)
-        raise RegistryError(
-            f"the registry did not answer within {timeout:.0f}s; stopped it again", hint=f"see {self.log_file}"
-        )
+        return self.process.log_tail(lines)

@@ -34,12 +34,11 @@ from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
 from kstream_lab.kafka.fetch import committed_offsets
-from kstream_lab.pipeline_spec import load_pipeline
+from kstream_lab.pipeline_spec import AggregatorConfig, load_pipeline
 from kstream_lab.replay.diff import WhatIf, compare_windows, what_if
 from kstream_lab.replay.parquet import RANGE_FILE, read_manifest, scan_export
 from kstream_lab.replay.reader import Position, RangeError, ReplayRange, read_range, resolve_range
 from kstream_lab.settings import Settings
-from kstream_lab.workers.config import AggregatorConfig, workers_config
 
 MISMATCH = ("differ", "live_only", "backtest_only", "duplicate_live")
 
@@ -73,7 +72,7 @@ class BacktestRequest:
             agg, cfg = spec, AggregatorConfig(input=spec.source)
         else:
             pipeline = load_pipeline(spec or settings.pipeline_file)
-            cfg = workers_config(pipeline).aggregator
+            cfg = pipeline.workers.aggregator
             agg = pipeline.aggregation(cfg.aggregation)
         overrides = {k: v for k, v in (("group_id", group_id), ("output", live_topic)) if v}
         cfg = cfg.model_copy(update=overrides)

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.generator.orders import OrderGenerator
 from kstream_lab.sinks.base import AggregateSink
+from kstream_lab.workers.components import names
 from kstream_lab.workers.supervisor import Supervisor
 
 
@@ -75,7 +76,7 @@ def summary_lines(sup: Supervisor, poster: OrderPoster, sink: AggregateSink, ela
     ok = poster.outcomes.get("202", 0)
     rejected = sum(v for k, v in poster.outcomes.items() if k != "202")
     lines = [f"t={elapsed:5.0f}s  orders accepted {ok:>7}  not accepted {rejected:>5}"]
-    for name in ("enricher", "aggregator", "sink"):
+    for name in names("worker"):
         m = scrape(sup.url(name))
         if not m:
             lines.append(f"  {name:<11} (no metrics yet)")
@@ -107,7 +108,8 @@ def drain(sup: Supervisor, accepted: int, timeout: float = 15.0) -> bool:
     """Wait until every accepted order has flowed through enricher, aggregator and sink (or timeout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        enr, agg, sink = (scrape(sup.url(n)) for n in ("enricher", "aggregator", "sink"))
+        m = {name: scrape(sup.url(name)) for name in names("worker")}
+        enr, agg, sink = m["enricher"], m["aggregator"], m["sink"]
         if (
             _sum(enr, "kstream_consumed_total") >= accepted
             and _sum(agg, "kstream_consumed_total")

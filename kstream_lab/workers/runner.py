@@ -1,7 +1,7 @@
 """Building and running one worker process: ``kstream-lab worker NAME``.
 
 A worker is a loop over kstream_lab.kafka with its processor, metrics server, JSON logs and signal
-handling. SIGTERM/SIGINT only set a stop flag: the loop finishes (and commits) the batch in hand,
+handling. SIGTERM/SIGINT/SIGHUP only set a stop flag: the loop finishes (and commits) the batch in hand,
 closes the consumer (leaving the group), flushes the producer and the process exits 0. A fatal
 Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervisor restarts it
 (``kstream-lab pipeline watch``, systemd, Kubernetes).
@@ -10,10 +10,10 @@ Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervis
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 
+from kstream_lab import processes
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
@@ -25,26 +25,18 @@ from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import open_sink
 from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import column_decoder, retrying_outages, value_encoder
+from kstream_lab.workers.components import component
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.sink import SinkWorker
 from kstream_lab.workers.tiers import TierClient
 
 log = logging.getLogger(__name__)
-WORKERS = ("enricher", "aggregator", "sink")
 EXIT_FATAL = 3
 
 
 def stop_on_signals() -> threading.Event:
-    """An event set by the first SIGTERM or SIGINT (main thread only)."""
-    stop = threading.Event()
-
-    def handle(signum: int, _frame: object) -> None:
-        log.info("received %s, finishing the current batch", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stop
+    """An event set by the first SIGTERM, SIGINT or SIGHUP (main thread only)."""
+    return processes.stop_on_signals(on_signal=lambda name: log.info("received %s, finishing the current batch", name))
 
 
 def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
@@ -128,9 +120,6 @@ def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, in
     )
 
 
-BUILDERS: dict[str, Callable] = {"enricher": build_enricher, "aggregator": build_aggregator, "sink": build_sink}
-
-
 # Back-off while the schema registry cannot be reached at start: doubling from 1 s up to 30 s.
 START_RETRY_S, START_RETRY_MAX_S = 1.0, 30.0
 
@@ -158,24 +147,18 @@ def build_when_registry_answers(
         delay = min(delay * 2, START_RETRY_MAX_S)
 
 
-def metrics_port_for(name: str, spec: PipelineSpec) -> int | None:
-    return getattr(spec.workers, name).metrics_port
-
-
 def run_worker(
     name: str, settings: Settings, spec: PipelineSpec, *, instance: int = 0, metrics_port: int | None = None
 ) -> int:
-    """Run worker ``name`` until SIGTERM/SIGINT; return the process exit code."""
-    if name not in BUILDERS:
-        raise KStreamLabError(f"unknown worker {name!r}", hint=f"one of: {', '.join(WORKERS)}")
+    """Run worker ``name`` until SIGTERM/SIGINT/SIGHUP; return the process exit code."""
+    worker_component = component(name, "worker")
     setup_logging(name)
     stop = stop_on_signals()
-    port = metrics_port if metrics_port is not None else metrics_port_for(name, spec)
-    if port is not None and instance:
-        port += instance
+    configured = worker_component.port(spec.workers, instance)
+    port = configured if metrics_port is None else metrics_port + instance
     bound = start_metrics_server(port)
     log.info("starting %s instance %d (metrics on port %s)", name, instance, bound)
-    worker = build_when_registry_answers(BUILDERS[name], settings, spec, stop, instance)
+    worker = build_when_registry_answers(worker_component.load(), settings, spec, stop, instance)
     if worker is None:
         log.info("%s stopped before it started", name)
         return 0

@@ -18,11 +18,11 @@ from kstream_lab.kafka.consuming import BatchConsumer
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.observability.metrics import METRICS
+from kstream_lab.pipeline_spec import SinkConfig
 from kstream_lab.schemas.serde import Decoder, SerdeContext
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import AggregateSink, coalesce
 from kstream_lab.workers.codec import require
-from kstream_lab.workers.config import SinkConfig
 from kstream_lab.workers.dlq import dlq_headers
 
 log = logging.getLogger(__name__)

@@ -1,16 +1,16 @@
 """``kstream-lab pipeline up|down|status``: the pipeline's processes in the background.
 
-Each component (the two apps and the three workers) runs as ``python -m kstream_lab worker NAME``
-in its own session, with its pid file and log under ``<data_dir>/pipeline``. ``up`` is idempotent
-(running components are left alone) and waits until every component answers on its port; ``down``
-sends SIGTERM in reverse start order, so producers stop before their consumers, and escalates to
-SIGKILL only after the timeout. ``watch`` stays in the foreground and restarts components that die
-(a crash, a SIGKILL, a worker's fatal exit 3), with a back-off per component.
+Each component (:mod:`kstream_lab.workers.components`: the two apps and the three workers) runs as
+``python -m kstream_lab worker NAME``, a :class:`~kstream_lab.processes.ManagedProcess` with its pid
+file and log under ``<data_dir>/pipeline``. ``up`` is idempotent (running components are left alone)
+and waits until every component answers on its port; ``down`` sends SIGTERM in reverse start order,
+so producers stop before their consumers, and escalates to SIGKILL only after the timeout. ``watch``
+stays in the foreground and restarts components that die (a crash, a SIGKILL, a worker's fatal exit
+3), with a back-off per component.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
 
-import httpx
-
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.pipeline_spec import PipelineSpec
-from kstream_lab.processes import read_pid, terminate
+from kstream_lab.processes import ManagedProcess, ProcessOwner, http_probe
 from kstream_lab.settings import Settings
-from kstream_lab.workers.config import workers_config
+from kstream_lab.workers.components import component, names
 
-COMPONENTS = ("customer-service", "order-service", "enricher", "aggregator", "sink")
+COMPONENTS = names()
 # watch: a component that died is restarted after 1 s, doubling per failed or short-lived run up to
 # 60 s; one that stays up for STABLE_S starts over at 1 s.
 RESTART_S, RESTART_MAX_S, STABLE_S = 1.0, 60.0, 60.0
@@ -50,7 +48,7 @@ class Supervisor:
             raise KStreamLabError("the pipeline spec must come from a file to run its workers")
         self.settings, self.spec = settings, spec
         self.home = settings.data_dir / "pipeline"
-        self.config = workers_config(spec)
+        self.config = spec.workers
 
     def pid_file(self, name: str) -> Path:
         return self.home / "pids" / f"{name}.pid"
@@ -59,16 +57,31 @@ class Supervisor:
         return self.home / "logs" / f"{name}.log"
 
     def url(self, name: str) -> str:
-        c = self.config
-        if name == "customer-service":
-            return f"http://{c.customer_service.host}:{c.customer_service.port}/healthz"
-        if name == "order-service":
-            return f"http://{c.order_service.host}:{c.order_service.port}/healthz"
-        port = getattr(c, name).metrics_port
-        return f"http://127.0.0.1:{port}/metrics" if port else ""
+        """Where the component answers once it runs ("" for a worker without a metrics port)."""
+        return component(name).health_url(self.config) or ""
+
+    def process(self, name: str) -> ManagedProcess:
+        """Component ``name`` as ``python -m kstream_lab worker NAME`` with its pid file, log and probe."""
+        url = self.url(name)
+        return ManagedProcess(
+            name,
+            command=[
+                sys.executable,
+                "-m",
+                "kstream_lab",
+                "worker",
+                name,
+                "--pipeline",
+                str(Path(self.spec.path).resolve()),
+            ],
+            pid_file=self.pid_file(name),
+            log_file=self.log_file(name),
+            ready=http_probe(url) if url else None,
+            env={"KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve())},
+        )
 
     def pid(self, name: str) -> int | None:
-        return read_pid(self.pid_file(name))
+        return self.process(name).pid()
 
     def status(self) -> list[ComponentStatus]:
         out = []
@@ -77,61 +90,34 @@ class Supervisor:
             out.append(ComponentStatus(name, pid, pid is not None, self.url(name), self.log_file(name)))
         return out
 
-    def up(self, components: tuple[str, ...] = COMPONENTS, *, timeout: float = 60.0) -> list[ComponentStatus]:
-        """Start what is not running, then wait until each component answers on its port."""
-        for d in ("pids", "logs"):
-            (self.home / d).mkdir(parents=True, exist_ok=True)
+    def up(
+        self, components: tuple[str, ...] = COMPONENTS, *, timeout: float = 60.0, owner: ProcessOwner | None = None
+    ) -> list[ComponentStatus]:
+        """Start what is not running, then wait until each component answers on its port.
+
+        With an ``owner`` each component started here is registered with it as soon as it is spawned,
+        so a signal during the wait stops it too."""
         started: dict[str, subprocess.Popen] = {}
         for name in components:
             if self.pid(name) is None:
-                started[name] = self._spawn(name)
+                started[name] = self.process(name).start(owner=owner)
+        cancel = owner.stop if owner is not None else None
         for name, proc in started.items():
-            self._wait_ready(name, proc, timeout)
+            self.process(name).wait_ready(proc, timeout, cancel=cancel)
         return self.status()
 
     def _spawn(self, name: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "kstream_lab", "worker", name, "--pipeline", str(Path(self.spec.path).resolve())]
-        env = {**os.environ, "KSTREAM_DATA_DIR": str(self.settings.data_dir.resolve())}
-        with self.log_file(name).open("ab") as log:
-            proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
-        self.pid_file(name).write_text(f"{proc.pid}\n")
-        return proc
+        return self.process(name).start()
 
     def _wait_ready(self, name: str, proc: subprocess.Popen, timeout: float) -> None:
-        url = self.url(name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = self.log_file(name).read_text(errors="replace")[-1500:]
-                raise KStreamLabError(
-                    f"{name} exited with code {proc.returncode} during start-up:\n{tail}",
-                    hint=f"see {self.log_file(name)}",
-                )
-            if not url:
-                return
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise KStreamLabError(
-            f"{name} did not answer on {url} within {timeout:.0f}s", hint=f"see {self.log_file(name)}"
-        )
+        self.process(name).wait_ready(proc, timeout)
 
     def down(self, *, timeout: float = 10.0) -> dict[str, str]:
         """SIGTERM in reverse order; SIGKILL after ``timeout``. Returns name -> stopped|killed|not running.
 
         The pid file goes first, so a ``watch`` running meanwhile sees a component stopped on purpose,
         not one that died."""
-        result: dict[str, str] = {}
-        for name in reversed(COMPONENTS):
-            pid = self.pid(name)
-            self.pid_file(name).unlink(missing_ok=True)
-            result[name] = "not running" if pid is None else "stopped" if terminate(pid, timeout) else "killed"
-        return result
+        return {name: self.process(name).stop(timeout) for name in reversed(COMPONENTS)}
 
     def died(self) -> list[str]:
         """Components that were started and are gone without ``down``: pid file there, process not."""

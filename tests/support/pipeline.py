@@ -28,6 +28,7 @@ from kstream_lab.pipeline_spec import PipelineSpec, WorkersConfig, load_pipeline
 from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
+from kstream_lab.workers.components import component
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
 
@@ -143,12 +144,9 @@ class Pipeline:
         ]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
         self.procs[key] = proc
-        if name == "customer-service":
-            self.wait_http(f"http://127.0.0.1:{self.workers.customer_service.port}/healthz")
-        if name == "order-service":
-            self.wait_http(f"http://127.0.0.1:{self.workers.order_service.port}/healthz")
-        if name in ("enricher", "aggregator", "sink") and instance == 0:
-            self.wait_http(f"http://127.0.0.1:{getattr(self.workers, name).metrics_port}/metrics")
+        url = component(name).health_url(self.workers)
+        if url and instance == 0:  # instance n serves its metrics on port + n
+            self.wait_http(url)
         return proc
 
     def wait_http(self, url: str, timeout: float = 30.0) -> None:

@@ -101,9 +101,9 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
 
     from fastapi.testclient import TestClient
 
-    from apps.order_service import create_app
     from kstream_lab.kafka.topics import apply_topics, delete_topics
     from kstream_lab.pipeline_spec import load_pipeline
+    from kstream_lab.services.order_service import create_app
     from tests.support.pipeline import write_pipeline
 
     port = free_port()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kstream_lab.cli.dashboard import DASHBOARD, streamlit_command
+from kstream_lab.cli.dashboard import page_file, streamlit_command
 from tests.support.paths import ROOT
 
 
@@ -26,8 +26,14 @@ def test_bad_pipeline_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_streamlit_runs_the_app_headless_on_the_given_port() -> None:
-    cmd = streamlit_command(DASHBOARD, port=8765, address="0.0.0.0")
-    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(ROOT / "apps" / "dashboard.py")]
+    cmd = streamlit_command(page_file(), port=8765, address="0.0.0.0")
+    assert cmd[:5] == [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "kstream_lab" / "services" / "dashboard.py"),
+    ]
     opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
     assert opts["--server.port"] == "8765" and opts["--server.address"] == "0.0.0.0"
     assert opts["--server.headless"] == "true" and opts["--browser.gatherUsageStats"] == "false"

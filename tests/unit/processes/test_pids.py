@@ -1,8 +1,12 @@
+"""Pid files, liveness and the polite stop that every background process of kstream_lab goes through."""
+
+import os
 import socket
 import subprocess
 import sys
+import time
 
-from kstream_lab.processes import pid_alive, port_free, read_pid, terminate
+from kstream_lab.processes import pid_alive, port_free, read_pid, started_at, terminate, write_pid
 
 
 def test_terminate_polite_and_forced(tmp_path):
@@ -34,3 +38,20 @@ def test_port_free_and_bad_pid_files(tmp_path):
     assert read_pid(tmp_path / "missing.pid") is None
     (tmp_path / "junk.pid").write_text("not a pid")
     assert read_pid(tmp_path / "junk.pid") is None
+
+
+def test_a_pid_file_older_than_its_process_is_stale(tmp_path):
+    """The kernel reuses pids: a live process that started after the pid file was written is not the
+    one the file names, so neither status nor stop may take it for that."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid_file = tmp_path / "reused.pid"
+        write_pid(pid_file, child.pid)
+        assert read_pid(pid_file) == child.pid
+        started = started_at(child.pid)
+        assert started is not None and abs(started - time.time()) < 10
+        os.utime(pid_file, (time.time() - 3600, time.time() - 3600))  # written an hour before it started
+        assert read_pid(pid_file) is None
+    finally:
+        child.kill()
+        child.wait()
