@@ -18,8 +18,9 @@ import pytest
 import kstream_lab
 from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.fetch import committed_offsets, snapshot_bounds
+from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.producing import BatchProducer
+from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.schemas.serde import value_serializer
 from kstream_lab.workers.config import workers_config
 from tests.support.paths import ROOT
