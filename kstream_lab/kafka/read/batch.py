@@ -123,6 +123,7 @@ class Batch:
 
     @property
     def headers(self) -> pa.Array | None:
+        """The headers as Arrow (the Python loop's lists are converted here, on first use)."""
         if isinstance(self._headers, list):
             self._headers = pa.array(self._headers, HEADER_TYPE)
         return self._headers
@@ -132,7 +133,7 @@ class Batch:
         meta = Metadata(self.offsets, self.keys, self.timestamps, self.headers)
         if rows is None:
             return meta
-        return Metadata(*(_pick(column, rows) for column in meta))  # type: ignore[arg-type]
+        return Metadata(*(_pick(column, rows) for column in meta))
 
     def rows(self) -> list[tuple[int, bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]]:
         """(offset, key, value, headers, timestamp) per record as plain Python objects (record-level reads)."""
