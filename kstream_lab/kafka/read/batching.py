@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from kstream_lab.kafka.read.batch import Batch
 
@@ -18,7 +18,10 @@ class Builder(Protocol):
     def seal(self) -> Batch: ...
 
 
-class PartitionBatches:
+B = TypeVar("B", bound=Builder)
+
+
+class PartitionBatches(Generic[B]):
     """The open batches of a bounded read, one per partition.
 
     Each partition's first batch is small and the next ones double up to ``batch_size``, so decoding
@@ -28,12 +31,12 @@ class PartitionBatches:
     callers add whole consumed chunks, so a chunk is never split.
     """
 
-    def __init__(self, make: Callable[[int], Builder], ends: dict[int, int], batch_size: int) -> None:
+    def __init__(self, make: Callable[[int], B], ends: dict[int, int], batch_size: int) -> None:
         self._make, self._batch_size = make, batch_size
-        self._open: dict[int, Builder] = {}
+        self._open: dict[int, B] = {}
         self._targets = {p: min(batch_size, FIRST_BATCH) for p in ends}
 
-    def get(self, partition: int) -> Builder:
+    def get(self, partition: int) -> B:
         """The partition's open batch, started if there is none."""
         batch = self._open.get(partition)
         if batch is None:
