@@ -93,7 +93,7 @@ def produce_input(settings, role: str, count: int) -> str:
 
 
 def committed_total(settings, group: str, topic: str) -> int:
-    from kstream_lab.kafka.fetch import committed_offsets
+    from kstream_lab.kafka.admin import committed_offsets
 
     return sum(o for o in committed_offsets(settings, group, topic, list(range(6))).values() if o > 0)
 
@@ -122,7 +122,7 @@ def fold_only(settings, topic: str, count: int) -> float:
     batches of the worker's size, outputs discarded, no Kafka: the per-process CPU ceiling of the work."""
     from confluent_kafka import Message
 
-    from kstream_lab.kafka.consuming import read_topic
+    from kstream_lab.kafka.read import read_records
     from kstream_lab.workers.runner import aggregator_processor
 
     pipe = load_pipeline_spec()
@@ -133,7 +133,7 @@ def fold_only(settings, topic: str, count: int) -> float:
         Message(
             topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value, headers=list(r.headers)
         )
-        for r in read_topic(settings, topic)
+        for r in read_records(settings, topic)
     ]
     out = _Discard()
     t0 = time.perf_counter()

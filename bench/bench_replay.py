@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kstream_lab.generator.orders import recent_start_ms
-from kstream_lab.kafka.fetch import CONSUME_CHUNK
+from kstream_lab.kafka.read.python_loop import CONSUME_CHUNK
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORDS = int(os.environ.get("KSTREAM_BENCH_RECORDS", "1000000"))
@@ -108,7 +108,7 @@ def _consumer(settings, topic: str):
     from confluent_kafka import TopicPartition
 
     from kstream_lab.kafka.clients import make_consumer
-    from kstream_lab.kafka.fetch import FETCH_TUNING
+    from kstream_lab.kafka.read import FETCH_TUNING
 
     c = make_consumer(settings, "bench-baseline", read_committed=True, **FETCH_TUNING)
     parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
@@ -157,12 +157,12 @@ def variant_naive(settings, topic: str, fmt: str):
 
 def variant_fetch_only(settings, topic: str, fmt: str) -> None:
     """Replay's fetch half alone: the same consumer, columnar extraction and packing, batches dropped."""
-    from kstream_lab.kafka.fetch import fetch_batches
+    from kstream_lab.kafka.read import read_batches
     from kstream_lab.replay.reader import BATCH_RECORDS, resolve_range
 
     n = sum(
         len(b)
-        for b in fetch_batches(settings, topic, resolve_range(settings, topic).as_offsets(), batch_size=BATCH_RECORDS)
+        for b in read_batches(settings, topic, resolve_range(settings, topic).as_offsets(), batch_size=BATCH_RECORDS)
     )
     assert n == RECORDS, n
 
@@ -295,7 +295,7 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
     import polars as pl
 
     import kstream_lab
-    from kstream_lab.kafka.fetch import RawBatch
+    from kstream_lab.kafka.read import Batch
     from kstream_lab.kafka.registry import SchemaRegistry
     from kstream_lab.replay.decode import BatchDecoder
 
@@ -319,7 +319,7 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
         decoder = BatchDecoder(settings, topic, fmt)
         frames = []
         for i in range(0, len(values), 50_000):
-            frames.append(decoder.decode(RawBatch.of(topic, 0, values[i : i + 50_000])))
+            frames.append(decoder.decode(Batch.of(topic, 0, values[i : i + 50_000])))
         pl.concat(frames)
 
     out = {}

@@ -129,3 +129,16 @@ def offsets_for_times(
     req = {TopicPartition(topic, p): OffsetSpec.for_timestamp(ts) for p, ts in timestamps.items()}
     res = admin.list_offsets(req, request_timeout=timeout)
     return {tp.partition: fut.result(timeout=timeout).offset for tp, fut in res.items()}
+
+
+def committed_offsets(
+    settings: Settings, group_id: str, topic: str, partitions: list[int], timeout: float = 10.0
+) -> dict[int, int]:
+    """The group's committed offset per partition (partitions it never committed are left out)."""
+    admin = make_admin(settings)
+    req = [ConsumerGroupTopicPartitions(group_id, [TopicPartition(topic, p) for p in partitions])]
+    try:
+        res = admin.list_consumer_group_offsets(req)[group_id].result(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read committed offsets of group {group_id!r}: {exc}") from None
+    return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}

@@ -7,7 +7,7 @@ columns -- NumPy arrays and Arrow buffers -- with the GIL released, so the decod
 meanwhile.
 
 It is the same librdkafka, configured from the same settings (security included), so it reads the
-same records as the Python path; it is used by bounded replay reads only (``kafka.fetch``), never
+same records as the Python path; it is used by bounded reads only (``kafka.read``), never
 by the workers. Building needs a C compiler; without one, or with a client configuration only
 Python can express (callbacks), replay falls back to the confluent-kafka path. The library is
 built once per source and librdkafka version into ``Settings.native_cache_dir`` (``make setup``
@@ -218,7 +218,8 @@ class Chunk:
 
 
 class NativeConsumer:
-    """A read_committed assign-only consumer whose chunks come back as columns (see ``Chunk``)."""
+    """An assign-only consumer (read_committed unless configured otherwise) whose chunks come back as
+    columns (see ``Chunk``)."""
 
     def __init__(self, lib: ctypes.CDLL, conf: dict[str, str]) -> None:
         self._lib = lib

@@ -9,20 +9,20 @@ written synchronously and read back from the beginning at start-up.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kstream_lab.errors import BrokerError, KStreamLabError
-from kstream_lab.kafka.clients import make_admin, make_consumer, make_producer
+from kstream_lab.kafka.clients import make_admin, make_producer
+from kstream_lab.kafka.read import read_records
 from kstream_lab.settings import Settings
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -232,39 +232,9 @@ class SchemaLog:
             raise BrokerError(f"cannot create {self.topic} on {self.settings.bootstrap}: {exc}") from None
 
     def read_all(self, timeout: float = 30.0) -> list[tuple[bytes, bytes | None]]:
-        """Every record from the beginning up to the end offset as it stood when called."""
-        consumer = make_consumer(self.settings, "kstream-lab-registry-restore", read_committed=False)
-        try:
-            low, high = self._watermarks(consumer, timeout)
-            out: list[tuple[bytes, bytes | None]] = []
-            if high <= low:
-                return out
-            consumer.assign([TopicPartition(self.topic, 0, low)])
-            position = low
-            while position < high:
-                msg = consumer.poll(timeout)
-                if msg is None:
-                    raise BrokerError(f"reading {self.topic} stalled at offset {position} of {high}")
-                if msg.error():
-                    raise BrokerError(f"reading {self.topic}: {msg.error().str()}")
-                out.append((msg.key(), msg.value()))
-                position = msg.offset() + 1
-            return out
-        except KafkaException as exc:
-            raise BrokerError(f"reading {self.topic} from {self.settings.bootstrap}: {exc}") from None
-        finally:
-            consumer.close()
-
-    def _watermarks(self, consumer, timeout: float) -> tuple[int, int]:
-        """Low/high offsets, retried while a just-created topic has no leader yet."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=timeout)
-            except KafkaException:  # NOT_LEADER / LEADER_NOT_AVAILABLE right after creation
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        """Every record from the beginning up to the end offset as it stood when called (read
+        committed, through ``kafka.read``: a stall of ``timeout`` seconds is a BrokerError)."""
+        return [(r.key, r.value) for r in read_records(self.settings, self.topic, [0], stall_timeout=timeout)]
 
     def append(self, key: bytes, value: bytes | None, timeout: float = 20.0) -> None:
         """Write one record and wait for the broker's acknowledgement."""

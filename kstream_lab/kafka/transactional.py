@@ -22,8 +22,9 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.clients import make_consumer, make_producer
-from kstream_lab.kafka.consuming import read_partitions_to_end, update_lag
+from kstream_lab.kafka.consuming import update_lag
 from kstream_lab.kafka.producing import produce_kwargs, produce_waiting
+from kstream_lab.kafka.read import read_records
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.settings import Settings
 
@@ -31,6 +32,19 @@ log = logging.getLogger(__name__)
 
 ChangelogEntries = dict[int, list[tuple[bytes, bytes | None]]]
 Restore = Callable[[list[int]], ChangelogEntries]
+
+
+def read_changelog(settings: Settings, topic: str, partitions: list[int]) -> ChangelogEntries:
+    """(key, value) of each changelog partition from its first retained offset to its end at call time.
+
+    Read committed (``kafka.read``): aborted writes of a crashed instance never leak into the
+    restored state, and an instance's transaction still open on the changelog is neither waited for
+    nor restored.
+    """
+    out: ChangelogEntries = {p: [] for p in partitions}
+    for r in read_records(settings, topic, partitions):
+        out[r.partition].append((r.key, r.value))
+    return out
 
 
 class FatalKafkaError(BrokerError):
@@ -293,7 +307,7 @@ class TransactionalLoop:
     def _restore(self, partitions: list[int]) -> ChangelogEntries:
         if self.config.changelog_topic is None or not partitions:
             return {p: [] for p in partitions}
-        return read_partitions_to_end(self.settings, self.config.changelog_topic, partitions)
+        return read_changelog(self.settings, self.config.changelog_topic, partitions)
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in partitions)

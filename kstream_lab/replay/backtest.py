@@ -33,7 +33,7 @@ from kstream_lab.aggregations.batch import BatchResult, run_batch
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
-from kstream_lab.kafka.fetch import committed_offsets
+from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.pipeline_spec import AggregatorConfig, load_pipeline
 from kstream_lab.replay.diff import WhatIf, compare_windows, what_if
 from kstream_lab.replay.parquet import RANGE_FILE, read_manifest, scan_export

@@ -27,8 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kstream_lab.errors import ConfigError, DeserializationError
-from kstream_lab.kafka.fetch import RawBatch
-from kstream_lab.kafka.fetch_native import ArrayBatch
+from kstream_lab.kafka.read import Batch
 from kstream_lab.packed import PackedValues
 from kstream_lab.schemas.bulk import decode_json_batch
 from kstream_lab.settings import Settings
@@ -138,7 +137,7 @@ class BatchDecoder:
         self.schema_ids: set[int] = set()
 
     # ---- public ------------------------------------------------------------------------------
-    def decode(self, raw: RawBatch | ArrayBatch) -> pl.DataFrame:
+    def decode(self, raw: Batch) -> pl.DataFrame:
         packed = raw.values
         if self.format is None:
             self.format = self._detect(packed.take(range(min(1000, len(packed)))))
@@ -165,7 +164,7 @@ class BatchDecoder:
 
     def empty_frame(self) -> pl.DataFrame:
         """The frame of an empty range: metadata columns, plus value columns when a schema is known."""
-        return self._with_meta(RawBatch(self.topic, 0), pl.DataFrame(schema=self.value_schema or {}), None)
+        return self._with_meta(Batch.of(self.topic, 0, []), pl.DataFrame(schema=self.value_schema or {}), None)
 
     def report(self) -> None:
         if self.bad:
@@ -304,27 +303,15 @@ class BatchDecoder:
         return batch.frame, batch.indices.tolist()
 
     # ---- metadata ----------------------------------------------------------------------------
-    def _with_meta(self, raw: RawBatch | ArrayBatch, values: pl.DataFrame, good: list[int] | None) -> pl.DataFrame:
+    def _with_meta(self, raw: Batch, values: pl.DataFrame, good: list[int] | None) -> pl.DataFrame:
         """The metadata columns, then the value columns, in one Polars query.
 
         One ``collect`` rather than a dozen eager calls: every call that releases the GIL must win it
         back from the fetch thread, which holds it most of the time, and each such wait can take up
         to the interpreter's switch interval (5 ms) -- more than building the columns costs.
         """
-        keys, stamps, offsets, headers = raw.keys, raw.timestamps, raw.offsets, raw.headers
-        if good is not None:
-            keys, stamps, headers = _pick(keys, good), _pick(stamps, good), _pick(headers, good)
-            offsets = offsets[good]
-        if headers is None:
-            header_col = pl.lit(None, dtype=HEADERS)
-        elif isinstance(headers, pa.Array):  # the native fetch's columns
-            header_col = pl.lit(pl.Series(headers).cast(HEADERS))
-        else:
-            header_col = pl.lit(
-                pl.Series(
-                    [None if h is None else [{"key": k, "value": v} for k, v in h] for h in headers], dtype=HEADERS
-                )
-            )
+        offsets, keys, stamps, headers = raw.metadata(good)
+        header_col = pl.lit(None, dtype=HEADERS) if headers is None else pl.lit(pl.Series(headers).cast(HEADERS))
         stamp_type = pl.Datetime("ms", "UTC")
         meta = {  # keys or timestamps not extracted (a projected read) are null: the projection drops them
             "topic": pl.lit(self.topic, dtype=pl.String),
@@ -346,7 +333,7 @@ class BatchDecoder:
         try:
             return collect()
         except pl.exceptions.PolarsError:  # keys that are not UTF-8: kept readable, never dropped
-            listed = keys.to_pylist() if isinstance(keys, pa.Array) else keys or []
+            listed = pl.Series(keys, dtype=pl.Binary).to_list()
             meta["key"] = pl.lit(
                 pl.Series(
                     [k.decode("utf-8", "backslashreplace") if k is not None else None for k in listed], dtype=pl.String
@@ -354,7 +341,7 @@ class BatchDecoder:
             )
             return collect()
 
-    def _bad(self, raw: RawBatch | ArrayBatch, good: list[int]) -> None:
+    def _bad(self, raw: Batch, good: list[int]) -> None:
         missing = len(raw) - len(good)
         if not missing:
             return
@@ -371,17 +358,6 @@ class BatchDecoder:
             )
         self.bad += missing
         self.first_bad = self.first_bad or where
-
-
-def _pick(column: list | np.ndarray | pa.Array | None, rows: list[int]) -> list | np.ndarray | pa.Array | None:
-    """The rows of a metadata column, whichever form the fetch gave it (lists, or NumPy/Arrow)."""
-    if column is None:
-        return None
-    if isinstance(column, np.ndarray):
-        return column[rows]
-    if isinstance(column, pa.Array):
-        return column.take(pa.array(rows, pa.int64()))
-    return [column[i] for i in rows]
 
 
 def binary_column(packed: PackedValues) -> pl.Series:

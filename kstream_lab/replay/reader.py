@@ -32,7 +32,7 @@ import polars as pl
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.admin import offsets_for_times
-from kstream_lab.kafka.fetch import Extract, PartitionBounds, fetch_batches, snapshot_bounds
+from kstream_lab.kafka.read import Extract, PartitionBounds, read_batches, snapshot_bounds
 from kstream_lab.lineage import RangeRead, record_reads
 from kstream_lab.replay.decode import BatchDecoder, SchemaArg
 from kstream_lab.settings import Settings
@@ -212,7 +212,7 @@ def iter_frames(
 
     def pump() -> None:
         try:
-            for raw in fetch_batches(
+            for raw in read_batches(
                 settings,
                 rng.topic,
                 rng.as_offsets(),

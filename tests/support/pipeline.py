@@ -22,7 +22,7 @@ import polars as pl
 import yaml
 
 from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.consuming import read_topic
+from kstream_lab.kafka.read import read_records
 from kstream_lab.kafka.topics import apply_topics, delete_topics
 from kstream_lab.pipeline_spec import PipelineSpec, WorkersConfig, load_pipeline
 from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
@@ -193,7 +193,7 @@ class Pipeline:
         return read_aggregates(path) if path.exists() else []
 
     def read(self, role: str):
-        return read_topic(self.settings, self.topic(role))
+        return read_records(self.settings, self.topic(role))
 
     def decoded(self, role: str) -> list[tuple[bytes, dict]]:
         """(key, value) of every committed record of the topic, decoded with its declared format."""

@@ -17,7 +17,7 @@ import polars as pl
 
 from kstream_lab.generator.customers import UNKNOWN_TIER
 from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.consuming import open_transaction_partitions
+from kstream_lab.kafka.read import open_transaction_partitions
 from kstream_lab.schemas.serde import value_serializer
 from tests.support.pipeline import ORDERS, Pipeline, assert_pipeline_results, expected_rows, sink_by_key, sink_matches
 

@@ -19,8 +19,8 @@ from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.generator.orders import recent_start_ms
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.clients import make_consumer
-from kstream_lab.kafka.fetch import snapshot_bounds
 from kstream_lab.kafka.producing import BatchProducer
+from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.replay.reader import RangeError
 from kstream_lab.schemas.serde import SerdeContext, json_serializer

@@ -18,8 +18,9 @@ import pytest
 import kstream_lab
 from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.fetch import committed_offsets, snapshot_bounds
+from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.producing import BatchProducer
+from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from tests.support.paths import ROOT
 from tests.support.pipeline import Pipeline, write_pipeline

@@ -7,16 +7,16 @@ import json
 
 import polars as pl
 
-from kstream_lab.kafka.fetch import RawBatch
+from kstream_lab.kafka.read import Batch
 from kstream_lab.replay.decode import BatchDecoder
 from kstream_lab.replay.parquet import scan_export
 from kstream_lab.settings import Settings
 
 
-def raw(records: list[dict], start: int) -> RawBatch:
+def raw(records: list[dict], start: int) -> Batch:
     values = [json.dumps(r).encode() for r in records]
     n = len(values)
-    return RawBatch.of("t", 0, values, offsets=list(range(start, start + n)))
+    return Batch.of("t", 0, values, offsets=list(range(start, start + n)))
 
 
 def test_a_field_that_appears_in_a_later_batch_is_kept() -> None:
@@ -53,14 +53,14 @@ def test_raw_values_keep_their_exact_bytes_and_nulls() -> None:
     from kstream_lab.replay.decode import binary_column
 
     values = [b"\x00\x01", b"", None, b"with\nnewline", b"\n"]
-    col = binary_column(RawBatch.of("t", 0, values).values)
+    col = binary_column(Batch.of("t", 0, values).values)
     assert col.dtype == pl.Binary and col.to_list() == values
 
 
 def test_json_with_tombstones_and_a_value_spanning_lines_is_decoded_record_by_record() -> None:
     values = [b'{"id": 1}', None, b'{\n  "id": 3\n}', b"not json", b'{"id": 5}']
     decoder = BatchDecoder(Settings(), "t", "json")
-    df = decoder.decode(RawBatch.of("t", 0, values))
+    df = decoder.decode(Batch.of("t", 0, values))
     assert df["offset"].to_list() == [0, 1, 2, 4] and df["id"].to_list() == [1, None, 3, 5]
     assert decoder.bad == 1 and decoder.first_bad == (0, 3, "not a JSON object: starts with b'not json'")
 
@@ -73,7 +73,7 @@ def test_a_value_that_does_not_fit_the_columns_is_skipped_not_the_whole_read() -
     later = [json.dumps({"id": i, "cents": 10 * i}).encode() for i in range(100, 110)]
     later[3] = b'{"id": 103, "cents": "abc"}'
     later[6] = None  # a tombstone stays, with null fields
-    frame = decoder.decode(RawBatch.of("t", 0, later, offsets=list(range(100, 110))))
+    frame = decoder.decode(Batch.of("t", 0, later, offsets=list(range(100, 110))))
     assert frame["offset"].to_list() == [100, 101, 102, 104, 105, 106, 107, 108, 109]
     assert frame["cents"].to_list() == [1000, 1010, 1020, 1040, 1050, None, 1070, 1080, 1090]
     assert frame.schema["cents"] == pl.Int64
@@ -115,10 +115,10 @@ def test_schema_names_from_a_file_or_command_line_are_checked_per_field() -> Non
 
 def test_tombstones_before_any_columns_are_known_stay_as_rows() -> None:
     decoder = BatchDecoder(Settings(), "t", "json")
-    first = decoder.decode(RawBatch.of("t", 0, [None, None]))
+    first = decoder.decode(Batch.of("t", 0, [None, None]))
     assert first["offset"].to_list() == [0, 1] and first.columns[-1] == "headers"  # no value columns yet
-    later = decoder.decode(RawBatch.of("t", 0, [None, b'{"a": 1}', None], offsets=[5, 6, 7]))
+    later = decoder.decode(Batch.of("t", 0, [None, b'{"a": 1}', None], offsets=[5, 6, 7]))
     assert later.select("offset", "a").rows() == [(5, None), (6, 1), (7, None)]
     other = BatchDecoder(Settings(), "t", "json")
-    only_bad = other.decode(RawBatch.of("t", 0, [None, b"bad", None]))
+    only_bad = other.decode(Batch.of("t", 0, [None, b"bad", None]))
     assert only_bad["offset"].to_list() == [0, 2] and other.bad == 1

@@ -1,4 +1,4 @@
-"""The native fetch's columns (no broker): chunk runs and cuts, batch sealing, decoding with Arrow
+"""The native loop's columns (no broker): chunk runs and cuts, batch sealing, decoding with Arrow
 metadata, configuration passing. The C loop itself runs against the real broker in
 tests/integration/replay/test_reader.py (every test on both fetch paths)."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kstream_lab.kafka.fetch_native import ArrayBatch
 from kstream_lab.kafka.native import Chunk, NativeUnavailable, native_config
+from kstream_lab.kafka.read.native_loop import ChunkColumns
 from kstream_lab.replay.decode import BatchDecoder
 from kstream_lab.settings import Settings
 
@@ -58,22 +58,23 @@ def test_runs_split_a_grouped_chunk_by_partition_without_losing_bytes():
 
 
 def test_a_sealed_batch_joins_pieces_and_drops_columns_a_piece_lacks():
-    batch = ArrayBatch("t", 0)
-    batch.add(chunk(ROWS[:2]))
-    batch.add(chunk(ROWS[2:3]))  # a piece whose records had no headers at all
-    batch.seal()
+    columns = ChunkColumns("t", 0)
+    columns.add(chunk(ROWS[:2]))
+    columns.add(chunk(ROWS[2:3]))  # a piece whose records had no headers at all
+    batch = columns.seal()
     assert len(batch) == 3 and batch.offsets.tolist() == [5, 6, 7]
     assert batch.values.values() == [b'{"n": 1}', None, b'{"n": 3}'] and batch.values.nulls == [1]
     assert batch.keys.to_pylist() == [b"a", None, b"c"] and batch.timestamps.tolist() == [1005, 1006, 1007]
     assert batch.headers.to_pylist() == [None, [{"key": "t", "value": b"x"}], None]
-    projected = ArrayBatch("t", 0)
+    projected = ChunkColumns("t", 0)
     projected.add(chunk(ROWS[:2]))
     projected.add(chunk(ROWS[2:3], headers=False))  # headers turned off midway: dropped for the batch
-    assert projected.seal().headers is None and projected.keys is not None
+    sealed = projected.seal()
+    assert sealed.headers is None and sealed.keys is not None
 
 
 def test_decoding_an_array_batch_keeps_rows_and_metadata_of_the_good_records():
-    batch = ArrayBatch("t", 0)
+    batch = ChunkColumns("t", 0)
     batch.add(
         chunk(
             [(0, 5, b"a", b'{"n": 1}', [("t", b"x")]), (0, 6, b"\xff", b"{bad", None), (0, 7, b"c", b'{"n": 3}', None)]
@@ -83,7 +84,7 @@ def test_decoding_an_array_batch_keeps_rows_and_metadata_of_the_good_records():
     assert frame.select("offset", "key", "n").rows() == [(5, "a", 1), (7, "c", 3)]
     assert frame["headers"].to_list() == [[{"key": "t", "value": b"x"}], None]
     assert frame["timestamp"].dt.epoch("ms").to_list() == [1005, 1007]
-    odd = ArrayBatch("t", 0)
+    odd = ChunkColumns("t", 0)
     odd.add(chunk([(0, 1, b"\xff\xfe", b'{"n": 1}', None)]))  # a key that is not UTF-8 stays readable
     assert BatchDecoder(Settings(), "t", "json").decode(odd.seal())["key"].to_list() == ["\\xff\\xfe"]
 
@@ -98,15 +99,16 @@ def test_native_config_passes_strings_and_refuses_python_objects():
 
 
 def test_without_a_compiler_auto_falls_back_and_native_says_why(tmp_path, monkeypatch, caplog):
-    from kstream_lab.kafka import fetch, native
+    from kstream_lab.kafka import native
+    from kstream_lab.kafka.read import engine
 
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(NativeUnavailable, match="cannot run the C compiler"):
         native.build(tmp_path / "cache")
     auto = Settings(native_cache_dir=tmp_path / "cache")
-    with caplog.at_level("INFO", logger="kstream_lab.kafka.fetch"):
-        assert fetch._native_consumer(auto, "g", {}) is None
+    with caplog.at_level("INFO", logger="kstream_lab.kafka.read.engine"):
+        assert engine._native_consumer(auto, "g", {}) is None
     assert "replay reads through confluent-kafka: cannot run the C compiler" in caplog.text
     with pytest.raises(NativeUnavailable):
-        fetch._native_consumer(auto.model_copy(update={"replay_fetch": "native"}), "g", {})
-    assert fetch._native_consumer(auto.model_copy(update={"replay_fetch": "python"}), "g", {}) is None
+        engine._native_consumer(auto.model_copy(update={"replay_fetch": "native"}), "g", {})
+    assert engine._native_consumer(auto.model_copy(update={"replay_fetch": "python"}), "g", {}) is None

@@ -1,11 +1,12 @@
-"""The fetch loop's batching: one partition per batch in offset order, ends respected, finished
+"""The Python loop's batching: one partition per batch in offset order, ends respected, finished
 partitions flushed early -- checked on real confluent_kafka Message objects, without a broker."""
 
 from __future__ import annotations
 
 from confluent_kafka import Message
 
-from kstream_lab.kafka import fetch
+from kstream_lab.kafka.read.batch import Extract
+from kstream_lab.kafka.read.python_loop import MessageColumns, python_loop
 
 
 class ScriptedConsumer:
@@ -35,7 +36,7 @@ def test_batches_hold_one_partition_in_offset_order_and_stop_at_the_ends() -> No
         [msg(0, 4), msg(0, 5), msg(0, 6)],
     ]  # 6 is past partition 0's end (6)
     consumer = ScriptedConsumer(chunks)
-    batches = list(fetch._fetch_loop(consumer, "t", {0: 6, 1: 15}, batch_size=4, stall_timeout=5, stop=None))
+    batches = list(python_loop(consumer, "t", {0: 6, 1: 15}, batch_size=4, stall_timeout=5, stop=None))
     got = [(b.partition, b.offsets.tolist()) for b in batches]
     assert got == [(0, [0, 1, 2, 3]), (1, [10, 11, 12, 13, 14]), (0, [4, 5])]  # a chunk is never split
     assert consumer.paused == [1, 0]
@@ -54,20 +55,18 @@ def test_offset_gaps_tombstones_and_headers_are_kept_exactly() -> None:
         [msg(0, 0), msg(0, 1), msg(0, 3)],  # gap at 2 (a transaction marker)
         [tomb, msg(0, 6), with_headers, msg(0, 12)],
     ]  # gaps; 12 is past the end (10)
-    batches = list(
-        fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 10}, batch_size=100, stall_timeout=5, stop=None)
-    )
+    batches = list(python_loop(ScriptedConsumer(chunks), "t", {0: 10}, batch_size=100, stall_timeout=5, stop=None))
     assert len(batches) == 1
     b = batches[0]
     assert b.offsets.tolist() == [0, 1, 3, 4, 6, 9]
     assert b.values.values() == [b"0:0", b"0:1", b"0:3", None, b"0:6", b"h"] and b.values.nulls == [3]
     assert b.keys[3:] == [b"k", b"k0-6", None] and b.timestamps == [1000, 1001, 1003, 7, 1006, 8]
-    assert b.headers == [None, None, None, None, None, [("trace", b"x")]]
+    assert b.headers.to_pylist() == [None, None, None, None, None, [{"key": "trace", "value": b"x"}]]
 
 
 def test_a_contiguous_run_past_the_end_is_cut_at_the_end() -> None:
     chunks = [[msg(0, o) for o in range(5, 12)]]  # starts at 5, the end is 8
-    batches = list(fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 8}, batch_size=100, stall_timeout=5, stop=None))
+    batches = list(python_loop(ScriptedConsumer(chunks), "t", {0: 8}, batch_size=100, stall_timeout=5, stop=None))
     assert [b.offsets.tolist() for b in batches] == [[5, 6, 7]]
     assert batches[0].values.values() == [b"0:5", b"0:6", b"0:7"]
 
@@ -79,11 +78,9 @@ def test_contiguous_chunks_merge_into_one_run_and_a_jump_starts_another() -> Non
         [msg(0, o) for o in range(8, 10)],  # a gap of 2: a new run
         [msg(0, 10), msg(0, 12)],
     ]  # gaps inside: listed
-    batches = list(
-        fetch._fetch_loop(ScriptedConsumer(chunks), "t", {0: 13}, batch_size=100, stall_timeout=5, stop=None)
-    )
+    batches = list(python_loop(ScriptedConsumer(chunks), "t", {0: 13}, batch_size=100, stall_timeout=5, stop=None))
     assert len(batches) == 1
-    assert batches[0]._runs == [(0, 6), (8, 2), [10, 12]]
+    assert batches[0].runs == [(0, 6), (8, 2), [10, 12]]
     assert batches[0].offsets.tolist() == [0, 1, 2, 3, 4, 5, 8, 9, 10, 12]
 
 
@@ -92,11 +89,9 @@ def test_a_projected_read_extracts_only_the_metadata_it_shows() -> None:
     from kstream_lab.settings import Settings
 
     chunks = [[msg(0, o) for o in range(0, 3)], [msg(0, o) for o in range(3, 6)]]
-    extract = fetch.Extract(keys=False, timestamps=False, headers=False)
+    extract = Extract(keys=False, timestamps=False, headers=False)
     [batch] = list(
-        fetch._fetch_loop(
-            ScriptedConsumer(chunks), "t", {0: 6}, batch_size=100, stall_timeout=5, stop=None, extract=extract
-        )
+        python_loop(ScriptedConsumer(chunks), "t", {0: 6}, batch_size=100, stall_timeout=5, stop=None, extract=extract)
     )
     assert batch.keys is None and batch.timestamps is None and batch.headers is None and len(batch) == 6
     assert batch.values.values() == [f"0:{o}".encode() for o in range(6)] and batch.offsets.tolist() == list(range(6))
@@ -106,9 +101,10 @@ def test_a_projected_read_extracts_only_the_metadata_it_shows() -> None:
 
 
 def test_a_column_turned_off_midway_is_dropped_for_the_whole_batch() -> None:
-    batch = fetch.RawBatch("t", 0)
-    batch.add([msg(0, 0), msg(0, 1)], 0)
-    batch.add([msg(0, 2)], 2, fetch.Extract(keys=False))
+    columns = MessageColumns("t", 0)
+    columns.add([msg(0, 0), msg(0, 1)], 0)
+    columns.add([msg(0, 2)], 2, Extract(keys=False))
+    batch = columns.seal()
     assert batch.keys is None and batch.timestamps == [1000, 1001, 1002] and len(batch) == 3
 
 
