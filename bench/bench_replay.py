@@ -54,7 +54,7 @@ START_MS = recent_start_ms(minutes_back=RECORDS * 20 // 60_000 + 10)
 def local_cluster():
     """A broker and schema registry on free ports, torn down afterwards."""
     from kstream_lab.broker import LocalBroker
-    from kstream_lab.registry import LocalRegistry
+    from kstream_lab.local_registry import LocalRegistry
     from kstream_lab.settings import Settings
     from tests.support.paths import free_port
 
@@ -132,7 +132,7 @@ def variant_naive(settings, topic: str, fmt: str):
     import fastavro
     import polars as pl
 
-    from kstream_lab.kafka.registry import SchemaRegistry
+    from kstream_lab.kafka.schema_registry import SchemaRegistry
 
     c = _consumer(settings, topic)
     rows, schemas = [], {}
@@ -296,7 +296,7 @@ def decode_only(settings, topic: str, fmt: str) -> dict:
 
     import kstream_lab
     from kstream_lab.kafka.read import Batch
-    from kstream_lab.kafka.registry import SchemaRegistry
+    from kstream_lab.kafka.schema_registry import SchemaRegistry
     from kstream_lab.replay.decode import BatchDecoder
 
     values = kstream_lab.replay(topic, value_format="raw", settings=settings)["value"].to_list()

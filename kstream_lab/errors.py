@@ -78,5 +78,5 @@ class SerializationError(RecordError):
     """A value that does not match its schema at produce time (names the field)."""
 
 
-class ValidationError(RecordError):
+class InvalidRecordError(RecordError):
     """A decoded record that breaks a business rule (e.g. a negative total)."""

@@ -51,7 +51,7 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
         broker = LocalBroker(settings)
         broker.up(timeout=120)
-    from kstream_lab.registry import LocalRegistry
+    from kstream_lab.local_registry import LocalRegistry
 
     registry = None if external_registry else LocalRegistry(settings)  # the local schema registry
     try:

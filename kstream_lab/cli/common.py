@@ -13,7 +13,7 @@ from kstream_lab.processes import ManagedProcess, ProcessOwner
 from kstream_lab.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from kstream_lab.registry import LocalRegistry
+    from kstream_lab.local_registry import LocalRegistry
 
 PipelineOpt = typer.Option(None, "--pipeline", "-P", help="pipeline file (default: KSTREAM_PIPELINE_FILE)")
 
@@ -41,7 +41,7 @@ def ensure_local_registry(s: Settings, *, owner: ProcessOwner | None = None) -> 
     Returns the registry when it was started here (``owner`` then stops it at the end)."""
     if s.schema_registry_url is not None:
         return None
-    from kstream_lab.registry import LocalRegistry
+    from kstream_lab.local_registry import LocalRegistry
 
     registry = LocalRegistry(s)
     if registry.pid() is not None:

@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from kstream_lab.cli.common import settings
-from kstream_lab.notebooks import registry
+from kstream_lab.notebooks import runlog
 from kstream_lab.notebooks.runner import notebook_parameters, rerun_parameters, run_notebook
 from kstream_lab.notebooks.schedules import Scheduler, job, load_schedules, run_job
 
@@ -40,7 +40,7 @@ def _params(args: list[str]) -> dict:
     return out
 
 
-def _report(run: registry.RunRecord) -> None:
+def _report(run: runlog.RunRecord) -> None:
     typer.echo(f"run {run.run_id}: {run.status} in {run.duration_s:.1f}s")
     typer.echo(f"  notebook: {run.output_ipynb}\n  html:     {run.output_html}")
     for topic, parts in (run.lineage or {}).get("topics", {}).items():
@@ -61,7 +61,7 @@ def run(ctx: typer.Context, name: str, timeout: int = typer.Option(600, help="se
 def rerun(run_id: str) -> None:
     """Run a recorded run's notebook again on exactly the offsets it read."""
     s = settings()
-    old = registry.get_run(s, run_id)
+    old = runlog.get_run(s, run_id)
     if old is None:
         typer.secho(f"error: no run {run_id!r} (see `kstream-lab notebooks runs`)", err=True)
         raise typer.Exit(2)
@@ -84,7 +84,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recorded runs, newest first."""
-    df = registry.list_runs(settings(), notebook=notebook, job=job_name, limit=limit)
+    df = runlog.list_runs(settings(), notebook=notebook, job=job_name, limit=limit)
     if as_json:
         typer.echo(json.dumps(df.to_dicts(), default=str, indent=1))
         return

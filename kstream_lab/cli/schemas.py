@@ -12,7 +12,7 @@ import typer
 
 from kstream_lab.cli.common import PipelineOpt, pipeline, settings
 from kstream_lab.errors import ConfigError
-from kstream_lab.kafka.registry import SchemaRegistry
+from kstream_lab.kafka.schema_registry import SchemaRegistry
 from kstream_lab.schemas.catalog import read_schema_file, topic_schemas
 
 app = typer.Typer(no_args_is_help=True, help="Register, list and check Avro schemas (pipelines/schemas/*.avsc).")

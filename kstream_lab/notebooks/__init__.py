@@ -1,1 +1,1 @@
-"""Running notebooks unattended: papermill runs with lineage, a run registry and schedules."""
+"""Running notebooks unattended: papermill runs with lineage, a run log and schedules."""

@@ -1,7 +1,7 @@
 """Executing a notebook with papermill into reports/, recording the run and its lineage.
 
 Each run gets an id, an executed .ipynb and an HTML copy under ``reports/<notebook>/``, and a row in
-the run registry: parameters, timing, status, error, output paths, the offset ranges it read, the
+the run log: parameters, timing, status, error, output paths, the offset ranges it read, the
 schema ids it saw and the git commit of the code. A failing notebook is recorded as failed, never lost.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kstream_lab.errors import ConfigError
 from kstream_lab.lineage import load_reads, summarize
-from kstream_lab.notebooks import registry
+from kstream_lab.notebooks import runlog
 from kstream_lab.settings import Settings
 
 
@@ -50,10 +50,12 @@ def notebook_parameters(path: Path) -> dict[str, str]:
 
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=cwd).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=cwd, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=cwd
+        ).stdout.strip()
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -80,8 +82,9 @@ def kernel_environment(lineage_file: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_notebook(settings: Settings, name: str, parameters: dict | None = None, *, job: str | None = None,
-                 timeout_s: int = 600) -> registry.RunRecord:
+def run_notebook(
+    settings: Settings, name: str, parameters: dict | None = None, *, job: str | None = None, timeout_s: int = 600
+) -> runlog.RunRecord:
     """Execute ``name`` with ``parameters``; record and return the run (status succeeded/failed)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -90,25 +93,39 @@ def run_notebook(settings: Settings, name: str, parameters: dict | None = None, 
     declared = notebook_parameters(path)
     unknown = sorted(set(parameters or {}) - set(declared))
     if unknown:
-        raise ConfigError(f"{path.stem} has no parameter(s) {', '.join(unknown)}",
-                          hint=f"its parameters: {', '.join(declared) or 'none'}")
+        raise ConfigError(
+            f"{path.stem} has no parameter(s) {', '.join(unknown)}",
+            hint=f"its parameters: {', '.join(declared) or 'none'}",
+        )
     started = time.time()
     stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
-    run = registry.RunRecord(run_id=f"{stamp}-{uuid.uuid4().hex[:6]}", notebook=path.stem,
-                             parameters=dict(parameters or {}), started_at=started, job=job,
-                             git_commit=git_commit(Path(__file__).parent))
+    run = runlog.RunRecord(
+        run_id=f"{stamp}-{uuid.uuid4().hex[:6]}",
+        notebook=path.stem,
+        parameters=dict(parameters or {}),
+        started_at=started,
+        job=job,
+        git_commit=git_commit(Path(__file__).parent),
+    )
     out_dir = settings.reports_dir / path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / f"{run.run_id}.ipynb"
     run.output_ipynb = str(out_nb)
-    registry.save(settings, run)
+    runlog.save(settings, run)
     with tempfile.TemporaryDirectory() as tmp:
         lineage_file = Path(tmp) / "lineage.jsonl"
         with kernel_environment(lineage_file):
             try:
-                pm.execute_notebook(str(path), str(out_nb), parameters=run.parameters, kernel_name="python3",
-                                    cwd=str(path.parent.resolve().parent), progress_bar=False,
-                                    execution_timeout=timeout_s, log_output=False)
+                pm.execute_notebook(
+                    str(path),
+                    str(out_nb),
+                    parameters=run.parameters,
+                    kernel_name="python3",
+                    cwd=str(path.parent.resolve().parent),
+                    progress_bar=False,
+                    execution_timeout=timeout_s,
+                    log_output=False,
+                )
                 run.status = "succeeded"
             except PapermillExecutionError as exc:
                 run.status, run.error = "failed", f"{exc.ename}: {exc.evalue}"
@@ -117,7 +134,7 @@ def run_notebook(settings: Settings, name: str, parameters: dict | None = None, 
         run.lineage = summarize(load_reads(lineage_file))
     run.output_html = _to_html(out_nb)
     run.duration_s = round(time.time() - started, 3)
-    registry.save(settings, run)
+    runlog.save(settings, run)
     return run
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
-from kstream_lab.notebooks import registry
+from kstream_lab.notebooks import runlog
 from kstream_lab.settings import Settings
 
 
@@ -74,8 +74,10 @@ def load_schedules(path: Path) -> Schedules:
     try:
         return Schedules.model_validate(data)
     except ValidationError as exc:
-        msgs = [f"{path}: {'.'.join(map(str, e['loc']))}: "
-                f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors()]
+        msgs = [
+            f"{path}: {'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in exc.errors()
+        ]
         raise ConfigError("; ".join(msgs)) from None
 
 
@@ -86,7 +88,7 @@ def job(schedules: Schedules, name: str) -> Job:
         raise ConfigError(f"no job {name!r}", hint=f"jobs: {', '.join(schedules.jobs)}") from None
 
 
-def run_job(settings: Settings, j: Job) -> registry.RunRecord:
+def run_job(settings: Settings, j: Job) -> runlog.RunRecord:
     """Run one job now, in this process (what `schedule once` and each scheduler child do)."""
     from kstream_lab.notebooks.runner import run_notebook
 
@@ -108,7 +110,7 @@ class Scheduler:
         catch_up = []
         for name, j in self.schedules.jobs.items():
             due = j.prev_before(now)
-            last = registry.last_started(self.settings, name)
+            last = runlog.last_started(self.settings, name)
             if last is not None and last < due and now - due <= j.misfire_grace_s:
                 catch_up.append(name)
             self.next_due[name] = j.next_after(now)
@@ -138,10 +140,19 @@ class Scheduler:
     def _record_skip(self, name: str) -> None:
         j = self.schedules.jobs[name]
         now = time.time()
-        registry.save(self.settings, registry.RunRecord(
-            run_id=f"skip-{uuid.uuid4().hex[:10]}", notebook=j.notebook, parameters=dict(j.parameters),
-            started_at=now, status="skipped", job=name, duration_s=0.0,
-            error="previous run of this job still running"))
+        runlog.save(
+            self.settings,
+            runlog.RunRecord(
+                run_id=f"skip-{uuid.uuid4().hex[:10]}",
+                notebook=j.notebook,
+                parameters=dict(j.parameters),
+                started_at=now,
+                status="skipped",
+                job=name,
+                duration_s=0.0,
+                error="previous run of this job still running",
+            ),
+        )
 
     def run(self, *, duration_s: float | None = None, poll_s: float = 0.5) -> None:
         """Loop until interrupted (or for ``duration_s``), then wait for running children."""

@@ -198,7 +198,7 @@ class BatchDecoder:
 
     def _known_schema(self, schema_id: int) -> bool:
         try:
-            from kstream_lab.kafka.registry import SchemaRegistry
+            from kstream_lab.kafka.schema_registry import SchemaRegistry
 
             registry = self._avro or SchemaRegistry(self.settings)
             registry.writer_schema(schema_id)
@@ -292,7 +292,7 @@ class BatchDecoder:
                 "Avro batch decoding is not available in this build", hint="read with value_format='raw'"
             ) from None
         if self._avro is None:
-            from kstream_lab.kafka.registry import SchemaRegistry
+            from kstream_lab.kafka.schema_registry import SchemaRegistry
 
             self._avro = SchemaRegistry(self.settings)
         batch = decode_avro_batch(values, self._avro)

@@ -1,6 +1,6 @@
 """Avro values in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body.
 
-Producing goes through confluent-kafka's AvroSerializer (via :mod:`kstream_lab.kafka.registry`), so
+Producing goes through confluent-kafka's AvroSerializer (via :mod:`kstream_lab.kafka.schema_registry`), so
 the bytes are exactly what every Confluent consumer expects and the subject is ``<topic>-value``
 (TopicNameStrategy). Consuming one record at a time uses :class:`AvroRecordDecoder`, which checks the
 header itself and decodes with fastavro so each failure has a precise reason (no magic byte, unknown
@@ -19,7 +19,7 @@ from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate
 
 from kstream_lab.errors import DeserializationError, SerializationError, WriterSchemaUnavailable
-from kstream_lab.kafka.registry import RegistryError, SchemaRegistry
+from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.schemas.catalog import schema_for_topic
 from kstream_lab.schemas.serde import NO_CONTEXT, SerdeContext, Serializer

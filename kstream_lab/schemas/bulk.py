@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from polars.exceptions import PanicException
 
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.packed import SEP, PackedValues
 from kstream_lab.schemas.avro import (
     HEADER,

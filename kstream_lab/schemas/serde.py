@@ -81,7 +81,7 @@ def value_decoder(settings: Settings, spec: TopicSpec, *, reader_schema: str | N
     if spec.value_format == "json":
         return json_decoder
     if spec.value_format == "avro":
-        from kstream_lab.kafka.registry import SchemaRegistry
+        from kstream_lab.kafka.schema_registry import SchemaRegistry
         from kstream_lab.schemas.avro import AvroRecordDecoder
 
         return AvroRecordDecoder(SchemaRegistry(settings), reader_schema)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.acking import AckingProducer
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.observability.tracing import new_trace_headers, trace_id_of

@@ -2,7 +2,7 @@
 
 Workers never decide a format themselves: the same worker code runs over Avro topics in production
 and over JSON copies of the pipeline in quick tests, through :mod:`kstream_lab.schemas.serde`'s
-``value_decoder``/``value_serializer``. Every decode failure is a DeserializationError/ValidationError
+``value_decoder``/``value_serializer``. Every decode failure is a DeserializationError/InvalidRecordError
 carrying topic/partition/offset, which the workers route to the DLQ; a schema registry that cannot
 answer (WriterSchemaUnavailable) becomes :class:`RetryBatch` here, so it is waited out, never
 dead-lettered.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kstream_lab.errors import DeserializationError, RecordError, ValidationError, WriterSchemaUnavailable
+from kstream_lab.errors import DeserializationError, InvalidRecordError, RecordError, WriterSchemaUnavailable
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.schemas.serde import Decoder, SerdeContext, value_decoder, value_serializer
@@ -74,7 +74,7 @@ def require(
     for name, typ in types.items():
         value = record.get(name)
         if not isinstance(value, typ) or isinstance(value, bool):
-            raise ValidationError(
+            raise InvalidRecordError(
                 f"field {name!r} is {value!r}, expected {getattr(typ, '__name__', typ)}",
                 topic=topic,
                 partition=partition,
@@ -93,7 +93,7 @@ def column_decoder(
     registry that cannot answer is :class:`RetryBatch`, never a dead letter.
     """
     if spec.value_format == "avro":
-        from kstream_lab.kafka.registry import SchemaRegistry
+        from kstream_lab.kafka.schema_registry import SchemaRegistry
 
         registry = SchemaRegistry(settings)
         return lambda values, topic, partitions, offsets: _avro_columns(
@@ -155,7 +155,7 @@ def _avro_columns(
     if bad:
         for j, reason in bad.items():
             i = rows[j]
-            errors[i] = ValidationError(reason, topic=topic, partition=partitions[i], offset=offsets[i])
+            errors[i] = InvalidRecordError(reason, topic=topic, partition=partitions[i], offset=offsets[i])
         keep = [j for j in range(len(rows)) if j not in bad]
         frame, rows = frame[keep], [rows[j] for j in keep]
     columns = {

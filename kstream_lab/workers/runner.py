@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from kstream_lab import processes
 from kstream_lab.errors import KStreamLabError
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import start_metrics_server

@@ -50,17 +50,28 @@ def seeded(kafka_settings, tmp_path_factory) -> Iterator[dict]:
     pipe.create_topics()
     raw = pipe.spec.topic("orders_raw")
     truth_file = tmp / "truth.parquet"
-    produce_orders(kafka_settings, raw, value_serializer(kafka_settings, raw), pipe.spec.aggregation().window,
-                   count=ORDERS, seed=11, start_ms=START_MS, late_fraction=0.02, poison_fraction=0.01,
-                   truth=truth_file, progress=False)
+    produce_orders(
+        kafka_settings,
+        raw,
+        value_serializer(kafka_settings, raw),
+        pipe.spec.aggregation().window,
+        count=ORDERS,
+        seed=11,
+        start_ms=START_MS,
+        late_fraction=0.02,
+        poison_fraction=0.01,
+        truth=truth_file,
+        progress=False,
+    )
     truth = pl.read_parquet(truth_file)
     window = pipe.spec.aggregation().window
     expected = expected_rows(truth, window.size_ms, window.grace_ms)
     try:
         for name in ("customer-service", "enricher", "aggregator", "sink"):
             pipe.start(name)
-        pipe.wait_for(lambda: sink_by_key(pipe.sink_rows()) == expected, timeout=300,
-                      what="the sink to match the truth")
+        pipe.wait_for(
+            lambda: sink_by_key(pipe.sink_rows()) == expected, timeout=300, what="the sink to match the truth"
+        )
     finally:
         pipe.stop_all()
     yield {"pipeline": pipe, "truth": truth, "expected": expected}

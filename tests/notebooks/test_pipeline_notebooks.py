@@ -14,7 +14,7 @@ import pytest
 
 import kstream_lab
 from kstream_lab.explore import topic_overview
-from kstream_lab.notebooks import registry
+from kstream_lab.notebooks import runlog
 from kstream_lab.notebooks.runner import run_notebook
 from kstream_lab.settings import Settings
 from tests.support.paths import ROOT
@@ -29,8 +29,12 @@ def nb_settings(seeded, tmp_path, monkeypatch) -> Settings:
 
 def outputs(path: str) -> str:
     nb = nbformat.read(path, as_version=4)
-    return "\n".join(o.get("text", "") + json.dumps(o.get("data", {}))
-                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return "\n".join(
+        o.get("text", "") + json.dumps(o.get("data", {}))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 def test_explore_reads_exactly_the_whole_topic_and_records_it(nb_settings, seeded):
@@ -42,7 +46,7 @@ def test_explore_reads_exactly_the_whole_topic_and_records_it(nb_settings, seede
     ranges = run.lineage["topics"]["orders_enriched"]
     assert {p: r for p, r in ranges.items()} == {p: [[0, h]] for p, h in highs.items()}
     assert run.lineage["schema_ids"], "the Avro schema id read is recorded"
-    row = registry.get_run(nb_settings, run.run_id)
+    row = runlog.get_run(nb_settings, run.run_id)
     assert json.loads(row["lineage"]) == run.lineage and row["status"] == "succeeded"
 
 
@@ -85,9 +89,26 @@ def test_dlq_notebook_groups_and_redrives_once(nb_settings, seeded):
 
 def test_nbval_runs_every_notebook(seeded, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # set by `import streamlit`
-    res = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
-                          "-o", "addopts=", "--rootdir", str(tmp_path), *map(str, sorted(Path(ROOT, "notebooks")
-                                                                                    .glob("*.ipynb")))],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(tmp_path),
+            *map(str, sorted(Path(ROOT, "notebooks").glob("*.ipynb"))),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert " failed" not in res.stdout.splitlines()[-1]

@@ -1,4 +1,4 @@
-"""papermill runs with lineage in the run registry; the scheduler runs due jobs and keeps going."""
+"""papermill runs with lineage in the run log; the scheduler runs due jobs and keeps going."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from kstream_lab.errors import ConfigError
-from kstream_lab.notebooks import registry
+from kstream_lab.notebooks import runlog
 from kstream_lab.notebooks.runner import rerun_parameters, run_notebook
 from kstream_lab.notebooks.schedules import Scheduler, load_schedules
 from kstream_lab.settings import Settings
@@ -44,8 +44,11 @@ def nb_settings(tmp_path, monkeypatch) -> Settings:
     write_nb(nbdir / "reader.ipynb", 'topic = "orders_raw"\nn = 1', READER)
     write_nb(nbdir / "boom.ipynb", "x = 1", "raise RuntimeError(f'broken on purpose {x}')")
     write_nb(nbdir / "slow.ipynb", "s = 3", "import time; time.sleep(s)")
-    for key, value in {"KSTREAM_DATA_DIR": tmp_path / "data", "KSTREAM_REPORTS_DIR": tmp_path / "reports",
-                       "KSTREAM_NOTEBOOKS_DIR": nbdir}.items():
+    for key, value in {
+        "KSTREAM_DATA_DIR": tmp_path / "data",
+        "KSTREAM_REPORTS_DIR": tmp_path / "reports",
+        "KSTREAM_NOTEBOOKS_DIR": nbdir,
+    }.items():
         monkeypatch.setenv(key, str(value))
     return Settings()
 
@@ -57,7 +60,7 @@ def test_run_records_outputs_parameters_and_lineage(nb_settings):
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
     assert Path(run.output_html).read_text().startswith("<!DOCTYPE html>")
     assert run.lineage == {"topics": {"orders_enriched": {"0": [[5, 20]], "1": [[0, 4]]}}, "schema_ids": [3, 4]}
-    row = registry.get_run(nb_settings, run.run_id)
+    row = runlog.get_run(nb_settings, run.run_id)
     assert row["status"] == "succeeded" and json.loads(row["parameters"]) == {"n": 3, "topic": "orders_enriched"}
     assert json.loads(row["lineage"]) == run.lineage and row["git_commit"]
     again = rerun_parameters(row)
@@ -78,7 +81,7 @@ def test_figures_render_even_if_the_caller_forced_a_headless_backend(nb_settings
 def test_failed_notebook_is_recorded_with_its_error(nb_settings):
     run = run_notebook(nb_settings, "boom", {"x": 7})
     assert run.status == "failed" and run.error == "RuntimeError: broken on purpose 7"
-    assert registry.get_run(nb_settings, run.run_id)["error"] == "RuntimeError: broken on purpose 7"
+    assert runlog.get_run(nb_settings, run.run_id)["error"] == "RuntimeError: broken on purpose 7"
     assert Path(run.output_ipynb).exists()
 
 
@@ -106,17 +109,21 @@ def test_scheduler_runs_due_jobs_records_failures_and_never_overlaps(nb_settings
         "jobs:\n"
         "  good: {cron: '* * * * * */4', notebook: reader, parameters: {n: 3}}\n"
         "  bad: {cron: '* * * * * */4', notebook: boom}\n"
-        "  slow: {cron: '* * * * * *', notebook: slow, parameters: {s: 6}}\n")
+        "  slow: {cron: '* * * * * *', notebook: slow, parameters: {s: 6}}\n"
+    )
     sched = Scheduler(nb_settings, load_schedules(sched_file), sched_file)
     sched.run(duration_s=18, poll_s=0.2)
-    runs = registry.list_runs(nb_settings, limit=1000)
+    runs = runlog.list_runs(nb_settings, limit=1000)
     by_job = {j: runs.filter(runs["job"] == j) for j in ("good", "bad", "slow")}
     assert set(by_job["good"]["status"]) <= {"succeeded", "skipped"}
     assert set(by_job["bad"]["status"]) <= {"failed", "skipped"}
     failed = by_job["bad"].filter(by_job["bad"]["status"] == "failed").sort("started_at").row(0, named=True)
     failed_end = failed["started_at"].timestamp() + failed["duration_s"]
-    good_after = [r for r in by_job["good"].iter_rows(named=True)
-                  if r["status"] == "succeeded" and r["started_at"].timestamp() >= failed_end]
+    good_after = [
+        r
+        for r in by_job["good"].iter_rows(named=True)
+        if r["status"] == "succeeded" and r["started_at"].timestamp() >= failed_end
+    ]
     assert good_after, "the scheduler kept running jobs after a failure"
     slow = by_job["slow"]
     assert "skipped" in set(slow["status"]) and slow.filter(slow["status"] == "succeeded").height >= 1
@@ -131,11 +138,11 @@ def test_misfire_policy_coalesces_within_grace(nb_settings, tmp_path):
     sched = load_schedules(f)
     now = time.time()
     due = sched.jobs["hourly"].prev_before(now)
-    registry.save(nb_settings, registry.RunRecord("old", "reader", {}, due - 3600, "succeeded", job="hourly"))
-    assert Scheduler(nb_settings, sched, f).start(due + 60) == ["hourly"]        # missed 1 min ago
-    assert Scheduler(nb_settings, sched, f).start(due + 3599) == []              # missed 59 min ago
-    registry.save(nb_settings, registry.RunRecord("new", "reader", {}, due + 1, "succeeded", job="hourly"))
-    assert Scheduler(nb_settings, sched, f).start(due + 60) == []                # it did run
+    runlog.save(nb_settings, runlog.RunRecord("old", "reader", {}, due - 3600, "succeeded", job="hourly"))
+    assert Scheduler(nb_settings, sched, f).start(due + 60) == ["hourly"]  # missed 1 min ago
+    assert Scheduler(nb_settings, sched, f).start(due + 3599) == []  # missed 59 min ago
+    runlog.save(nb_settings, runlog.RunRecord("new", "reader", {}, due + 1, "succeeded", job="hourly"))
+    assert Scheduler(nb_settings, sched, f).start(due + 60) == []  # it did run
 
 
 def test_bad_schedule_file(tmp_path):
@@ -153,8 +160,12 @@ def test_lab_serves_jupyterlab_with_the_kernel_registered(nb_settings, tmp_path)
     from tests.support.paths import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "kstream_lab", "lab", "--no-browser", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kstream_lab", "lab", "--no-browser", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         answer = None

@@ -299,7 +299,7 @@ def assert_pipeline_results(pipe: Pipeline, truth: pl.DataFrame, expected: dict)
     assert sorted(r.key.decode() for r in dlq) == sorted(poison["order_id"].to_list())
     letters = [DeadLetter.from_record(r.key, r.value, r.headers) for r in dlq]
     assert {d.source_topic for d in letters} == {pipe.topic("orders_raw")}
-    assert {d.error_class for d in letters} <= {"DeserializationError", "ValidationError"}
+    assert {d.error_class for d in letters} <= {"DeserializationError", "InvalidRecordError"}
     assert all(d.attempts == 1 and d.source_offset >= 0 and d.failed_at > 0 for d in letters)
 
     late = pipe.read("orders_late")

@@ -13,7 +13,7 @@ from confluent_kafka.admin import NewTopic
 
 from kstream_lab.kafka.clients import make_admin, make_producer
 from kstream_lab.kafka.read import read_records
-from kstream_lab.kafka.registry import SchemaLog
+from kstream_lab.kafka.schema_registry import SchemaLog
 from kstream_lab.kafka.topics import delete_topics
 from kstream_lab.kafka.transactional import read_changelog
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from kstream_lab.broker import LocalBroker
+from kstream_lab.local_registry import LocalRegistry
 from kstream_lab.processes import pid_alive, started_at
-from kstream_lab.registry import LocalRegistry
 from kstream_lab.settings import Settings
 from kstream_lab.workers.components import names
 from tests.support.paths import ROOT, free_port

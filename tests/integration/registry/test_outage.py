@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from kstream_lab.kafka.transactional import RetryBatch
+from kstream_lab.local_registry import LocalRegistry
 from kstream_lab.pipeline_spec import TopicSpec
-from kstream_lab.registry import LocalRegistry
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from kstream_lab.workers.codec import column_decoder
 from tests.support.paths import free_port

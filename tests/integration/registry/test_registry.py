@@ -16,8 +16,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kstream_lab.broker import LocalBroker
-from kstream_lab.kafka.registry import RegistryError, SchemaRegistry
-from kstream_lab.registry import LocalRegistry
+from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
+from kstream_lab.local_registry import LocalRegistry
 from kstream_lab.schemas.avro import AvroRecordDecoder
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas

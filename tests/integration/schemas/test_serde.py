@@ -10,7 +10,7 @@ from kstream_lab.generator.orders import OrderGenerator, recent_start_ms
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.admin import watermarks
 from kstream_lab.kafka.clients import make_consumer
-from kstream_lab.kafka.registry import SchemaRegistry
+from kstream_lab.kafka.schema_registry import SchemaRegistry
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kstream_lab.errors import BrokerError
-from kstream_lab.registry.app import RegistryService, create_app
+from kstream_lab.local_registry.app import RegistryService, create_app
 from kstream_lab.settings import Settings
 from tests.support.avro import ORDER, with_field
 

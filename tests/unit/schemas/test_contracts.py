@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from kstream_lab.errors import DeserializationError, RecordError, SerializationError, WriterSchemaUnavailable
 from kstream_lab.generator import loyalty_tier_for
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError
+from kstream_lab.local_registry.state import RegistryProblem, RegistryState
 from kstream_lab.pipeline_spec import load_pipeline
-from kstream_lab.registry.state import RegistryProblem, RegistryState
 from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas, field_problem, frame, header_problem
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import topic_schemas

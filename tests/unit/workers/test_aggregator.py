@@ -86,7 +86,7 @@ def test_poison_goes_to_the_dlq_with_its_coordinates() -> None:
     letters = [DeadLetter.from_record(s.key, s.value, s.headers) for s in out.to("dlq")]
     assert [(d.error_class, d.source_topic, d.source_partition, d.source_offset, d.attempts) for d in letters] == [
         ("DeserializationError", "in", 0, 1, 1),
-        ("ValidationError", "in", 0, 2, 1),
+        ("InvalidRecordError", "in", 0, 2, 1),
     ]
     assert out.to("dlq")[0].value == b"\x00\x00\x00"
     assert len(out.to("agg")) == 1

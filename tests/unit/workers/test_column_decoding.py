@@ -9,8 +9,8 @@ import json
 import fastavro
 import pytest
 
-from kstream_lab.errors import DeserializationError, ValidationError
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.errors import DeserializationError, InvalidRecordError
+from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas, frame
 from kstream_lab.schemas.serde import SerdeContext
@@ -58,7 +58,7 @@ def test_bulk_avro_columns_and_bad_records_with_coordinates() -> None:
     }
     assert {i: (type(e), e.partition, e.offset) for i, e in cols.errors.items()} == {
         1: (DeserializationError, 2, 41),
-        3: (ValidationError, 2, 43),
+        3: (InvalidRecordError, 2, 43),
         4: (DeserializationError, 2, 44),
     }
     assert "total_cents" in cols.errors[3].message

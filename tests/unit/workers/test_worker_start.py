@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.workers import runner
 
 

@@ -1,4 +1,4 @@
-"""The run registry: one DuckDB table under the data dir with every notebook run.
+"""The run log: one DuckDB table under the data dir with every notebook run.
 
 Connections are opened per operation and closed at once: DuckDB allows one writing process per
 file, and the scheduler, the CLI and notebooks must all be able to record and list runs.
@@ -70,12 +70,27 @@ def _run(settings: Settings, fn: Callable[[Any], T], *, write: bool = False) -> 
 
 
 def save(settings: Settings, run: RunRecord) -> None:
-    row = [run.run_id, run.notebook, run.job, json.dumps(run.parameters), run.started_at, run.duration_s,
-           run.status, run.error, run.output_ipynb, run.output_html,
-           json.dumps(run.lineage) if run.lineage is not None else None, run.git_commit]
-    _run(settings, lambda c: c.execute(
-        "insert or replace into notebook_runs values (?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)", row),
-        write=True)
+    row = [
+        run.run_id,
+        run.notebook,
+        run.job,
+        json.dumps(run.parameters),
+        run.started_at,
+        run.duration_s,
+        run.status,
+        run.error,
+        run.output_ipynb,
+        run.output_html,
+        json.dumps(run.lineage) if run.lineage is not None else None,
+        run.git_commit,
+    ]
+    _run(
+        settings,
+        lambda c: c.execute(
+            "insert or replace into notebook_runs values (?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?, ?, ?, ?)", row
+        ),
+        write=True,
+    )
 
 
 def list_runs(settings: Settings, *, notebook: str | None = None, job: str | None = None, limit: int = 50):

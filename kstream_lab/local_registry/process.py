@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from kstream_lab.kafka.admin import ping
-from kstream_lab.kafka.registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.processes import ManagedProcess, ProcessOwner, http_probe, port_free
 from kstream_lab.settings import Settings
 
@@ -36,7 +36,7 @@ class LocalRegistry:
         self.url = f"http://127.0.0.1:{settings.registry_port}"
         self.process = ManagedProcess(
             "registry",
-            command=[sys.executable, "-m", "kstream_lab.registry"],
+            command=[sys.executable, "-m", "kstream_lab.local_registry"],
             pid_file=self.home / "registry.pid",
             log_file=self.home / "registry.log",
             ready=http_probe(f"{self.url}/"),

@@ -7,7 +7,7 @@ import time
 import typer
 
 from kstream_lab.cli.common import settings, show_log, stop_and_report
-from kstream_lab.registry import LocalRegistry
+from kstream_lab.local_registry import LocalRegistry
 
 app = typer.Typer(no_args_is_help=True, help="Run the local schema registry (persisted in the `_schemas` topic).")
 

@@ -1,4 +1,4 @@
-"""`python -m kstream_lab.registry`: run the local registry in the foreground (`registry up` does this).
+"""`python -m kstream_lab.local_registry`: run the local registry in the foreground (`registry up` does this).
 
 Settings come from the KSTREAM_* environment like everywhere else; the server binds 127.0.0.1 on
 KSTREAM_REGISTRY_PORT. Exit code 2 when the broker cannot be read at start-up.
@@ -12,7 +12,7 @@ import sys
 import uvicorn
 
 from kstream_lab.errors import KStreamLabError
-from kstream_lab.registry.app import LOG, RegistryService, create_app
+from kstream_lab.local_registry.app import LOG, RegistryService, create_app
 from kstream_lab.settings import get_settings
 
 

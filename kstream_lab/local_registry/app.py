@@ -19,11 +19,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kstream_lab.errors import KStreamLabError
-from kstream_lab.kafka.registry import SchemaLog
-from kstream_lab.registry.state import LogRecord, RegistryProblem, RegistryState, subject_not_found
+from kstream_lab.kafka.schema_registry import SchemaLog
+from kstream_lab.local_registry.state import LogRecord, RegistryProblem, RegistryState, subject_not_found
 from kstream_lab.settings import Settings
 
-LOG = logging.getLogger("kstream_lab.registry")
+LOG = logging.getLogger("kstream_lab.local_registry")
 
 
 class SchemaJSON(JSONResponse):
