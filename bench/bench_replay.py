@@ -19,6 +19,10 @@ per-round ratios (all with the replay's fetch settings and consume size):
 Beside them, ``decode_only`` times the Python side alone on the same values held in memory: per
 record (json.loads / fastavro) + DataFrame from dicts vs the replay's bulk decoder.
 
+With ``KSTREAM_BENCH_BASELINE=REV`` (a git revision), the replay variants also run from that revision's
+code (``replay@baseline`` ...), in the same rounds, each in a subprocess whose ``kstream_lab`` and bench
+are a ``git archive`` of REV: the before/after figures of a change come from one run on one load.
+
 The broker and registry are started on free ports in a temporary directory, so the numbers never
 depend on whatever else runs. Size with KSTREAM_BENCH_RECORDS (default 1,000,000).
 """
@@ -43,6 +47,9 @@ from kstream_lab.generator.orders import recent_start_ms
 from kstream_lab.kafka.read.python_loop import CONSUME_CHUNK
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = os.environ.get("KSTREAM_BENCH_BASELINE")
+BASELINE_VARIANTS = ("replay", "replay_python", "replay_columns")
 RECORDS = int(os.environ.get("KSTREAM_BENCH_RECORDS", "1000000"))
 REPEAT = int(os.environ.get("KSTREAM_BENCH_REPEAT", "5"))
 # Recent but entirely in the past: older timestamps fall to time-based retention, and the broker
@@ -215,7 +222,7 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     import polars  # noqa: F401
 
     import kstream_lab.api  # noqa: F401
-    from kstream_lab.kafka import registry  # noqa: F401
+    from kstream_lab.kafka import schema_registry  # noqa: F401
     from kstream_lab.schemas import bulk  # noqa: F401
     from kstream_lab.settings import Settings
 
@@ -224,7 +231,7 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     # NumPy -> Series conversion, the registry client its HTTP stack when first constructed (~0.1 s each).
     import numpy.ma  # noqa: F401
 
-    registry.SchemaRegistry(settings).close()
+    schema_registry.SchemaRegistry(settings).close()
     from kstream_lab.kafka import native
 
     native.load(settings.native_cache_dir)  # built by make setup; loading it (dlopen) is not timed either
@@ -240,19 +247,40 @@ def run_variant(variant: str, topic: str, fmt: str) -> None:
     print(json.dumps({"seconds": seconds, "peak_rss": peak, **sizes}))
 
 
-def run_once(variant: str, topic: str, fmt: str) -> dict:
+def run_once(variant: str, topic: str, fmt: str, baseline: Path | None = None) -> dict:
+    """One variant in a subprocess; ``variant@baseline`` runs it from the baseline tree's code."""
+    name, _, at = variant.partition("@")
+    tree = baseline if at else ROOT
+    env = {**os.environ, "PYTHONPATH": str(tree)} if at else os.environ.copy()
     out = subprocess.run(
-        [sys.executable, "-m", "bench.bench_replay", "--variant", variant, topic, fmt],
+        [sys.executable, "-m", "bench.bench_replay", "--variant", name, topic, fmt],
         capture_output=True,
         text=True,
         check=True,
-        env=os.environ.copy(),
-        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        cwd=tree,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_rounds(topic: str, fmt: str) -> dict:
+@contextmanager
+def baseline_tree():
+    """The baseline revision's files (``git archive``), or None without KSTREAM_BENCH_BASELINE."""
+    if not BASELINE:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="kstream-bench-baseline-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield Path(tmp)
+
+
+def variants(baseline: Path | None) -> list[str]:
+    extra = [f"{v}@baseline" for v in BASELINE_VARIANTS] if baseline is not None else []
+    return [*VARIANTS, *extra]
+
+
+def measure_rounds(topic: str, fmt: str, baseline: Path | None = None) -> dict:
     """``REPEAT`` rounds, each running every variant once, back to back.
 
     Rounds rather than each variant's runs in a row: the load here drifts over tens of seconds
@@ -260,9 +288,10 @@ def measure_rounds(topic: str, fmt: str) -> dict:
     one. Each ratio is reported both ways: the median of the per-round ratios, and the ratio of
     the medians.
     """
-    rounds = [{v: run_once(v, topic, fmt) for v in VARIANTS} for _ in range(REPEAT)]
+    names = variants(baseline)
+    rounds = [{v: run_once(v, topic, fmt, baseline) for v in names} for _ in range(REPEAT)]
     res = {}
-    for v in VARIANTS:
+    for v in names:
         runs = [r[v] for r in rounds]
         seconds = statistics.median(r["seconds"] for r in runs)
         res[v] = {
@@ -281,6 +310,7 @@ def measure_rounds(topic: str, fmt: str) -> dict:
         "replay_python_vs_ceiling": ("replay_python", "ceiling"),
         "replay_columns_vs_replay": ("replay_columns", "replay"),
         "replay_columns_vs_ceiling": ("replay_columns", "ceiling"),
+        **{f"{v}_vs_baseline": (v, f"{v}@baseline") for v in BASELINE_VARIANTS if baseline is not None},
     }.items():
         per_round = [r[b]["seconds"] / r[a]["seconds"] for r in rounds]
         res[name] = statistics.median(per_round)
@@ -341,12 +371,13 @@ def main() -> None:
         "repeat": REPEAT,
         "machine": f"{platform.machine()}, {os.cpu_count()} cpu",
         "load_average_1m_start": os.getloadavg()[0],
+        "baseline": BASELINE,
         "formats": {},
     }
-    with local_cluster() as settings:
+    with local_cluster() as settings, baseline_tree() as baseline:
         topics = {fmt: produce(settings, fmt) for fmt in ("json", "avro")}
         for fmt, topic in topics.items():  # every subprocess first, while this process is still small
-            res = measure_rounds(topic, fmt)
+            res = measure_rounds(topic, fmt, baseline)
             rp = res["replay"]
             res["peak_rss_vs_arrow"] = rp["peak_rss_mb"] / rp["arrow_mb"]  # the target: <= 3x
             res["peak_rss_vs_frame"] = rp["peak_rss_mb"] / rp["frame_mb"]  # Polars' estimated_size
@@ -367,7 +398,8 @@ def main() -> None:
                 f" peak RSS / Arrow size {res['peak_rss_vs_arrow']:.2f}x; back-test projection "
                 f"{res['replay_columns_vs_replay']:.2f}x replay; decode only: bulk "
                 f"{res['decode_only']['bulk_records_per_s']:,.0f} rec/s = "
-                f"{res['decode_only']['bulk_vs_naive']:.2f}x naive",
+                f"{res['decode_only']['bulk_vs_naive']:.2f}x naive"
+                + "".join(f"; {v} {res[v + '_vs_baseline']:.2f}x baseline" for v in BASELINE_VARIANTS if baseline),
                 flush=True,
             )
     results["load_average_1m_end"] = os.getloadavg()[0]
