@@ -281,7 +281,7 @@ def variants(baseline: Path | None) -> list[str]:
 
 
 def measure_rounds(topic: str, fmt: str, baseline: Path | None = None) -> dict:
-    """``REPEAT`` rounds, each running every variant once, back to back.
+    """``REPEAT`` rounds, each running every variant once, back to back (every other round in reverse order).
 
     Rounds rather than each variant's runs in a row: the load here drifts over tens of seconds
     (the ceiling moved by 40 % between runs), so a ratio of runs taken seconds apart is the fair
@@ -289,7 +289,10 @@ def measure_rounds(topic: str, fmt: str, baseline: Path | None = None) -> dict:
     the medians.
     """
     names = variants(baseline)
-    rounds = [{v: run_once(v, topic, fmt, baseline) for v in names} for _ in range(REPEAT)]
+    # Odd rounds run the variants in reverse order, so no variant always runs first or last in a round.
+    rounds = [
+        {v: run_once(v, topic, fmt, baseline) for v in (names if i % 2 == 0 else names[::-1])} for i in range(REPEAT)
+    ]
     res = {}
     for v in names:
         runs = [r[v] for r in rounds]
