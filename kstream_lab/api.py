@@ -15,7 +15,7 @@ import polars as pl
 
 from kstream_lab.replay.frames import referenced_topics, register, run_sql, to_parquet
 from kstream_lab.replay.parquet import ExportSummary, export_parquet
-from kstream_lab.replay.reader import BATCH_RECORDS, Position, ReplayRange, read_range, resolve_range
+from kstream_lab.replay.reader import Position, ReplayRange, replay, resolve_range
 from kstream_lab.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -36,36 +36,6 @@ def resolve(
 ) -> ReplayRange:
     """Resolve a range to offsets per partition (and snapshot its end) without reading it."""
     return resolve_range(settings or get_settings(), topic, start, end, partitions)
-
-
-def replay(
-    topic: str,
-    start: Position = "earliest",
-    end: Position = "latest",
-    partitions: list[int] | None = None,
-    value_format: str = "auto",
-    settings: Settings | None = None,
-    *,
-    errors: str = "skip",
-    batch_size: int = BATCH_RECORDS,
-    columns: list[str] | None = None,
-    schema: dict | pl.Schema | None = None,
-) -> pl.DataFrame:
-    """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
-
-    Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
-    headers, then the decoded value fields (``value`` bytes for raw); ``columns`` keeps only those
-    named, batch by batch, so a long range of a few fields fits in a fraction of the memory.
-    ``value_format``: auto, json, avro or raw. ``errors``: "skip" drops undecodable values (logged),
-    "raise" stops at the first. ``schema`` (JSON only; field -> Polars dtype) fixes the value
-    columns instead of inferring them from samples: fields it does not name are dropped, fields it
-    names but a record lacks read null. Pass it for fields too rare for the samples to see.
-    """
-    settings = settings or get_settings()
-    rng = resolve_range(settings, topic, start, end, partitions)
-    return read_range(
-        settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, columns=columns, schema=schema
-    )
 
 
 def to_duckdb(

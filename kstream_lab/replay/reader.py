@@ -35,7 +35,7 @@ from kstream_lab.kafka.admin import offsets_for_times
 from kstream_lab.kafka.read import Extract, PartitionBounds, read_batches, snapshot_bounds
 from kstream_lab.lineage import RangeRead, record_reads
 from kstream_lab.replay.decode import BatchDecoder, SchemaArg
-from kstream_lab.settings import Settings
+from kstream_lab.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -312,4 +312,34 @@ def _extract_for(columns: list[str]) -> Extract:
         keys=bool(wanted & {"key", "kafka_key"}),
         headers=bool(wanted & {"headers", "kafka_headers"}),
         timestamps=bool(wanted & {"timestamp", "kafka_timestamp"}),
+    )
+
+
+def replay(
+    topic: str,
+    start: Position = "earliest",
+    end: Position = "latest",
+    partitions: list[int] | None = None,
+    value_format: str = "auto",
+    settings: Settings | None = None,
+    *,
+    errors: str = "skip",
+    batch_size: int = BATCH_RECORDS,
+    columns: list[str] | None = None,
+    schema: dict | pl.Schema | None = None,
+) -> pl.DataFrame:
+    """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
+
+    Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
+    headers, then the decoded value fields (``value`` bytes for raw); ``columns`` keeps only those
+    named, batch by batch, so a long range of a few fields fits in a fraction of the memory.
+    ``value_format``: auto, json, avro or raw. ``errors``: "skip" drops undecodable values (logged),
+    "raise" stops at the first. ``schema`` (JSON only; field -> Polars dtype) fixes the value
+    columns instead of inferring them from samples: fields it does not name are dropped, fields it
+    names but a record lacks read null. Pass it for fields too rare for the samples to see.
+    """
+    settings = settings or get_settings()
+    rng = resolve_range(settings, topic, start, end, partitions)
+    return read_range(
+        settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, columns=columns, schema=schema
     )
