@@ -32,10 +32,11 @@ system-deps:
 demo: setup
 	$(KL) demo
 
-## lint: ruff (lint and format check), import layering
+## lint: ruff (lint and format check), mypy over kstream_lab, import layering
 lint: $(STAMP)
 	$(BIN)/ruff check kstream_lab apps tests bench
 	$(BIN)/ruff format --check kstream_lab apps tests bench
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 ## test: set-up, lint, then the unit suite and the integration, notebook and browser suites

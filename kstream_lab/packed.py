@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from itertools import accumulate
+from typing import cast
 
 SEP = b"\n"
 
@@ -87,14 +88,16 @@ class PackedBuilder:
     def add(self, values: list[bytes | None]) -> None:
         if not values:
             return
+        # Joined as they come, the usual case: a null among them makes join raise, then they are replaced.
+        filled = cast("list[bytes]", values)
         try:
-            self.parts.append(SEP.join([*values, b""]))  # the trailing b"" ends the last value with SEP too
+            self.parts.append(SEP.join([*filled, b""]))  # the trailing b"" ends the last value with SEP too
         except TypeError:  # nulls among them: they take no bytes
             n = len(self.lengths)
             self.nulls.extend(n + i for i, v in enumerate(values) if v is None)
-            values = [b"" if v is None else v for v in values]
-            self.parts.append(SEP.join([*values, b""]))
-        self.lengths.extend(map(len, values))
+            filled = [b"" if v is None else v for v in values]
+            self.parts.append(SEP.join([*filled, b""]))
+        self.lengths.extend(map(len, filled))
 
     def build(self) -> PackedValues:
         data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)  # one part: no second copy

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.durations import parse_duration_ms
@@ -52,7 +53,7 @@ class TopicSpec(BaseModel):
         return self
 
     def kafka_config(self) -> dict[str, str]:
-        conf = {"cleanup.policy": self.cleanup_policy}
+        conf: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             conf["retention.ms"] = str(self.retention_ms)
         if self.min_compaction_lag_ms is not None:
@@ -243,7 +244,7 @@ def _key_path(loc: tuple) -> tuple:
     return tuple(x for x in loc if not (isinstance(x, str) and x.startswith("function-")))
 
 
-def _what(err: dict) -> str:
+def _what(err: ErrorDetails) -> str:
     return "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
 
 

@@ -34,7 +34,8 @@ class BatchResult:
 def _metric_expr(name: str, metric: MetricSpec) -> pl.Expr:
     if metric.op == "count":
         return pl.len().cast(pl.Int64).alias(name)
-    col = pl.col(metric.field)  # type: ignore[arg-type]
+    assert metric.field is not None  # every op but count names a field
+    col = pl.col(metric.field)
     agg = {"sum": col.sum(), "min": col.min(), "max": col.max()}[metric.op]
     return agg.cast(pl.Int64).alias(name)
 

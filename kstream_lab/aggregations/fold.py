@@ -56,7 +56,7 @@ class WindowResult:
     final: bool
 
     def as_row(self, spec: AggregationSpec) -> dict[str, Any]:
-        row = {
+        row: dict[str, Any] = {
             "source_partition": self.source_partition,
             "window_start": self.window_start,
             "window_end": self.window_end,

@@ -84,6 +84,7 @@ def dashboard_cmd(
 ) -> None:
     """Live sales per minute and tier, pipeline health and back-tests in the browser (Streamlit)."""
     spec = pipeline(pipeline_file)  # fail here, in one line, on a bad pipeline file
+    assert spec.path is not None  # set by load_pipeline
     env = {**os.environ, "KSTREAM_PIPELINE_FILE": str(Path(spec.path).resolve())}
     typer.echo(f"dashboard: http://{address}:{port}  (Ctrl-C to stop)")
     sys.stdout.flush()

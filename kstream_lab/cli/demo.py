@@ -50,6 +50,7 @@ def demo_cmd(
             if pipeline_file is not None:  # schemas are read next to the pipeline file
                 s = s.model_copy(update={"pipeline_file": pipeline_file})
             spec = pipeline(pipeline_file)
+            assert spec.path is not None  # set by load_pipeline
             _prepare_topics(s, spec, count, seed, owner)
             sup = Supervisor(s, spec)
             for st in sup.up(owner=owner):

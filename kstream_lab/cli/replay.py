@@ -49,10 +49,10 @@ def replay_cmd(
     typer.echo(f"{df.height:,} records")
 
 
-def _position(text: str) -> str | int:
+def _position(text: str) -> str | int | dict[int, int]:
     """CLI positions are text; a partition:offset list ("0:10,1:20") becomes a dict."""
     if ":" in text and all(part.count(":") == 1 and part.replace(":", "").isdigit() for part in text.split(",")):
-        return {int(p): int(o) for p, o in (part.split(":") for part in text.split(","))}  # type: ignore[return-value]
+        return {int(p): int(o) for p, o in (part.split(":") for part in text.split(","))}
     return text
 
 

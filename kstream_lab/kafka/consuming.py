@@ -54,15 +54,12 @@ class BatchConsumer:
     ) -> None:
         self.topic, self.service = topic, service
         self.batch_size, self.batch_timeout_s = batch_size, batch_timeout_s
-        self.consumer = make_consumer(
-            settings,
-            group_id,
-            **{
-                "session.timeout.ms": session_timeout_ms,
-                "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
-                "fetch.wait.max.ms": 100,
-            },
-        )
+        tuning: dict[str, Any] = {
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+            "fetch.wait.max.ms": 100,
+        }
+        self.consumer = make_consumer(settings, group_id, **tuning)
         self.consumer.subscribe([topic])
 
     def batches(self, stop: threading.Event) -> Iterator[list[Record]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from confluent_kafka import KafkaError, KafkaException
@@ -204,9 +204,8 @@ class SchemaLog:
 
     def __init__(self, settings: Settings, topic: str = "_schemas") -> None:
         self.settings, self.topic = settings, topic
-        self._producer = make_producer(
-            settings, **{"linger.ms": 0, "message.timeout.ms": 15000, "compression.type": "none"}
-        )
+        tuning: dict[str, Any] = {"linger.ms": 0, "message.timeout.ms": 15000, "compression.type": "none"}
+        self._producer = make_producer(settings, **tuning)
 
     def ensure_topic(self) -> None:
         admin = make_admin(self.settings)
@@ -234,7 +233,8 @@ class SchemaLog:
     def read_all(self, timeout: float = 30.0) -> list[tuple[bytes, bytes | None]]:
         """Every record from the beginning up to the end offset as it stood when called (read
         committed, through ``kafka.read``: a stall of ``timeout`` seconds is a BrokerError)."""
-        return [(r.key, r.value) for r in read_records(self.settings, self.topic, [0], stall_timeout=timeout)]
+        records = read_records(self.settings, self.topic, [0], stall_timeout=timeout)
+        return [(cast(bytes, r.key), r.value) for r in records]  # a compacted topic holds keyed records only
 
     def append(self, key: bytes, value: bytes | None, timeout: float = 20.0) -> None:
         """Write one record and wait for the broker's acknowledgement."""

@@ -117,7 +117,7 @@ def throughput_table(topics: PipelineTopics, report: HealthReport) -> list[dict]
         topics.dlq: "dead letters",
         topics.late: "late events",
     }
-    rows = []
+    rows: list[dict[str, object]] = []
     for topic in topics.all:
         if topic in report.snapshot.missing:
             rows.append({"topic": topic, "role": roles[topic], "offsets": None, "per second": "topic missing"})

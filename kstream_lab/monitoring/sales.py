@@ -24,7 +24,7 @@ from kstream_lab.pipeline_spec import PipelineSpec
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import TABLE, default_duckdb_path
 
-MINUTE_SCHEMA = {
+MINUTE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "window_start": pl.Int64,
     "minute": pl.Datetime("ms", "UTC"),
     "tier": pl.String,
@@ -133,7 +133,7 @@ def _read_postgres(dsn: str, sql: str, timeout_s: float) -> list[tuple]:
 
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s))) as conn:
-            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql).fetchall()
     except psycopg.errors.UndefinedTable:
         raise SinkMissing(f"PostgreSQL has no {TABLE} table yet", hint="the sink worker creates it on start") from None
     except psycopg.Error as exc:

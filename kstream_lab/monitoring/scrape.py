@@ -104,7 +104,7 @@ def _reason(exc: httpx.HTTPError) -> str:
 
 def counters_table(workers: Iterable[WorkerMetrics]) -> list[dict]:
     """One row per worker: up/down, consumed, produced, errors, DLQ, late and breaker states."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for w in workers:
         if not w.up:
             rows.append(

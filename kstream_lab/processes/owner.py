@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import Any
 
 from kstream_lab.processes.managed import StartCancelled
 
@@ -69,7 +70,7 @@ class ProcessOwner:
         self.signal: str | None = None
         self.report = report
         self._owned: list[tuple[str, Callable[[], str]]] = []
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
 
     def own(self, name: str, stop: Callable[[], str]) -> None:
         self._owned.append((name, stop))
@@ -108,7 +109,7 @@ class ProcessOwner:
         self.stop_all()  # signals stay caught meanwhile: a second Ctrl-C cannot cut the clean-up short
         for sig, handler in self._previous.items():
             if handler is not None:  # None: set outside Python, cannot be put back
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+                signal.signal(sig, handler)
         return exc_type is StartCancelled  # stopped during start-up: a clean end, exit 0
 
     def _remember(self, name: str) -> None:

@@ -134,18 +134,18 @@ class BacktestReport:
 def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> BacktestReport:
     t0 = time.monotonic()
     notes: list[str] = []
+    export = None  # (frame, ranges, topic) of a Parquet export
     if isinstance(req.source, Path) or (Path(str(req.source)) / RANGE_FILE).exists():
-        frame, ranges, topic = _from_parquet(Path(req.source))
-    else:
-        frame, ranges, topic = None, None, str(req.source)
+        export = _from_parquet(Path(req.source))
+    topic = export[2] if export else str(req.source)
     committed, live_frame = _live_side(req, topic, live, notes)
-    if frame is None:
+    frame: pl.DataFrame | pl.LazyFrame
+    if export is None:
         rng = _input_range(req, topic, committed, notes)
         ranges = rng.as_offsets()
         frame = read_range(req.settings, rng, value_format="auto", columns=_needed_columns(req.spec, req.what_if_spec))
     else:
-        frame, ranges = _cap_export(frame, ranges, committed, notes)
-    assert ranges is not None
+        frame, ranges = _cap_export(export[0], export[1], committed, notes)
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
     cols = _needed_columns(req.spec, req.what_if_spec)
@@ -158,11 +158,8 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
         if req.what_if_spec is not None
         else None
     )
-    records = (
-        int(result.late.height + result.windows.select(pl.col(_count_metric(req.spec))).sum().item())
-        if _count_metric(req.spec)
-        else 0
-    )
+    count = _count_metric(req.spec)
+    records = int(result.late.height + result.windows.select(pl.col(count)).sum().item()) if count else 0
     return BacktestReport(
         windows, req.spec, ranges, records, result.late.height, live_finals.height, time.monotonic() - t0, whatif, notes
     )

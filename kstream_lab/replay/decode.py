@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -31,6 +33,9 @@ from kstream_lab.kafka.read import Batch
 from kstream_lab.packed import PackedValues
 from kstream_lab.schemas.bulk import decode_json_batch
 from kstream_lab.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: the registry client is needed only for Avro
+    from kstream_lab.kafka.schema_registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +101,7 @@ def json_schema_from_names(names: object, where: str = "schema") -> pl.Schema:
             and dtype.endswith("]")
             and dtype[9:-1] in ("ms", "us", "ns")
         ):
-            out[field_name] = pl.Datetime(dtype[9:-1])
+            out[field_name] = pl.Datetime(cast(Literal["ms", "us", "ns"], dtype[9:-1]))  # checked just above
         else:
             raise ConfigError(
                 f"{where}: field {field_name!r} has dtype {dtype!r}, which is not one of the names known",
@@ -133,7 +138,7 @@ class BatchDecoder:
         self.bad = 0
         self.first_bad: tuple[int, int, str] | None = None
         self._reasons: dict[int, str] = {}  # why records of the current batch failed, by position
-        self._avro = None
+        self._avro: SchemaRegistry | None = None
         self.schema_ids: set[int] = set()
 
     # ---- public ------------------------------------------------------------------------------
@@ -167,8 +172,8 @@ class BatchDecoder:
         return self._with_meta(Batch.of(self.topic, 0, []), pl.DataFrame(schema=self.value_schema or {}), None)
 
     def report(self) -> None:
-        if self.bad:
-            p, o, why = self.first_bad  # type: ignore[misc]
+        if self.bad and self.first_bad is not None:  # set with the first bad record
+            p, o, why = self.first_bad
             log.warning(
                 "%s: skipped %d undecodable record(s) as %s; first at %s[%d]@%d: %s",
                 self.topic,
@@ -231,7 +236,7 @@ class BatchDecoder:
         """
         spread = packed.spread(64)
         if self.value_schema is None:
-            self.value_schema = self._infer(packed.take(range(min(1000, len(packed)))) + spread)
+            self.value_schema = self._infer([*packed.take(range(min(1000, len(packed)))), *spread])
             return
         keys: set[str] = set()
         for v in spread:
@@ -243,14 +248,14 @@ class BatchDecoder:
                 keys.update(obj)
         if keys <= set(self.value_schema):
             return
-        found = self._infer(spread) or {}
+        found: Mapping[str, pl.DataType] = self._infer(spread) or {}
         new = {name: dtype for name, dtype in found.items() if name not in self.value_schema}
         if new:
             log.info("%s: new JSON field(s) %s from this batch on", self.topic, sorted(new))
             self.value_schema = pl.Schema({**self.value_schema, **new})
 
     @staticmethod
-    def _infer(sample: list[bytes | None]) -> pl.Schema | None:
+    def _infer(sample: Sequence[bytes | None]) -> pl.Schema | None:
         lines = [v for v in sample if v]
         if not lines:
             return None

@@ -75,7 +75,7 @@ def export_parquet(
             writer.add(frame)
             bar.update(frame.height)
         writer.flush_all()
-        bar.update(max(0, bar.total - bar.n))  # offsets used by markers and skipped records
+        bar.update(max(0, rng.offsets - bar.n))  # offsets used by markers and skipped records
     summary = ExportSummary(out, writer.records, writer.files, decoder.bad, time.monotonic() - t0)
     manifest = {
         "topic": rng.topic,

@@ -40,6 +40,8 @@ from kstream_lab.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 Position = int | str | datetime | Mapping[int, int] | None
+# What a parsed position carries: None, an offset or a time in ms, or {partition: offset}.
+PositionValue = int | dict[int, int] | None
 _AGO = re.compile(r"^\s*(.+?)\s+ago\s*$", re.IGNORECASE)
 
 
@@ -81,7 +83,7 @@ class ReplayRange:
         return f"{self.topic} {parts} ({self.offsets} offsets)"
 
 
-def parse_position(value: Position, *, now_ms: int) -> tuple[str, object]:
+def parse_position(value: Position, *, now_ms: int) -> tuple[str, PositionValue]:
     """Classify a start/end: ("earliest"|"latest", None), ("offset", int), ("offsets", dict), ("time", ms)."""
     if value is None:
         return ("none", None)
@@ -108,7 +110,7 @@ def parse_position(value: Position, *, now_ms: int) -> tuple[str, object]:
     return _parse_text(value.strip(), now_ms)
 
 
-def _parse_text(text: str, now_ms: int) -> tuple[str, object]:
+def _parse_text(text: str, now_ms: int) -> tuple[str, PositionValue]:
     low = text.lower()
     if low in ("earliest", "beginning"):
         return ("earliest", None)
@@ -148,8 +150,8 @@ def resolve_range(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     s_kind, s_val = parse_position(start, now_ms=now_ms)
     e_kind, e_val = parse_position(end, now_ms=now_ms)
-    if partitions is None and s_kind == "offsets":
-        partitions = sorted(s_val)  # type: ignore[arg-type]
+    if partitions is None and isinstance(s_val, dict):  # kind "offsets"
+        partitions = sorted(s_val)
     bounds = snapshot_bounds(settings, topic, partitions)
     starts = _resolve(settings, topic, bounds, s_kind, s_val, default="earliest")
     ends = _resolve(settings, topic, bounds, e_kind, e_val, default="latest")
@@ -166,7 +168,13 @@ def resolve_range(
 
 
 def _resolve(
-    settings: Settings, topic: str, bounds: dict[int, PartitionBounds], kind: str, value: object, *, default: str
+    settings: Settings,
+    topic: str,
+    bounds: dict[int, PartitionBounds],
+    kind: str,
+    value: PositionValue,
+    *,
+    default: str,
 ) -> dict[int, int]:
     if kind == "none":
         kind = default
@@ -174,13 +182,13 @@ def _resolve(
         return {p: b.low for p, b in bounds.items()}
     if kind == "latest":
         return {p: b.end for p, b in bounds.items()}
-    if kind == "offset":
-        return {p: int(value) for p in bounds}  # type: ignore[call-overload]
-    if kind == "offsets":
-        given: dict[int, int] = value  # type: ignore[assignment]
+    if isinstance(value, dict):  # kind "offsets"
         fallback = {p: (b.low if default == "earliest" else b.end) for p, b in bounds.items()}
-        return {p: given.get(p, fallback[p]) for p in bounds}
-    found = offsets_for_times(settings, topic, {p: int(value) for p in bounds})  # type: ignore[call-overload]
+        return {p: value.get(p, fallback[p]) for p in bounds}
+    assert value is not None, kind  # only "none", "earliest" and "latest" carry none
+    if kind == "offset":
+        return {p: value for p in bounds}
+    found = offsets_for_times(settings, topic, {p: value for p in bounds})
     return {p: (bounds[p].end if found[p] < 0 else min(found[p], bounds[p].end)) for p in bounds}
 
 
@@ -284,7 +292,12 @@ def read_range(
     pieces: dict[int, list[pl.DataFrame]] = {}
     seen: set[str] = set()  # every column a batch had (JSON fields may first appear in a later batch)
     for frame in iter_frames(settings, rng, batch_size=batch_size, decoder=decoder, extract=extract):
-        if extract is not None and extract.timestamps and decoder.meta_name("timestamp") not in columns:
+        if (
+            extract is not None
+            and columns is not None
+            and extract.timestamps
+            and decoder.meta_name("timestamp") not in columns
+        ):
             extract.timestamps = False  # "timestamp" named the value's field, not the record's
         if frame.height:
             p = frame[decoder.meta_name("partition")][0]

@@ -86,8 +86,9 @@ def rust_panics_muted() -> Iterator[None]:
 def _redirect() -> bool:
     global _saved_fd, _sink
     for stream in (sys.stderr, sys.__stderr__):
-        with suppress(AttributeError, OSError, ValueError):  # None, closed or detached
-            stream.flush()
+        with suppress(AttributeError, OSError, ValueError):  # closed or detached
+            if stream is not None:
+                stream.flush()
     try:
         sink = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by _restore, after the last reader leaves
     except OSError:

@@ -12,6 +12,9 @@ calls :func:`main`; importing the module draws nothing.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any, cast
+
 import altair as alt
 import streamlit as st
 
@@ -143,7 +146,9 @@ def jump_to_minute() -> None:
 
 
 def health_panel(ctx: DashboardContext) -> None:
-    live("health_view", lambda: health_view(ctx, st.session_state), lambda view: render_health(view, ctx))
+    # The session state's keys are typed ``str | int``; the views use string keys only.
+    state = cast(MutableMapping[str, Any], st.session_state)
+    live("health_view", lambda: health_view(ctx, state), lambda view: render_health(view, ctx))
 
 
 def backtest_panel(ctx: DashboardContext) -> None:
@@ -166,6 +171,7 @@ def backtest_panel(ctx: DashboardContext) -> None:
     if not submitted:
         return
     rng = parse_range(start, end or "", st.session_state.get("bt_focus"))
+    assert ctx.spec.path is not None  # DashboardContext.load reads the pipeline file
     with st.spinner(f"Back-testing {ctx.topics.enriched} {rng.describe()}..."):
         try:
             view = run_backtest(ctx.settings, ctx.spec.path, rng)
@@ -178,7 +184,7 @@ def backtest_panel(ctx: DashboardContext) -> None:
     if view.windows.is_empty():
         st.info("No windows in this range.")
         return
-    if view.focus:
+    if view.focus and rng.focus_ms is not None:  # a focus table is built only for a focus minute
         st.caption(f"Minute {minute_label(rng.focus_ms)} UTC: live vs back-test, summed over partitions")
         st.table(view.focus, hide_index=True)
     st.caption("Mismatching windows" if not view.diff.is_empty() else "No mismatching windows")

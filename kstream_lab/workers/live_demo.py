@@ -33,13 +33,18 @@ class OrderPoster(threading.Thread):
 
     def run(self) -> None:
         gen = OrderGenerator(
-            seed=self.seed, start_ms=int(time.time() * 1000), partitions=1, window=WindowSpec(size="60s")
+            seed=self.seed,
+            start_ms=int(time.time() * 1000),
+            partitions=1,
+            window=WindowSpec.model_validate({"size": "60s"}),
         )
         t0, sent = time.monotonic(), 0
         with httpx.Client(timeout=10) as client:
             for order in gen:
                 if self.stop.is_set():
                     return
+                if order.value is None:  # a poison record (none at the default poison_fraction 0): no JSON body
+                    continue
                 body = {k: order.value[k] for k in ("customer_id", "total_cents", "currency", "item_count")}
                 try:
                     self.outcomes[str(client.post(self.url, json=body).status_code)] += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from kstream_lab import processes
 from kstream_lab.errors import KStreamLabError
@@ -124,9 +125,15 @@ def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, in
 START_RETRY_S, START_RETRY_MAX_S = 1.0, 30.0
 
 
+class Worker(Protocol):
+    """What a component's ``build`` returns: run() until its stop event is set."""
+
+    def run(self) -> None: ...
+
+
 def build_when_registry_answers(
-    build: Callable, settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int
-) -> object | None:
+    build: Callable[..., Worker], settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int
+) -> Worker | None:
     """Build a worker, waiting for the schema registry if it cannot be reached yet.
 
     Building registers the output topic's Avro schema, so a registry that is down or restarting at

@@ -107,13 +107,13 @@ class SinkWorker:
                 dead.append((r, exc))
                 continue
             rows.append(row)
-        for r, exc in dead:  # only after the whole batch decoded, so a retried batch is not dead-lettered twice
+        for r, err in dead:  # only after the whole batch decoded, so a retried batch is not dead-lettered twice
             METRICS.dlq.labels(self.service).inc()
             dlq.produce(
                 self.config.dlq,
                 key=r.key,
                 value=r.value,
                 partition=r.partition,
-                headers=dlq_headers(exc, topic=r.topic, partition=r.partition, offset=r.offset),
+                headers=dlq_headers(err, topic=r.topic, partition=r.partition, offset=r.offset),
             )
         return rows

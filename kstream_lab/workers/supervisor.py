@@ -63,6 +63,7 @@ class Supervisor:
     def process(self, name: str) -> ManagedProcess:
         """Component ``name`` as ``python -m kstream_lab worker NAME`` with its pid file, log and probe."""
         url = self.url(name)
+        assert self.spec.path is not None, "the supervisor runs a pipeline loaded from a file"
         return ManagedProcess(
             name,
             command=[

@@ -49,7 +49,8 @@ class ChunkColumns:
             return Batch(self.topic, self.partition, PackedValues(b"", []), _EMPTY)
         lens = np.concatenate([p.value_len for p in pieces])
         nulls = np.flatnonzero(lens < 0)
-        data = pieces[0].values.tobytes() if len(pieces) == 1 else b"".join(p.values for p in pieces)
+        # An ndarray is a buffer; numpy's stubs declare ``__buffer__`` only for Python 3.12+.
+        data = pieces[0].values.tobytes() if len(pieces) == 1 else b"".join(p.values for p in pieces)  # type: ignore[misc]
         headers = None
         if all(p.headers_taken for p in pieces) and any(p.headers is not None for p in pieces):
             kind = next(p.headers.type for p in pieces if p.headers is not None)

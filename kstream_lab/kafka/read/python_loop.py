@@ -10,9 +10,10 @@ offset objects for contiguous runs, no Python object kept per value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import itemgetter
 from threading import Event
+from typing import cast
 
 from confluent_kafka import Message, TopicPartition
 
@@ -26,15 +27,17 @@ from kstream_lab.packed import PackedBuilder
 # faster than 100,000 here, at a fraction of the peak memory (the batches handed over stay large).
 CONSUME_CHUNK = 500
 _ts = itemgetter(1)
-_value, _key, _part, _off, _stamp, _hdrs, _err = (
+_value, _key, _stamp, _hdrs, _err = (
     Message.value,
     Message.key,
-    Message.partition,
-    Message.offset,
     Message.timestamp,
     Message.headers,
     Message.error,
 )
+# The stubs type these ``int | None`` (None only for messages not yet delivered); a consumed data message
+# always has both. Cast once here, not per record.
+_part = cast(Callable[[Message], int], Message.partition)
+_off = cast(Callable[[Message], int], Message.offset)
 _ALL = Extract()
 
 
