@@ -166,6 +166,12 @@ class Settings(BaseSettings):
         return conf
 
 
+def is_secret_setting(name: str) -> bool:
+    """Settings whose values are never shown (SecretStr fields, and the free-form client config)."""
+    field = Settings.model_fields.get(name)
+    return name == "client_config" or (field is not None and "SecretStr" in str(field.annotation))
+
+
 def get_settings(**overrides: object) -> Settings:
     """Build settings from the environment, with explicit overrides winning."""
     return Settings(**overrides)  # type: ignore[arg-type]
