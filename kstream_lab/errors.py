@@ -80,3 +80,8 @@ class SerializationError(RecordError):
 
 class InvalidRecordError(RecordError):
     """A decoded record that breaks a business rule (e.g. a negative total)."""
+
+
+class SecurityError(BrokerError):
+    """Authentication or TLS with the broker failed: retrying with the same settings cannot help, so
+    clients stop at the first such error instead of retrying (names user, mechanism and broker)."""

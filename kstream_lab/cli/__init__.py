@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from kstream_lab.cli import broker, local_registry, notebooks, schemas, topics
+from kstream_lab.cli import broker, local_registry, notebooks, schemas, topics, users
 from kstream_lab.cli import pipeline as pipeline_cli
 from kstream_lab.cli.backtest import backtest_cmd
 from kstream_lab.cli.dashboard import dashboard_cmd
@@ -20,6 +20,7 @@ from kstream_lab.cli.orders import produce_orders_cmd
 from kstream_lab.cli.replay import replay_cmd
 from kstream_lab.cli.worker import worker_cmd
 from kstream_lab.errors import KStreamLabError
+from kstream_lab.settings import is_secret_setting
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -31,6 +32,7 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
 app.add_typer(local_registry.app, name="registry")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(users.app, name="users")
 app.command("produce-orders")(produce_orders_cmd)
 app.command("demo")(demo_cmd)
 app.command("worker")(worker_cmd)
@@ -52,7 +54,11 @@ def main() -> None:
     except ValidationError as exc:
         if exc.title != "Settings":
             raise
-        for err in exc.errors():  # a bad KSTREAM_* variable: name it, say what it accepts
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            typer.secho(f"error: KSTREAM_{field.upper()}={err.get('input')!r}: {err['msg']}", err=True, fg="red")
+        for err in exc.errors():  # a bad KSTREAM_* variable: name it, say what it accepts (never a secret)
+            if not err["loc"]:  # a check across settings (e.g. X and X_FILE both set): its message says all
+                typer.secho(f"error: settings: {err['msg'].removeprefix('Value error, ')}", err=True, fg="red")
+                continue
+            field = str(err["loc"][0])
+            shown = "<hidden>" if is_secret_setting(field) else repr(err.get("input"))
+            typer.secho(f"error: KSTREAM_{field.upper()}={shown}: {err['msg']}", err=True, fg="red")
         sys.exit(2)

@@ -5,23 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from kstream_lab.errors import BrokerError, TopicError
-from kstream_lab.kafka.clients import make_admin, make_consumer
+from kstream_lab.kafka.clients import client_config, make_admin, make_consumer
+from kstream_lab.kafka.failures import await_metadata, plaintext_on_tls
 from kstream_lab.settings import Settings
 
 
 def ping(settings: Settings, timeout: float = 5.0) -> list[str]:
-    """Return the topic names if the cluster answers a metadata request, else raise BrokerError."""
-    try:
-        md = make_admin(settings, **{"socket.connection.setup.timeout.ms": 2000}).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerError(
-            f"Kafka at {settings.bootstrap} did not answer: {exc.args[0].str() if exc.args else exc}",
-            hint="start it with `kstream-lab broker up` or set KSTREAM_BOOTSTRAP_SERVERS",
-        ) from None
-    return sorted(md.topics)
+    """Return the topic names if the cluster answers a metadata request, else raise BrokerError.
+
+    Asks in short slices and serves the client's error callbacks in between, so a refused login or a
+    failed TLS handshake is a SecurityError within a second, not a timeout; a plaintext client on a
+    TLS port is named as such."""
+    conf = client_config(settings, **{"socket.connection.setup.timeout.ms": 2000})
+    md = await_metadata(AdminClient(conf), timeout)
+    if md is not None:
+        return sorted(md.topics)
+    failure = plaintext_on_tls(conf)
+    if failure is not None:
+        raise failure
+    raise BrokerError(
+        f"Kafka at {settings.bootstrap} did not answer within {timeout:g}s",
+        hint="start it with `kstream-lab broker up` or set KSTREAM_BOOTSTRAP_SERVERS",
+    )
 
 
 def list_topics(settings: Settings, *, include_internal: bool = False) -> dict[str, int]:

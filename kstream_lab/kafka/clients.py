@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from kstream_lab.kafka.failures import redacted, security_error_cb
 from kstream_lab.settings import Settings
 
 RDKAFKA_LOG = logging.getLogger("kstream_lab.kafka.rdkafka")
@@ -19,10 +20,13 @@ RDKAFKA_LOG.addHandler(logging.NullHandler())  # librdkafka's chatter only shows
 
 
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Base librdkafka configuration: bootstrap servers plus security, then overrides."""
+    """Base librdkafka configuration: bootstrap servers plus security, then overrides.
+
+    Holds secrets (``sasl.password``): print or log it only through ``failures.redacted``."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, "logger": RDKAFKA_LOG}
     conf.update(settings.librdkafka_security())
     conf.update(overrides)
+    conf.setdefault("error_cb", security_error_cb(redacted(conf)))  # fail fast on a refused login / TLS
     return conf
 
 

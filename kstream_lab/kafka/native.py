@@ -157,7 +157,7 @@ def native_config(conf: dict[str, object]) -> dict[str, str]:
     librdkafka's log lines, as the Python path does unless logging is configured."""
     out = {}
     for key, value in conf.items():
-        if key == "logger":
+        if key in ("logger", "error_cb"):  # the default error_cb: the C loop gets errors as events
             continue
         if callable(value) or not isinstance(value, str | int | float | bool):
             raise NativeUnavailable(f"client setting {key!r} is a Python object; the native fetch cannot pass it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +86,12 @@ class BatchProducer:
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout)
+        """Wait for every record's delivery, in short slices: an error callback's exception (a refused
+        login: SecurityError) then surfaces at once instead of after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        remaining = self._producer.flush(min(0.5, timeout))
+        while remaining and time.monotonic() < deadline:
+            remaining = self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
         if remaining:
             raise BrokerError(
                 f"{remaining} records still undelivered after {timeout:.0f}s", hint="is the broker reachable?"

@@ -21,8 +21,9 @@ from typing import Any, Protocol, cast
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from kstream_lab.errors import BrokerError
-from kstream_lab.kafka.clients import make_consumer, make_producer
+from kstream_lab.kafka.clients import client_config, make_consumer, make_producer
 from kstream_lab.kafka.consuming import update_lag
+from kstream_lab.kafka.failures import await_metadata, redacted, security_error_cb
 from kstream_lab.kafka.producing import produce_kwargs, produce_waiting
 from kstream_lab.kafka.read import read_records
 from kstream_lab.observability.metrics import METRICS
@@ -137,6 +138,7 @@ class TransactionalLoop:
             },
         )
         self._fatal_cause: str | None = None
+        self._security_cb = security_error_cb(redacted(client_config(settings)))
         tuning: dict[str, Any] = {
             "session.timeout.ms": config.session_timeout_ms,
             "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
@@ -150,7 +152,11 @@ class TransactionalLoop:
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
-        """Initialise the transactional id (fencing any zombie), subscribe, loop, then close cleanly."""
+        """Initialise the transactional id (fencing any zombie), subscribe, loop, then close cleanly.
+
+        First waits (briefly) for the producer to reach the cluster: a refused login or TLS handshake
+        then stops the worker at once (SecurityError) instead of after init_transactions' retries."""
+        await_metadata(self.producer, 5.0)
         try:
             self._call(self.producer.init_transactions, self.config.call_timeout_s)
         except _AbortTransaction:
@@ -265,6 +271,7 @@ class TransactionalLoop:
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal_cause = err.str()
+        self._security_cb(err)  # raises SecurityError on a refused login or TLS handshake
 
     def _classify_consumer_error(self, err: KafkaError) -> Exception:
         if err.fatal():
