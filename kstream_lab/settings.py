@@ -8,10 +8,11 @@ the same code at another cluster by constructing or overriding one object.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KAFKA_VERSION = "4.4.0"
@@ -38,6 +39,22 @@ class Settings(BaseSettings):
         default=None, description="Schema registry URL; default: the local registry on registry_port."
     )
     registry_port: int = 8081
+    schema_registry_user: str | None = Field(default=None, description="HTTP basic auth user for the registry.")
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="Its password (or KSTREAM_SCHEMA_REGISTRY_PASSWORD_FILE)."
+    )
+    schema_registry_ca_location: Path | None = Field(
+        default=None, description="CA bundle that signed an https registry's certificate."
+    )
+    registry_users_file: Path | None = Field(
+        default=None,
+        description="The local registry's users (YAML: name: {role: read|write, password|password_file: ...}); "
+        "unset: no authentication.",
+    )
+    registry_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate: the local registry serves https."
+    )
+    registry_tls_key: Path | None = Field(default=None, description="Its PEM private key.")
 
     data_dir: Path = Path(".kstream_lab")
     reports_dir: Path = Path("reports")
@@ -62,6 +79,21 @@ class Settings(BaseSettings):
         description="Where replay's native fetch library is built.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """``KSTREAM_<SECRET>_FILE`` names a file holding a secret (how Kubernetes mounts Secrets); the
+        variable itself or an explicit value wins. Trailing newlines are dropped."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            if field.annotation != SecretStr | None or data.get(name) is not None:
+                continue
+            path = os.environ.get(f"KSTREAM_{name.upper()}_FILE")
+            if path:
+                data[name] = read_secret_file(Path(path), f"KSTREAM_{name.upper()}_FILE")
+        return data
+
     @field_validator("client_config", mode="before")
     @classmethod
     def _parse_client_config(cls, value: object) -> object:
@@ -78,7 +110,8 @@ class Settings(BaseSettings):
     @property
     def registry_url(self) -> str:
         """The schema registry clients talk to."""
-        return (self.schema_registry_url or f"http://127.0.0.1:{self.registry_port}").rstrip("/")
+        scheme = "https" if self.registry_tls_cert else "http"
+        return (self.schema_registry_url or f"{scheme}://127.0.0.1:{self.registry_port}").rstrip("/")
 
     @property
     def uses_local_broker(self) -> bool:
@@ -97,6 +130,16 @@ class Settings(BaseSettings):
             conf["ssl.ca.location"] = str(self.ssl_ca_location)
         conf.update(self.client_config)
         return conf
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """A secret from a file; a clear error (never the content) when it cannot be read."""
+    from kstream_lab.errors import ConfigError
+
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}", hint="point it at a readable file") from None
 
 
 def get_settings(**overrides: object) -> Settings:
