@@ -7,8 +7,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from kstream_lab.errors import BrokerError
+from kstream_lab.errors import AuthorizationError, BrokerError
 from kstream_lab.kafka.clients import make_producer
+from kstream_lab.kafka.denials import denied, is_denial
 from kstream_lab.settings import Settings
 
 
@@ -55,17 +56,26 @@ class BatchProducer:
     """Idempotent producer that serves its delivery callbacks as it goes and flushes on exit."""
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self._settings = settings
         self._producer = make_producer(settings, **overrides)
         self.delivered = 0
         self.failed = 0
         self.first_error: str | None = None
+        self.denial: AuthorizationError | None = None
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             self.delivered += 1
         else:
             self.failed += 1
             self.first_error = self.first_error or err.str()
+            if is_denial(err) and self.denial is None:
+                self.denial = denied(self._settings, err, "WRITE", msg.topic())
+
+    def _raise_denial(self) -> None:
+        """An ACL refusal stops the producer at once: every further record would be refused too."""
+        if self.denial is not None:
+            raise self.denial
 
     def produce(
         self,
@@ -83,9 +93,11 @@ class BatchProducer:
         except KafkaException as exc:
             raise BrokerError(f"produce to {topic} failed: {exc}") from None
         self._producer.poll(0)
+        self._raise_denial()
 
     def flush(self, timeout: float = 60.0) -> None:
         remaining = self._producer.flush(timeout)
+        self._raise_denial()
         if remaining:
             raise BrokerError(
                 f"{remaining} records still undelivered after {timeout:.0f}s", hint="is the broker reachable?"

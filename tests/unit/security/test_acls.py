@@ -115,3 +115,17 @@ def test_denial_names_principal_operation_and_resource():
     assert str(AclBinding("User:a", "TRANSACTIONAL_ID", "t-", "PREFIXED", "WRITE")) == (
         "User:a may WRITE transactional-id t- (prefix)"
     )
+
+
+def test_a_producer_denied_a_topic_raises_the_denial_at_once():
+    from kstream_lab.errors import AuthorizationError
+    from kstream_lab.kafka.producing import BatchProducer
+
+    class FakeMsg:
+        def topic(self) -> str:
+            return "orders_raw"
+
+    producer = BatchProducer(Settings(sasl_username="analyst", bootstrap_servers="127.0.0.1:1"))
+    producer._on_delivery(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), FakeMsg())
+    with pytest.raises(AuthorizationError, match=r"^User:analyst may not WRITE topic orders_raw on 127.0.0.1:1"):
+        producer.flush(0.1)
