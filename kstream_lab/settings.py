@@ -8,14 +8,28 @@ the same code at another cluster by constructing or overriding one object.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KAFKA_VERSION = "4.4.0"
+ADMIN_USER = "admin"  # the secured local broker's one super user
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+
+def local_secure_dir(broker_home: Path) -> Path:
+    """Where the secured local broker keeps its CA, certificate and admin password."""
+    return broker_home / "secure"
+
+
+def read_secret_file(path: Path, setting: str) -> str:
+    """A secret mounted as a file (as Kubernetes mounts Secrets): its content without the trailing newline."""
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{setting}: cannot read {path}: {exc.strerror}") from None
 
 
 class Settings(BaseSettings):
@@ -30,9 +44,19 @@ class Settings(BaseSettings):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = Field(
+        default=None, description="A file holding sasl_password (a mounted Secret); read at start-up."
+    )
     ssl_ca_location: Path | None = None
     client_config: dict[str, str] = Field(
-        default_factory=dict, description="Extra librdkafka properties, as JSON in KSTREAM_CLIENT_CONFIG."
+        default_factory=dict,
+        repr=False,  # may carry secrets (sasl.password, ssl.key.password): never printed
+        description="Extra librdkafka properties, as JSON in KSTREAM_CLIENT_CONFIG.",
+    )
+    broker_secure: bool = Field(
+        default=False,
+        description="Run the local broker secured (SASL_SSL SCRAM-SHA-512, ACLs); a data dir formatted "
+        "secured stays secured, and clients of the local broker then default to its admin and CA.",
     )
 
     schema_registry_url: str | None = Field(
@@ -42,6 +66,9 @@ class Settings(BaseSettings):
     schema_registry_user: str | None = Field(default=None, description="HTTP basic auth user for the registry.")
     schema_registry_password: SecretStr | None = Field(
         default=None, description="Its password (or KSTREAM_SCHEMA_REGISTRY_PASSWORD_FILE)."
+    )
+    schema_registry_password_file: Path | None = Field(
+        default=None, description="A file holding the registry password (a mounted Secret)."
     )
     schema_registry_ca_location: Path | None = Field(
         default=None, description="CA bundle that signed an https registry's certificate."
@@ -81,17 +108,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        """``KSTREAM_<SECRET>_FILE`` names a file holding a secret (how Kubernetes mounts Secrets); the
-        variable itself or an explicit value wins. Trailing newlines are dropped."""
+    def _read_secret_files(cls, data: object) -> object:
+        """``X_file`` fills secret ``X`` from a file; setting both is ambiguous and refused."""
         if not isinstance(data, dict):
             return data
-        for name, field in cls.model_fields.items():
-            if field.annotation != SecretStr | None or data.get(name) is not None:
+        for name in [
+            k for k in cls.model_fields if k.endswith("_file") and k.removesuffix("_file") in cls.model_fields
+        ]:
+            secret, path = name.removesuffix("_file"), data.get(name)
+            if not path:
                 continue
-            path = os.environ.get(f"KSTREAM_{name.upper()}_FILE")
-            if path:
-                data[name] = read_secret_file(Path(path), f"KSTREAM_{name.upper()}_FILE")
+            if data.get(secret):
+                env = f"KSTREAM_{secret.upper()}"
+                raise ValueError(f"both {env} and {env}_FILE are set; set one")
+            data = {**data, secret: read_secret_file(Path(path), f"KSTREAM_{name.upper()}")}
         return data
 
     @field_validator("client_config", mode="before")
@@ -117,29 +147,43 @@ class Settings(BaseSettings):
     def uses_local_broker(self) -> bool:
         return self.bootstrap_servers is None
 
+    @property
+    def local_broker_home(self) -> Path:
+        return self.data_dir.resolve() / "broker"
+
+    @property
+    def local_broker_secure(self) -> bool:
+        """Clients talk to a secured local broker: asked for, or the data dir was formatted secured."""
+        if not self.uses_local_broker:
+            return False
+        return self.broker_secure or (local_secure_dir(self.local_broker_home) / "admin.password").exists()
+
     def librdkafka_security(self) -> dict[str, str]:
-        """Client security options, passed through to librdkafka unchanged."""
-        conf: dict[str, str] = {"security.protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            conf["sasl.mechanisms"] = self.sasl_mechanism
-        if self.sasl_username:
-            conf["sasl.username"] = self.sasl_username
-        if self.sasl_password:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
-        if self.ssl_ca_location:
-            conf["ssl.ca.location"] = str(self.ssl_ca_location)
+        """Client security options, passed through to librdkafka unchanged.
+
+        Against the secured local broker, what is not set explicitly defaults to that broker's: SASL_SSL,
+        SCRAM-SHA-512, its CA, and its admin (password from its 0600 file) unless another user is named.
+        """
+        protocol, mechanism = self.security_protocol, self.sasl_mechanism
+        user, ca = self.sasl_username, self.ssl_ca_location
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if self.local_broker_secure:
+            secure = local_secure_dir(self.local_broker_home)
+            protocol = protocol if "security_protocol" in self.model_fields_set else "SASL_SSL"
+            mechanism, user, ca = mechanism or SCRAM_MECHANISM, user or ADMIN_USER, ca or secure / "ca.pem"
+            if password is None and user == ADMIN_USER and (secure / "admin.password").exists():
+                password = read_secret_file(secure / "admin.password", "admin password")
+        conf: dict[str, str] = {"security.protocol": protocol}
+        if mechanism:
+            conf["sasl.mechanisms"] = mechanism
+        if user:
+            conf["sasl.username"] = user
+        if password:
+            conf["sasl.password"] = password
+        if ca:
+            conf["ssl.ca.location"] = str(ca)
         conf.update(self.client_config)
         return conf
-
-
-def read_secret_file(path: Path, what: str) -> str:
-    """A secret from a file; a clear error (never the content) when it cannot be read."""
-    from kstream_lab.errors import ConfigError
-
-    try:
-        return path.read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}", hint="point it at a readable file") from None
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -17,6 +17,7 @@ import pytest
 
 from kstream_lab.settings import Settings
 from tests.support.paths import ROOT, free_port
+from tests.support.secure import SecureKafka
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,6 +66,30 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     if registry is not None:
         registry.down(timeout=15)
     if broker is not None:
+        broker.down(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """A second local broker, secured (SASL_SSL SCRAM-SHA-512, StandardAuthorizer, admin super user,
+    a CA made at first start), beside the plaintext one; nothing is exported to the environment (use
+    ``SecureKafka.env`` for subprocesses)."""
+    from kstream_lab.broker import LocalBroker
+
+    settings = Settings(
+        bootstrap_servers=None,
+        schema_registry_url=None,
+        data_dir=tmp_path_factory.mktemp("kstream-secure"),
+        broker_port=free_port(),
+        controller_port=free_port(),
+        registry_port=free_port(),
+        broker_secure=True,
+    )
+    broker = LocalBroker(settings)
+    broker.up(timeout=120)
+    try:
+        yield SecureKafka(settings)
+    finally:
         broker.down(timeout=30)
 
 

@@ -17,7 +17,7 @@ from kstream_lab.broker.jars import fetch_jars, kafka_version
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.admin import ping
 from kstream_lab.processes import ManagedProcess, ProcessOwner, port_free
-from kstream_lab.settings import Settings
+from kstream_lab.settings import ADMIN_USER, SCRAM_MECHANISM, Settings, local_secure_dir
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
 
@@ -26,11 +26,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={log_dir}
+{listeners}log.dirs={log_dir}
 num.partitions=1
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -45,6 +41,13 @@ log.flush.interval.messages=9223372036854775807
 controlled.shutdown.enable=true
 """
 
+PLAINTEXT_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+"""
+
 
 @dataclass(frozen=True)
 class BrokerStatus:
@@ -55,6 +58,9 @@ class BrokerStatus:
     data_dir: Path
     data_bytes: int
     topics: list[str]
+    security: str = "PLAINTEXT"
+    ca_file: Path | None = None
+    admin_user: str | None = None
 
 
 def new_cluster_id() -> str:
@@ -79,7 +85,7 @@ class LocalBroker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.home = settings.data_dir.resolve() / "broker"
+        self.home = settings.local_broker_home
         self.log_dir = self.home / "kraft-logs"
         self.bootstrap = f"127.0.0.1:{settings.broker_port}"
         self.process = ManagedProcess(
@@ -121,8 +127,9 @@ class LocalBroker:
                 )
         lib = fetch_jars(self.settings.kafka_cache_dir)
         self.home.mkdir(parents=True, exist_ok=True)
-        props = self._write_properties()
-        self._format(java, lib, props)
+        self._check_mode()
+        props, scram = self._write_properties()
+        self._format(java, lib, props, scram)
         self.process.command = [*self._jvm(java, lib), "kafka.Kafka", str(props)]
         self.process.up(timeout, owner=owner)
         return self.bootstrap
@@ -150,6 +157,7 @@ class LocalBroker:
             data_dir=self.home,
             data_bytes=_dir_size(self.log_dir),
             topics=topics,
+            **self._security_status(),
         )
 
     def pid(self) -> int | None:
@@ -184,14 +192,44 @@ class LocalBroker:
             f"{lib}/*",
         ]
 
-    def _write_properties(self) -> Path:
-        props = self.home / "server.properties"
-        props.write_text(
-            SERVER_PROPERTIES.format(
-                port=self.settings.broker_port, controller_port=self.settings.controller_port, log_dir=self.log_dir
+    @property
+    def secure(self) -> bool:
+        return self.settings.broker_secure or (local_secure_dir(self.home) / "admin.password").exists()
+
+    def _security_status(self) -> dict[str, object]:
+        """What `broker status` shows about security (never a password)."""
+        if not self.secure:
+            return {}
+        ca = local_secure_dir(self.home) / "ca.pem"
+        return {"security": "SASL_SSL (SCRAM-SHA-512, ACLs)", "ca_file": ca, "admin_user": ADMIN_USER}
+
+    def _check_mode(self) -> None:
+        """A data dir formatted plaintext has no SCRAM users: it cannot simply be secured later."""
+        if self.settings.broker_secure and (self.log_dir / "meta.properties").exists() and not self.secure:
+            raise BrokerError(
+                f"the local broker's data dir {self.home} was formatted without security",
+                hint="use another KSTREAM_DATA_DIR for the secured broker, or wipe this one",
             )
-        )
-        return props
+
+    def _write_properties(self) -> tuple[Path, list[str]]:
+        """server.properties (0600 when secured: it carries the admin's SCRAM login) and the storage
+        tool's extra format arguments."""
+        port, cport = self.settings.broker_port, self.settings.controller_port
+        listeners, scram = PLAINTEXT_LISTENERS.format(port=port, controller_port=cport), []
+        if self.secure:
+            from kstream_lab.broker.secure import scram_format_args, secure_listeners
+
+            listeners, _, password = secure_listeners(self.home, port, cport)
+            scram = scram_format_args(password)
+        props = self.home / "server.properties"
+        text = SERVER_PROPERTIES.format(listeners=listeners, log_dir=self.log_dir, controller_port=cport)
+        if self.secure:
+            from kstream_lab.broker.tls import write_private
+
+            write_private(props, text.encode())
+        else:
+            props.write_text(text)
+        return props, scram
 
     def _cluster_id(self) -> str:
         path = self.home / "cluster.id"
@@ -199,7 +237,7 @@ class LocalBroker:
             path.write_text(new_cluster_id())
         return path.read_text().strip()
 
-    def _format(self, java: str, lib: Path, props: Path) -> None:
+    def _format(self, java: str, lib: Path, props: Path, scram: list[str]) -> None:
         if (self.log_dir / "meta.properties").exists():
             return
         proc = subprocess.run(
@@ -213,13 +251,17 @@ class LocalBroker:
                 str(props),
                 "--standalone",
                 "--ignore-formatted",
+                *scram,
             ],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
+            output = f"{proc.stdout[-800:]}{proc.stderr[-800:]}"
+            for arg in scram:
+                output = output.replace(arg, "--add-scram <hidden>")
             raise BrokerError(
-                f"formatting the KRaft storage failed: {proc.stdout[-800:]}{proc.stderr[-800:]}",
+                f"formatting the KRaft storage failed: {output}",
                 hint=f"wipe {self.log_dir} if it belongs to another cluster",
             )
 
@@ -231,4 +273,18 @@ class LocalBroker:
         return True
 
     def _client_settings(self) -> Settings:
-        return self.settings.model_copy(update={"bootstrap_servers": self.bootstrap})
+        """This broker's own client view: its address and, when secured, its admin."""
+        update: dict[str, object] = {"bootstrap_servers": self.bootstrap}
+        if self.secure:
+            from pydantic import SecretStr
+
+            from kstream_lab.broker.secure import admin_password
+
+            update.update(
+                security_protocol="SASL_SSL",
+                sasl_mechanism=SCRAM_MECHANISM,
+                sasl_username=ADMIN_USER,
+                sasl_password=SecretStr(admin_password(self.home)),
+                ssl_ca_location=local_secure_dir(self.home) / "ca.pem",
+            )
+        return self.settings.model_copy(update=update)

@@ -21,12 +21,21 @@ def fetch() -> None:
 
 
 @app.command()
-def up(timeout: float = typer.Option(90.0, help="seconds to wait for readiness")) -> None:
+def up(
+    timeout: float = typer.Option(90.0, help="seconds to wait for readiness"),
+    secure: bool = typer.Option(
+        False, "--secure", help="SASL_SSL (SCRAM-SHA-512) with ACLs and a local CA (also KSTREAM_BROKER_SECURE=true)"
+    ),
+) -> None:
     """Format storage on first start, start the broker in the background, wait until it answers."""
-    broker = LocalBroker(settings())
+    s = settings()
+    broker = LocalBroker(s.model_copy(update={"broker_secure": True}) if secure else s)
     t0 = time.monotonic()
     bootstrap = broker.up(timeout=timeout)
     typer.echo(f"kafka up at {bootstrap} (pid {broker.pid()}, {time.monotonic() - t0:.1f}s, data {broker.home})")
+    if broker.secure:
+        st = broker.status()
+        typer.echo(f"secured: {st.security}; CA {st.ca_file}; super user {st.admin_user}")
 
 
 @app.command()
@@ -43,6 +52,10 @@ def status() -> None:
     typer.echo(f"bootstrap: {st.bootstrap}")
     typer.echo(f"version:   Apache Kafka {st.kafka_version or '(jars not fetched)'}")
     typer.echo(f"data dir:  {st.data_dir} ({human_bytes(st.data_bytes)})")
+    typer.echo(f"security:  {st.security}")
+    if st.ca_file is not None:
+        typer.echo(f"CA file:   {st.ca_file}")
+        typer.echo(f"admin:     User:{st.admin_user}")
     typer.echo(f"topics:    {', '.join(st.topics) if st.topics else '-'}")
     if not st.running:
         raise typer.Exit(1)

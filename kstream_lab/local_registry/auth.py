@@ -87,7 +87,10 @@ class RegistryUsers:
                 raise ConfigError(f"{where}: user {name!r}: {key}: {err['msg']}") from None
             secret = entry.password
             if secret is None and entry.password_file is not None:
-                secret = SecretStr(read_secret_file(entry.password_file, f"{where}: user {name!r}"))
+                try:
+                    secret = SecretStr(read_secret_file(entry.password_file, f"{where}: user {name!r}"))
+                except ValueError as exc:
+                    raise ConfigError(str(exc), hint="point password_file at a readable file") from None
             assert secret is not None
             users.append(RegistryUser(str(name), entry.role, secret))
         return cls(users)
