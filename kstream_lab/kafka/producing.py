@@ -55,13 +55,14 @@ def produce_waiting(producer: Any, kwargs: dict[str, Any]) -> None:
 class BatchProducer:
     """Idempotent producer that serves its delivery callbacks as it goes and flushes on exit."""
 
+    denial: AuthorizationError | None = None  # the first ACL refusal a delivery report carried
+
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self._settings = settings
         self._producer = make_producer(settings, **overrides)
         self.delivered = 0
         self.failed = 0
         self.first_error: str | None = None
-        self.denial: AuthorizationError | None = None
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
