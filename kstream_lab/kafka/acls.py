@@ -88,8 +88,9 @@ def list_acls(settings: Settings, principal: str | None = None) -> list[AclBindi
     flt = AclBindingFilter(
         ResourceType.ANY, None, ResourcePatternType.ANY, principal, None, AclOperation.ANY, AclPermissionType.ANY
     )
+    admin = make_admin(settings)  # kept referenced until the future resolves (a dropped client cancels it)
     try:
-        found = make_admin(settings).describe_acls(flt, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+        found = admin.describe_acls(flt, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
     except KafkaException as exc:
         raise _failure(settings, "listing ACLs", exc) from None
     return sorted(b for b in map(_from_kafka, found) if b is not None)

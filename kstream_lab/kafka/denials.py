@@ -30,15 +30,21 @@ def principal(settings: Settings) -> str:
     return f"User:{settings.sasl_username}" if settings.sasl_username else "User:ANONYMOUS"
 
 
-def denied(settings: Settings, err: KafkaError, operation: str, resource: str) -> AuthorizationError:
+def denied(
+    settings: Settings, err: KafkaError, operation: str, resource: str, *, kind: str | None = None
+) -> AuthorizationError:
     """``User:analyst may not WRITE topic orders_raw (Broker: Topic authorization failed)``.
 
     ``resource`` is the name; its type comes from the error code (a transactional producer denied its
     id says so even when the call was a produce).
     """
-    kind = DENIALS.get(err.code(), "resource")
+    kind = kind or DENIALS.get(err.code(), "resource")
     what = f"{operation} the cluster" if kind == "cluster" else f"{operation} {kind} {resource}"
+    try:
+        reason = err.str()
+    except SystemError:  # confluent-kafka, inside a callback after a fatal error
+        reason = err.name()
     return AuthorizationError(
-        f"{principal(settings)} may not {what} on {settings.bootstrap} ({err.str()})",
+        f"{principal(settings)} may not {what} on {settings.bootstrap} ({reason})",
         hint="grant it in the pipeline file and run `kstream-lab acls apply`, or use another principal",
     )

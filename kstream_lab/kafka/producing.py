@@ -59,19 +59,36 @@ class BatchProducer:
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self._settings = settings
-        self._producer = make_producer(settings, **overrides)
+        self._producer = make_producer(settings, **{"error_cb": self._on_error, **overrides})
+        self._topic: str | None = None
         self.delivered = 0
         self.failed = 0
         self.first_error: str | None = None
 
+    def _on_error(self, err: KafkaError) -> None:
+        """A fatal denial (no WRITE on any topic: no idempotent producer id) arrives here first."""
+        if is_denial(err) and self.denial is None:
+            self.denial = denied(self._settings, err, "WRITE", self._topic or "?", kind="topic")
+
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             self.delivered += 1
-        else:
-            self.failed += 1
-            self.first_error = self.first_error or err.str()
+            return
+        self.failed += 1
+        try:
             if is_denial(err) and self.denial is None:
-                self.denial = denied(self._settings, err, "WRITE", msg.topic())
+                self.denial = denied(self._settings, err, "WRITE", msg.topic(), kind="topic")
+            self.first_error = self.first_error or err.str()
+        except SystemError:  # after a fatal error the client refuses even this; flush() reports it
+            pass
+
+    def _failure(self, topic: str, exc: KafkaException) -> Exception:
+        """A principal with WRITE on no topic is refused an idempotent producer id (a cluster denial):
+        to the user that is being denied the write."""
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and is_denial(err):
+            return denied(self._settings, err, "WRITE", topic, kind="topic")
+        return BrokerError(f"produce to {topic} failed: {exc}")
 
     def _raise_denial(self) -> None:
         """An ACL refusal stops the producer at once: every further record would be refused too."""
@@ -88,16 +105,28 @@ class BatchProducer:
         timestamp: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        self._topic = topic
         kwargs = produce_kwargs(topic, value, key, partition, timestamp, headers, self._on_delivery)
         try:
             produce_waiting(self._producer, kwargs)
         except KafkaException as exc:
-            raise BrokerError(f"produce to {topic} failed: {exc}") from None
-        self._producer.poll(0)
+            raise self._failure(topic, exc) from None
+        try:
+            self._producer.poll(0)
+        except KafkaException as exc:
+            raise self._failure(topic, exc) from None
         self._raise_denial()
 
     def flush(self, timeout: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout)
+        try:
+            remaining = self._producer.flush(timeout)
+        except (KafkaException, SystemError):  # a fatal error left over from a callback
+            self._raise_denial()
+            try:  # poll() itself says which fatal error (as the transactional loop learnt)
+                self._producer.poll(0)
+            except KafkaException as exc:
+                raise self._failure(self._topic or "?", exc) from None
+            raise
         self._raise_denial()
         if remaining:
             raise BrokerError(
