@@ -43,6 +43,14 @@ class BrokerError(KStreamLabError):
     """The local broker cannot be started, stopped or reached."""
 
 
+class AuthorizationError(KStreamLabError):
+    """The broker or the registry refused this principal an operation on a resource (an ACL, a role).
+
+    Never a record's fault: a worker stops on it instead of dead-lettering or retrying. The message
+    names principal, operation and resource (``User:analyst may not WRITE topic orders_raw``).
+    """
+
+
 class TopicError(KStreamLabError):
     """Unknown topic, or a topic change refused (shrinking partitions without --force)."""
 

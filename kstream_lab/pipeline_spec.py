@@ -74,18 +74,37 @@ class _WorkerSpec(BaseModel):
         return value
 
 
+def _principal(value: object) -> object:
+    """``order-service`` means ``User:order-service`` (Kafka's principal for a SASL user)."""
+    if isinstance(value, str) and ":" not in value:
+        return f"User:{value}"
+    return value
+
+
+class _KafkaWorkerSpec(_WorkerSpec):
+    """A worker that talks to Kafka: ``principal`` is the user it authenticates as; the ACLs it needs
+    are derived from its topics, group and transactional id (kstream_lab/acls.py)."""
+
+    principal: str | None = Field(default=None, pattern=r"^User:[^:\s]+$")
+
+    @field_validator("principal", mode="before")
+    @classmethod
+    def _user_principal(cls, value: object) -> object:
+        return _principal(value)
+
+
 class CustomerServiceConfig(_WorkerSpec):
     host: str = "127.0.0.1"
     port: int = 8601
 
 
-class OrderServiceConfig(_WorkerSpec):
+class OrderServiceConfig(_KafkaWorkerSpec):
     host: str = "127.0.0.1"
     port: int = 8600
     output: str = "orders_raw"
 
 
-class EnricherConfig(_WorkerSpec):
+class EnricherConfig(_KafkaWorkerSpec):
     input: str = "orders_raw"
     output: str = "orders_enriched"
     dlq: str = "orders_dlq"
@@ -104,7 +123,7 @@ class EnricherConfig(_WorkerSpec):
     metrics_port: int | None = 9401
 
 
-class AggregatorConfig(_WorkerSpec):
+class AggregatorConfig(_KafkaWorkerSpec):
     input: str = "orders_enriched"
     aggregation: str | None = Field(default=None, description="a name under `aggregations:`; default: the only one")
     output: str = "sales_aggregates"
@@ -118,7 +137,7 @@ class AggregatorConfig(_WorkerSpec):
     metrics_port: int | None = 9402
 
 
-class SinkConfig(_WorkerSpec):
+class SinkConfig(_KafkaWorkerSpec):
     input: str = "sales_aggregates"
     group_id: str = "order-sink"
     dlq: str = "orders_dlq"
@@ -149,12 +168,34 @@ class WorkersConfig(BaseModel):
         return self.enricher.customer_service_url or f"http://{cs.host}:{cs.port}"
 
 
+class ReaderAccess(BaseModel):
+    """A principal that reads and writes nothing (notebooks, replay, back-tests, the dashboard).
+
+    ``topics``: the declared topics it may READ (and so DESCRIBE), ``all`` by default;
+    ``group_prefix``: the consumer groups it may use (replay reads with ``kstream-lab-read-<id>``);
+    ``describe_groups``: workers whose group it may DESCRIBE -- the back-test reads the aggregator's
+    committed offsets to know which range the live aggregator has processed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    principal: str = Field(pattern=r"^User:[^:\s]+$")
+    topics: Literal["all"] | list[str] = "all"
+    group_prefix: str = Field(default="kstream-lab-read-", min_length=1)
+    describe_groups: list[Literal["enricher", "aggregator", "sink"]] = Field(default_factory=list)
+
+    @field_validator("principal", mode="before")
+    @classmethod
+    def _user_principal(cls, value: object) -> object:
+        return _principal(value)
+
+
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     pipeline: str
     topics: dict[str, TopicSpec]
     aggregations: dict[str, AggregationSpec] = Field(default_factory=dict)
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    readers: dict[str, ReaderAccess] = Field(default_factory=dict)
     path: Path | None = None
 
     def topic(self, name: str) -> TopicSpec:
@@ -250,8 +291,15 @@ def _what(err: ErrorDetails) -> str:
 
 def _reference_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
     """(key path, problem) for names that must refer to another section of the file."""
+    problems: list[tuple[tuple, str]] = []
     name = spec.workers.aggregator.aggregation
     if name is not None and name not in spec.aggregations:
         declared = ", ".join(spec.aggregations) or "none"
-        return [(("workers", "aggregator", "aggregation"), f"no aggregation named {name!r} (declared: {declared})")]
-    return []
+        problems.append(
+            (("workers", "aggregator", "aggregation"), f"no aggregation named {name!r} (declared: {declared})")
+        )
+    for reader, access in spec.readers.items():
+        for i, topic in enumerate(access.topics if access.topics != "all" else []):
+            if topic not in spec.topics:
+                problems.append((("readers", reader, "topics", i), f"no topic named {topic!r} is declared"))
+    return problems

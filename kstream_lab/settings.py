@@ -63,6 +63,25 @@ class Settings(BaseSettings):
         default=None, description="Schema registry URL; default: the local registry on registry_port."
     )
     registry_port: int = 8081
+    schema_registry_user: str | None = Field(default=None, description="HTTP basic auth user for the registry.")
+    schema_registry_password: SecretStr | None = Field(
+        default=None, description="Its password (or KSTREAM_SCHEMA_REGISTRY_PASSWORD_FILE)."
+    )
+    schema_registry_password_file: Path | None = Field(
+        default=None, description="A file holding the registry password (a mounted Secret)."
+    )
+    schema_registry_ca_location: Path | None = Field(
+        default=None, description="CA bundle that signed an https registry's certificate."
+    )
+    registry_users_file: Path | None = Field(
+        default=None,
+        description="The local registry's users (YAML: name: {role: read|write, password|password_file: ...}); "
+        "unset: no authentication.",
+    )
+    registry_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate: the local registry serves https."
+    )
+    registry_tls_key: Path | None = Field(default=None, description="Its PEM private key.")
 
     data_dir: Path = Path(".kstream_lab")
     reports_dir: Path = Path("reports")
@@ -121,7 +140,8 @@ class Settings(BaseSettings):
     @property
     def registry_url(self) -> str:
         """The schema registry clients talk to."""
-        return (self.schema_registry_url or f"http://127.0.0.1:{self.registry_port}").rstrip("/")
+        scheme = "https" if self.registry_tls_cert else "http"
+        return (self.schema_registry_url or f"{scheme}://127.0.0.1:{self.registry_port}").rstrip("/")
 
     @property
     def uses_local_broker(self) -> bool:

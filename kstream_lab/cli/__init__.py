@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from kstream_lab.cli import broker, local_registry, notebooks, schemas, topics, users
+from kstream_lab.cli import acls, broker, local_registry, notebooks, schemas, topics, users
 from kstream_lab.cli import pipeline as pipeline_cli
 from kstream_lab.cli.backtest import backtest_cmd
 from kstream_lab.cli.dashboard import dashboard_cmd
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.add_typer(topics.app, name="topics")
+app.add_typer(acls.app, name="acls")
 app.add_typer(local_registry.app, name="registry")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(users.app, name="users")

@@ -8,8 +8,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from kstream_lab.errors import BrokerError
-from kstream_lab.kafka.clients import make_producer
+from kstream_lab.errors import AuthorizationError, BrokerError
+from kstream_lab.kafka.clients import client_config, make_producer
+from kstream_lab.kafka.denials import denied, is_denial
+from kstream_lab.kafka.failures import redacted, security_error_cb
 from kstream_lab.settings import Settings
 
 
@@ -55,18 +57,47 @@ def produce_waiting(producer: Any, kwargs: dict[str, Any]) -> None:
 class BatchProducer:
     """Idempotent producer that serves its delivery callbacks as it goes and flushes on exit."""
 
+    denial: AuthorizationError | None = None  # the first ACL refusal a delivery report carried
+
     def __init__(self, settings: Settings, **overrides: Any) -> None:
-        self._producer = make_producer(settings, **overrides)
+        self._settings = settings
+        self._security_cb = security_error_cb(redacted(client_config(settings)))
+        self._producer = make_producer(settings, **{"error_cb": self._on_error, **overrides})
+        self._topic: str | None = None
         self.delivered = 0
         self.failed = 0
         self.first_error: str | None = None
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+    def _on_error(self, err: KafkaError) -> None:
+        """A fatal denial (no WRITE on any topic: no idempotent producer id) arrives here first."""
+        if is_denial(err) and self.denial is None:
+            self.denial = denied(self._settings, err, "WRITE", self._topic or "?", kind="topic")
+        self._security_cb(err)  # raises SecurityError on a refused login or TLS handshake
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             self.delivered += 1
-        else:
-            self.failed += 1
+            return
+        self.failed += 1
+        try:
+            if is_denial(err) and self.denial is None:
+                self.denial = denied(self._settings, err, "WRITE", msg.topic(), kind="topic")
             self.first_error = self.first_error or err.str()
+        except SystemError:  # after a fatal error the client refuses even this; flush() reports it
+            pass
+
+    def _failure(self, topic: str, exc: KafkaException) -> Exception:
+        """A principal with WRITE on no topic is refused an idempotent producer id (a cluster denial):
+        to the user that is being denied the write."""
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and is_denial(err):
+            return denied(self._settings, err, "WRITE", topic, kind="topic")
+        return BrokerError(f"produce to {topic} failed: {exc}")
+
+    def _raise_denial(self) -> None:
+        """An ACL refusal stops the producer at once: every further record would be refused too."""
+        if self.denial is not None:
+            raise self.denial
 
     def produce(
         self,
@@ -78,20 +109,34 @@ class BatchProducer:
         timestamp: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        self._topic = topic
         kwargs = produce_kwargs(topic, value, key, partition, timestamp, headers, self._on_delivery)
         try:
             produce_waiting(self._producer, kwargs)
         except KafkaException as exc:
-            raise BrokerError(f"produce to {topic} failed: {exc}") from None
-        self._producer.poll(0)
+            raise self._failure(topic, exc) from None
+        try:
+            self._producer.poll(0)
+        except KafkaException as exc:
+            raise self._failure(topic, exc) from None
+        self._raise_denial()
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait for every record's delivery, in short slices: an error callback's exception (a refused
         login: SecurityError) then surfaces at once instead of after ``timeout``."""
         deadline = time.monotonic() + timeout
-        remaining = self._producer.flush(min(0.5, timeout))
-        while remaining and time.monotonic() < deadline:
-            remaining = self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+        try:
+            remaining = self._producer.flush(min(0.5, timeout))
+            while remaining and time.monotonic() < deadline:
+                remaining = self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+        except (KafkaException, SystemError):  # a fatal error left over from a callback
+            self._raise_denial()
+            try:  # poll() itself says which fatal error (as the transactional loop learnt)
+                self._producer.poll(0)
+            except KafkaException as exc:
+                raise self._failure(self._topic or "?", exc) from None
+            raise
+        self._raise_denial()
         if remaining:
             raise BrokerError(
                 f"{remaining} records still undelivered after {timeout:.0f}s", hint="is the broker reachable?"

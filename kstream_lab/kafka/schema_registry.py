@@ -54,22 +54,65 @@ class RegisteredVersion:
     schema: str
 
 
+def registry_client_config(settings: Settings) -> dict[str, Any]:
+    """confluent-kafka's SchemaRegistryClient config from Settings: URL, basic auth, CA (the one place).
+
+    confluent-kafka's Python client takes ``basic.auth.user.info`` alone (it rejects the Java
+    client's ``basic.auth.credentials.source``; USER_INFO is what it does)."""
+    conf: dict[str, Any] = {"url": settings.registry_url}
+    if settings.schema_registry_user:
+        password = settings.schema_registry_password
+        conf["basic.auth.user.info"] = (
+            f"{settings.schema_registry_user}:{password.get_secret_value() if password else ''}"
+        )
+    if settings.schema_registry_ca_location:
+        conf["ssl.ca.location"] = str(settings.schema_registry_ca_location)
+    return conf
+
+
+def registry_http_options(settings: Settings) -> dict[str, Any]:
+    """The same credentials and CA as :func:`registry_client_config`, for direct ``httpx`` calls."""
+    conf = registry_client_config(settings)
+    user, _, password = conf.get("basic.auth.user.info", "").partition(":")
+    return {"auth": (user, password) if user else None, "verify": conf.get("ssl.ca.location", True)}
+
+
 class SchemaRegistry:
     """A registry client for one URL; caches schemas by id (ids are immutable)."""
 
     def __init__(self, settings: Settings, *, timeout: float = 10.0) -> None:
         self.url = settings.registry_url
-        self._client = SchemaRegistryClient({"url": self.url, "timeout": timeout, "max.retries": 1})
+        self.user = settings.schema_registry_user
+        self._client = SchemaRegistryClient({**registry_client_config(settings), "timeout": timeout, "max.retries": 1})
+        self._http = registry_http_options(settings)
         self._timeout = timeout
+
+    def _refusal(self, what: str, status: int, code: int, message: str) -> RegistryError:
+        """A 401/403 says which user (never the password) and which registry."""
+        who = f"user {self.user!r}" if self.user else "an anonymous request"
+        hint = (
+            "set KSTREAM_SCHEMA_REGISTRY_USER and KSTREAM_SCHEMA_REGISTRY_PASSWORD(_FILE)"
+            if status == 401
+            else "use a user with the write role for changes"
+        )
+        return RegistryError(
+            f"schema registry at {self.url} refused {who}: {status} {message} ({what})",
+            status=status,
+            code=code,
+            hint=hint,
+        )
+
+    def _registry_error(self, what: str, exc: SchemaRegistryError) -> RegistryError:
+        if exc.http_status_code in (401, 403):
+            return self._refusal(what, exc.http_status_code, exc.error_code, exc.error_message)
+        return RegistryError(f"{what}: {exc.error_message}", status=exc.http_status_code, code=exc.error_code)
 
     # ---- calls ------------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except SchemaRegistryError as exc:
-            raise RegistryError(
-                f"{what}: {exc.error_message}", status=exc.http_status_code, code=exc.error_code
-            ) from None
+            raise self._registry_error(what, exc) from None
         except Exception as exc:
             if is_transport_error(exc):
                 raise unreachable(self.url, exc) from None
@@ -135,10 +178,18 @@ class SchemaRegistry:
                 timeout=self._timeout,
                 headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
                 json={"schema": schema, "schemaType": "AVRO"},
+                **self._http,
             )
         except httpx.HTTPError as exc:
             raise unreachable(self.url, exc) from None
         body = res.json() if res.content else {}
+        if res.status_code in (401, 403):
+            raise self._refusal(
+                f"compatibility check for {subject}",
+                res.status_code,
+                body.get("error_code", -1),
+                body.get("message", ""),
+            )
         if res.status_code != 200:
             raise RegistryError(
                 f"compatibility check for {subject}: {body.get('message', res.text)}",
@@ -158,11 +209,7 @@ class SchemaRegistry:
             try:
                 return ser(obj, SerializationContext(topic, MessageField.VALUE))
             except SchemaRegistryError as exc:
-                raise RegistryError(
-                    f"registering the schema of {topic}-value: {exc.error_message}",
-                    status=exc.http_status_code,
-                    code=exc.error_code,
-                ) from None
+                raise self._registry_error(f"registering the schema of {topic}-value", exc) from None
             except Exception as exc:
                 if is_transport_error(exc):
                     raise unreachable(self.url, exc) from None

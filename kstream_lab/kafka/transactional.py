@@ -6,7 +6,10 @@ atomically, so a crash at any point leaves either all of a batch or none of it. 
 librdkafka's classification: *retriable* -> retry the same call; *txn_requires_abort* -> abort,
 rewind the consumer to its committed offsets, drop in-memory state and restore it from the
 changelog; *fatal* -> :class:`FatalKafkaError` (the worker exits non-zero, a restart re-initialises
-the transactional id and fences the old producer). Workers only supply a :class:`Processor`.
+the transactional id and fences the old producer). An authorization failure (topic, group or
+transactional id denied by an ACL) is neither: the transaction is aborted, so no input offset of
+the batch is committed, and the loop stops with an :class:`AuthorizationError` naming principal,
+operation and resource -- retrying cannot grant an ACL. Workers only supply a :class:`Processor`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any, Protocol, cast
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
-from kstream_lab.errors import BrokerError
+from kstream_lab.errors import AuthorizationError, BrokerError
 from kstream_lab.kafka.clients import client_config, make_consumer, make_producer
 from kstream_lab.kafka.consuming import update_lag
+from kstream_lab.kafka.denials import denied, is_denial
 from kstream_lab.kafka.failures import await_metadata, redacted, security_error_cb
 from kstream_lab.kafka.producing import produce_kwargs, produce_waiting
 from kstream_lab.kafka.read import read_records
@@ -86,6 +90,7 @@ class Output:
         try:
             produce_waiting(self._producer, produce_kwargs(topic, value, key, partition, timestamp, headers))
         except KafkaException as exc:  # e.g. once fenced: produce() itself fails fatally
+            self.sent.setdefault(topic, 0)
             raise self._classify(f"produce to {topic}", exc.args[0]) from None
         self.sent[topic] = self.sent.get(topic, 0) + 1
 
@@ -149,6 +154,7 @@ class TransactionalLoop:
         self.in_transaction = False
         self.batches = 0
         self._retry_delay = 0.0
+        self._out: Output | None = None
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -159,6 +165,9 @@ class TransactionalLoop:
         await_metadata(self.producer, 5.0)
         try:
             self._call(self.producer.init_transactions, self.config.call_timeout_s)
+        except AuthorizationError:
+            self.close()
+            raise
         except _AbortTransaction:
             raise FatalKafkaError("init_transactions failed") from None
         self.consumer.subscribe(
@@ -182,6 +191,8 @@ class TransactionalLoop:
             err = m.error()
             if err is None:
                 batch.append(m)
+            elif is_denial(err):
+                raise self._denied(err, "READ", m.topic() or self.config.input_topic)
             elif err.fatal():
                 raise FatalKafkaError(f"consumer: {err.str()}")
             elif err.code() != KafkaError._PARTITION_EOF:
@@ -191,7 +202,7 @@ class TransactionalLoop:
 
     def _run_batch(self, batch: list[Message]) -> None:
         t0 = time.perf_counter()
-        out = Output(self.producer, self._txn_error)
+        out = self._out = Output(self.producer, self._txn_error)
         try:
             self._call(self.producer.begin_transaction)
             self.in_transaction = True
@@ -257,7 +268,11 @@ class TransactionalLoop:
         raise AssertionError("unreachable")
 
     def _txn_error(self, what: str, err: KafkaError) -> Exception:
-        """Fatal -> FatalKafkaError (the process must exit); anything else -> abort and rewind."""
+        """Denied -> AuthorizationError; fatal -> FatalKafkaError (the process must exit); anything else
+        -> abort and rewind."""
+        if is_denial(err):
+            written = ", ".join(sorted(self._out.sent)) if self._out and self._out.sent else self.config.input_topic
+            return self._denied(err, "WRITE", written)
         if not err.fatal():
             return _AbortTransaction(f"{what}: {err.str()}")
         METRICS.errors.labels(self.service, "fatal").inc()
@@ -268,12 +283,23 @@ class TransactionalLoop:
         cause = self._fatal_cause
         return FatalKafkaError(f"{what}: {err.str()}" + (f" ({cause})" if cause and cause not in err.str() else ""))
 
+    def _denied(self, err: KafkaError, operation: str, topic: str) -> AuthorizationError:
+        """Name the resource the error code is about: our transactional id, our group, or the topic."""
+        METRICS.errors.labels(self.service, "denied").inc()
+        if err.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            return denied(self.settings, err, "WRITE", self.config.transactional_id)
+        if err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            return denied(self.settings, err, "READ", self.config.group_id)
+        return denied(self.settings, err, operation, topic)
+
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal_cause = err.str()
         self._security_cb(err)  # raises SecurityError on a refused login or TLS handshake
 
     def _classify_consumer_error(self, err: KafkaError) -> Exception:
+        if is_denial(err):
+            return self._denied(err, "READ", self.config.input_topic)
         if err.fatal():
             return FatalKafkaError(f"consumer: {err.str()}")
         return BrokerError(f"consumer: {err.str()}")

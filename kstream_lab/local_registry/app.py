@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.schema_registry import SchemaLog
+from kstream_lab.local_registry.auth import Refused, RegistryUsers
 from kstream_lab.local_registry.state import LogRecord, RegistryProblem, RegistryState, subject_not_found
 from kstream_lab.settings import Settings
 
@@ -106,7 +107,8 @@ def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() == "true"
 
 
-def create_app(service: RegistryService) -> FastAPI:
+def create_app(service: RegistryService, users: RegistryUsers | None = None) -> FastAPI:
+    """The REST app; with ``users`` every request is authenticated and writes need the write role."""
     app = FastAPI(
         title="kstream_lab schema registry",
         default_response_class=SchemaJSON,
@@ -115,6 +117,17 @@ def create_app(service: RegistryService) -> FastAPI:
         openapi_url=None,
     )
     state = service.state
+
+    if users is not None:
+
+        @app.middleware("http")
+        async def _authorize(request: Request, call_next: Any) -> Any:
+            try:
+                users.check(request.method, request.url.path, request.headers.get("authorization"))
+            except Refused as exc:
+                headers = {"WWW-Authenticate": 'Basic realm="kstream_lab schema registry"'} if exc.status == 401 else {}
+                return SchemaJSON({"error_code": exc.code, "message": exc.message}, exc.status, headers=headers)
+            return await call_next(request)
 
     @app.exception_handler(RegistryProblem)
     async def _problem(_request: Request, exc: RegistryProblem) -> SchemaJSON:

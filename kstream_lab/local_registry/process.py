@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from kstream_lab.kafka.admin import ping
-from kstream_lab.kafka.schema_registry import RegistryError
+from kstream_lab.kafka.schema_registry import RegistryError, registry_http_options
 from kstream_lab.processes import ManagedProcess, ProcessOwner, http_probe, port_free
 from kstream_lab.settings import Settings
 
@@ -27,23 +27,31 @@ class RegistryStatus:
     log_file: Path
 
 
+def _server_files(settings: Settings) -> dict[str, str]:
+    """The users file and TLS key pair the server reads (paths only; no secret in the environment)."""
+    names = ("registry_users_file", "registry_tls_cert", "registry_tls_key")
+    return {f"KSTREAM_{n.upper()}": str(Path(v).resolve()) for n in names if (v := getattr(settings, n))}
+
+
 class LocalRegistry:
     """One local registry process per data dir, serving on ``registry_port`` (a :class:`ManagedProcess`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.home = settings.data_dir.resolve() / "registry"
-        self.url = f"http://127.0.0.1:{settings.registry_port}"
+        self.url = f"{'https' if settings.registry_tls_cert else 'http'}://127.0.0.1:{settings.registry_port}"
+        self.http = registry_http_options(settings)
         self.process = ManagedProcess(
             "registry",
             command=[sys.executable, "-m", "kstream_lab.local_registry"],
             pid_file=self.home / "registry.pid",
             log_file=self.home / "registry.log",
-            ready=http_probe(f"{self.url}/"),
+            ready=http_probe(f"{self.url}/", verify=self.http["verify"]),
             env={
                 "KSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap,
                 "KSTREAM_REGISTRY_PORT": str(settings.registry_port),
                 "KSTREAM_DATA_DIR": str(settings.data_dir.resolve()),
+                **_server_files(settings),
             },
             error=RegistryError,
             stop_timeout=15.0,
@@ -85,7 +93,8 @@ class LocalRegistry:
         subjects: list[str] = []
         if pid is not None:
             try:
-                subjects = httpx.get(f"{self.url}/subjects", timeout=5).json()
+                res = httpx.get(f"{self.url}/subjects", timeout=5, **self.http)
+                subjects = res.json() if res.status_code == 200 else []
             except (httpx.HTTPError, ValueError):
                 subjects = []
         return RegistryStatus(pid is not None, pid, self.url, subjects, self.log_file)

@@ -40,12 +40,12 @@ class StartCancelled(KStreamLabError):
     """A stop was asked for (a signal to the foreground command) while a process was starting."""
 
 
-def http_probe(url: str, timeout: float = 1.0) -> Probe:
-    """Ready when ``url`` answers 200."""
+def http_probe(url: str, timeout: float = 1.0, *, verify: bool | str = True) -> Probe:
+    """Ready when ``url`` answers 200 (``verify``: a CA bundle for https with a private CA)."""
 
     def ready() -> bool:
         try:
-            return httpx.get(url, timeout=timeout).status_code == 200
+            return httpx.get(url, timeout=timeout, verify=verify).status_code == 200
         except httpx.HTTPError:
             return False
 

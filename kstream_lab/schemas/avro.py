@@ -18,7 +18,7 @@ import fastavro
 from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate
 
-from kstream_lab.errors import DeserializationError, SerializationError, WriterSchemaUnavailable
+from kstream_lab.errors import AuthorizationError, DeserializationError, SerializationError, WriterSchemaUnavailable
 from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
 from kstream_lab.pipeline_spec import TopicSpec
 from kstream_lab.schemas.catalog import schema_for_topic
@@ -58,6 +58,8 @@ def fetch_writer_schema(schemas: WriterSchemas, schema_id: int) -> str:
     try:
         return schemas.writer_schema(schema_id)
     except RegistryError as exc:
+        if exc.status in (401, 403):  # this client's credentials, not the record
+            raise AuthorizationError(exc.message, hint=exc.hint) from None
         if exc.unavailable:
             raise WriterSchemaUnavailable(schema_id, exc) from None
         raise

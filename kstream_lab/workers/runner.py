@@ -4,7 +4,8 @@ A worker is a loop over kstream_lab.kafka with its processor, metrics server, JS
 handling. SIGTERM/SIGINT/SIGHUP only set a stop flag: the loop finishes (and commits) the batch in hand,
 closes the consumer (leaving the group), flushes the producer and the process exits 0. A fatal
 Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervisor restarts it
-(``kstream-lab pipeline watch``, systemd, Kubernetes).
+(``kstream-lab pipeline watch``, systemd, Kubernetes). An ACL denial exits 2 with a line naming
+principal, operation and resource; the batch in hand is aborted, its input offsets uncommitted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from kstream_lab import processes
-from kstream_lab.errors import KStreamLabError
+from kstream_lab.errors import AuthorizationError, KStreamLabError
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
@@ -33,6 +34,7 @@ from kstream_lab.workers.tiers import TierClient
 
 log = logging.getLogger(__name__)
 EXIT_FATAL = 3
+EXIT_DENIED = 2  # an ACL refused this principal: fix the ACLs, do not restart in a loop
 
 
 def stop_on_signals() -> threading.Event:
@@ -174,5 +176,8 @@ def run_worker(
     except FatalKafkaError as exc:
         log.error("fatal: %s", exc)
         return EXIT_FATAL
+    except AuthorizationError as exc:  # an ACL is missing: a restart would be refused the same way
+        log.error("denied: %s", exc)
+        return EXIT_DENIED
     log.info("%s stopped cleanly", name)
     return 0

@@ -1,0 +1,76 @@
+"""The ACLs a pipeline needs, derived from its file: each service's principal gets exactly what its
+typed worker config names (topics, group, transactional id), readers get READ and nothing to write.
+
+Pure data, no Kafka: `kstream-lab acls apply` hands these bindings to kafka/acls.py, and unit tests
+check them without a broker. READ and WRITE imply DESCRIBE in Kafka's authorizer, so DESCRIBE is
+only granted on its own where nothing else is (a reader's DESCRIBE on a worker's group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kstream_lab.pipeline_spec import PipelineSpec
+
+ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
+Pattern = Literal["LITERAL", "PREFIXED"]
+Operation = Literal["READ", "WRITE", "DESCRIBE"]
+
+
+@dataclass(frozen=True, order=True)
+class AclBinding:
+    """One ALLOW rule: ``principal`` may ``operation`` the resource, from any host."""
+
+    principal: str
+    resource_type: ResourceType
+    name: str
+    pattern: Pattern
+    operation: Operation
+
+    def __str__(self) -> str:
+        prefix = " (prefix)" if self.pattern == "PREFIXED" else ""
+        kind = self.resource_type.lower().replace("_", "-")
+        return f"{self.principal} may {self.operation} {kind} {self.name}{prefix}"
+
+
+def _topic(principal: str, op: Operation, *names: str) -> list[AclBinding]:
+    return [AclBinding(principal, "TOPIC", n, "LITERAL", op) for n in names]
+
+
+def _group(principal: str, group: str, op: Operation = "READ") -> AclBinding:
+    return AclBinding(principal, "GROUP", group, "LITERAL", op)
+
+
+def _transactional_ids(principal: str, transactional_id: str) -> AclBinding:
+    """Instance n uses ``<transactional_id>-<n>``: one prefix covers every instance and no other id."""
+    return AclBinding(principal, "TRANSACTIONAL_ID", f"{transactional_id}-", "PREFIXED", "WRITE")
+
+
+def derive_acls(spec: PipelineSpec) -> list[AclBinding]:
+    """Every binding the pipeline file asks for, sorted and without duplicates."""
+    w = spec.workers
+    out: list[AclBinding] = []
+    if p := w.order_service.principal:
+        out += _topic(p, "WRITE", w.order_service.output)
+    if p := w.enricher.principal:
+        e = w.enricher
+        out += [*_topic(p, "READ", e.input), _group(p, e.group_id), *_topic(p, "WRITE", e.output, e.dlq)]
+        out.append(_transactional_ids(p, e.transactional_id))
+    if p := w.aggregator.principal:
+        a = w.aggregator
+        out += [*_topic(p, "READ", a.input, a.changelog), _group(p, a.group_id)]
+        out += [*_topic(p, "WRITE", a.output, a.late, a.dlq, a.changelog), _transactional_ids(p, a.transactional_id)]
+    if p := w.sink.principal:
+        out += [*_topic(p, "READ", w.sink.input), _group(p, w.sink.group_id), *_topic(p, "WRITE", w.sink.dlq)]
+    for reader in spec.readers.values():
+        topics = list(spec.topics) if reader.topics == "all" else reader.topics
+        out += _topic(reader.principal, "READ", *topics)
+        out.append(AclBinding(reader.principal, "GROUP", reader.group_prefix, "PREFIXED", "READ"))
+        out += [_group(reader.principal, getattr(w, name).group_id, "DESCRIBE") for name in reader.describe_groups]
+    return sorted(set(out))
+
+
+def principals(spec: PipelineSpec) -> list[str]:
+    """The principals the file declares (whose ACLs `acls apply` manages)."""
+    return sorted({b.principal for b in derive_acls(spec)})
