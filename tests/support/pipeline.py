@@ -31,6 +31,7 @@ from kstream_lab.sinks.duckdb import read_aggregates
 from kstream_lab.workers.components import component
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import stop
 
 
 def write_pipeline(tmp: Path, *, value_format: str = "avro", worker_overrides: dict | None = None) -> Path:
@@ -175,14 +176,7 @@ class Pipeline:
 
     def stop_all(self) -> None:
         for key in list(self.procs):
-            proc = self.procs.pop(key)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop(self.procs.pop(key))
 
     def log(self, key: str) -> str:
         return (self.tmp / f"{key}.log").read_text(errors="replace")

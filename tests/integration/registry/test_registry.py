@@ -4,9 +4,6 @@ confluent-kafka's own client and serdes, and persistence across restarts of regi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -23,6 +20,7 @@ from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.settings import Settings
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import run_cli
 
 ORDER = load_schemas(ROOT / "pipelines/schemas")["Order"].text
 CT = "application/vnd.schemaregistry.v1+json"
@@ -48,17 +46,6 @@ def retyped(text: str, name: str, new_type) -> str:
         if f["name"] == name:
             f["type"] = new_type
     return json.dumps(schema)
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kstream_lab", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-        timeout=180,
-    )
 
 
 @pytest.fixture
@@ -219,9 +206,9 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
     broker.up(timeout=120)
     try:
         registry.up()
-        reg = cli("schemas", "register", "--all", env=env)
+        reg = run_cli("schemas", "register", "--all", env=env)
         assert reg.returncode == 0 and reg.stdout.count("registered ") == 4, reg.stdout + reg.stderr
-        listed = cli("schemas", "list", env=env).stdout
+        listed = run_cli("schemas", "list", env=env).stdout
         assert listed.splitlines()[1:] == [
             f"{s:<40} {1:>7} {i:>5}"
             for s, i in (
@@ -234,22 +221,22 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
 
         assert registry.down() is True
         registry.up()
-        assert cli("schemas", "list", env=env).stdout == listed
+        assert run_cli("schemas", "list", env=env).stdout == listed
 
         registry.down()
         assert broker.down() is True
-        refused = cli("registry", "up", env=env)
+        refused = run_cli("registry", "up", env=env)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
         assert "did not answer" in refused.stderr
         broker.up(timeout=120)
         registry.up()
-        assert cli("schemas", "list", env=env).stdout == listed
+        assert run_cli("schemas", "list", env=env).stdout == listed
 
         v2 = tmp_path / "order_v2.avsc"
         v2.write_text(with_field(ORDER, name="channel", type="string", default="web"))
-        ok = cli("schemas", "check", str(v2), "--subject", "orders_raw-value", env=env)
+        ok = run_cli("schemas", "check", str(v2), "--subject", "orders_raw-value", env=env)
         assert ok.returncode == 0 and ok.stdout.startswith("compatible"), ok.stdout + ok.stderr
-        bad = cli(
+        bad = run_cli(
             "schemas",
             "check",
             str(ROOT / "pipelines/schemas/enriched_order.avsc"),
@@ -264,9 +251,9 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
 
 
 def test_registry_up_refuses_a_port_in_use(kafka_settings):
-    res = cli("registry", "up")  # the session's registry already runs on KSTREAM_REGISTRY_PORT
+    res = run_cli("registry", "up")  # the session's registry already runs on KSTREAM_REGISTRY_PORT
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "already running" in res.stderr
-    busy = cli(
+    busy = run_cli(
         "registry",
         "up",
         env={
@@ -278,6 +265,6 @@ def test_registry_up_refuses_a_port_in_use(kafka_settings):
 
 
 def test_an_unreachable_registry_is_a_one_line_error(kafka_settings):
-    res = cli("schemas", "list", env={"KSTREAM_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}"})
+    res = run_cli("schemas", "list", env={"KSTREAM_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}"})
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "did not answer: ConnectError" in res.stderr and "kstream-lab registry up" in res.stderr
