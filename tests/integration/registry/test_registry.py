@@ -17,21 +17,12 @@ from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
 from kstream_lab.local_registry import LocalRegistry
 from kstream_lab.schemas.avro import AvroRecordDecoder
 from kstream_lab.schemas.bulk import decode_avro_batch
-from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.settings import Settings
+from tests.support.avro import ORDER, SAMPLE_ORDER
 from tests.support.paths import ROOT, free_port
 from tests.support.processes import run_cli
 
-ORDER = load_schemas(ROOT / "pipelines/schemas")["Order"].text
 CT = "application/vnd.schemaregistry.v1+json"
-ORDER_1 = {
-    "order_id": "o-1",
-    "customer_id": "C0000001",
-    "total_cents": 1999,
-    "currency": "EUR",
-    "item_count": 2,
-    "timestamp": 1_700_000_000_000,
-}
 
 
 def with_field(text: str, **field) -> str:
@@ -127,7 +118,7 @@ def test_evolution_under_backward(kafka_settings, subject):
     registry = SchemaRegistry(kafka_settings)
     topic = subject.removesuffix("-value")
     v1 = registry.register(subject, ORDER)
-    v1_bytes = registry.avro_serializer(ORDER)(ORDER_1, topic)
+    v1_bytes = registry.avro_serializer(ORDER)(SAMPLE_ORDER, topic)
 
     v2_text = with_field(ORDER, name="channel", type="string", default="web", doc="where the order was placed")
     assert registry.check_compatibility(subject, v2_text) == []
@@ -136,13 +127,13 @@ def test_evolution_under_backward(kafka_settings, subject):
     assert registry.register(subject, v2_text) == v2  # idempotent
 
     # data written with v1 still decodes with v2 (per record and in bulk)
-    assert AvroRecordDecoder(registry, reader_schema=v2_text)(v1_bytes) == {**ORDER_1, "channel": "web"}
+    assert AvroRecordDecoder(registry, reader_schema=v2_text)(v1_bytes) == {**SAMPLE_ORDER, "channel": "web"}
     via_confluent = registry.avro_deserializer(v2_text)(v1_bytes, topic)  # confluent-kafka's AvroDeserializer
-    assert via_confluent.pop("timestamp").timestamp() * 1000 == ORDER_1["timestamp"]
-    assert via_confluent == {k: v for k, v in {**ORDER_1, "channel": "web"}.items() if k != "timestamp"}
-    v2_bytes = registry.avro_serializer(v2_text)({**ORDER_1, "channel": "app"}, topic)
+    assert via_confluent.pop("timestamp").timestamp() * 1000 == SAMPLE_ORDER["timestamp"]
+    assert via_confluent == {k: v for k, v in {**SAMPLE_ORDER, "channel": "web"}.items() if k != "timestamp"}
+    v2_bytes = registry.avro_serializer(v2_text)({**SAMPLE_ORDER, "channel": "app"}, topic)
     bulk = decode_avro_batch([v1_bytes, v2_bytes], registry, reader_schema=v2_text)
-    assert bulk.frame.to_dicts() == [{**ORDER_1, "channel": "web"}, {**ORDER_1, "channel": "app"}]
+    assert bulk.frame.to_dicts() == [{**SAMPLE_ORDER, "channel": "web"}, {**SAMPLE_ORDER, "channel": "app"}]
 
     v3 = with_field(v2_text, name="coupon", type="string")
     with pytest.raises(RegistryError, match="field 'coupon'") as info:
@@ -161,11 +152,11 @@ def test_confluent_kafka_client_and_serdes_work_against_the_local_registry(kafka
     serializer = AvroSerializer(client, ORDER)
     deserializer = AvroDeserializer(client)
     ctx = SerializationContext(topic, MessageField.VALUE)
-    data = serializer(ORDER_1, ctx)
+    data = serializer(SAMPLE_ORDER, ctx)
     registered = client.get_latest_version(subject)
     assert data[:5] == b"\x00" + registered.schema_id.to_bytes(4, "big")
     out = deserializer(data, ctx)
-    assert {**out, "timestamp": int(out["timestamp"].timestamp() * 1000)} == ORDER_1
+    assert {**out, "timestamp": int(out["timestamp"].timestamp() * 1000)} == SAMPLE_ORDER
 
     assert client.get_subjects() == sorted(client.get_subjects()) and subject in client.get_subjects()
     assert client.get_versions(subject) == [1]
