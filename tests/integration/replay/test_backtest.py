@@ -23,6 +23,7 @@ from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.replay.reader import RangeError
 from kstream_lab.schemas.serde import SerdeContext, json_serializer
+from tests.support.backtest import WINDOW_REPORT_COLUMNS
 from tests.support.paths import ROOT
 from tests.support.pipeline import produce_with_truth
 
@@ -118,17 +119,7 @@ def test_backtest_equals_truth_to_the_cent(scenario):
     matched = report.windows.filter(pl.col("status") == "match")
     assert matched["backtest_total"].sum() == finals["total_cents"].sum()
     assert matched["live_count"].sum() == matched["backtest_count"].sum() == finals["count"].sum()
-    assert report.windows.columns == [
-        "window_start",
-        "tier",
-        "source_partition",
-        "live_total",
-        "backtest_total",
-        "delta",
-        "live_count",
-        "backtest_count",
-        "status",
-    ]
+    assert report.windows.columns == WINDOW_REPORT_COLUMNS
 
 
 def test_a_changed_live_total_is_reported_with_its_delta(scenario):

@@ -13,6 +13,7 @@ from kstream_lab.cli.replay import _position
 from kstream_lab.replay.diff import compare_windows, what_if
 from kstream_lab.replay.frames import referenced_topics, run_sql
 from kstream_lab.replay.reader import RangeError, parse_position
+from tests.support.backtest import WINDOW_REPORT_COLUMNS
 
 NOW = 1_800_000_000_000
 SPEC = AggregationSpec.model_validate(
@@ -123,17 +124,7 @@ def test_every_status():
         ]
     )  # duplicate_live
     windows = compare_windows(SPEC, result, live, {"loyalty_tier": "tier"}, {}, set())
-    assert windows.columns == [
-        "window_start",
-        "tier",
-        "source_partition",
-        "live_total",
-        "backtest_total",
-        "delta",
-        "live_count",
-        "backtest_count",
-        "status",
-    ]
+    assert windows.columns == WINDOW_REPORT_COLUMNS
     assert windows.select("source_partition", "window_start", "tier", "delta", "status").rows() == [
         (0, 0, "gold", 0, "match"),
         (0, 60_000, "gold", -1, "differ"),
