@@ -1,8 +1,11 @@
-"""A small aggregation spec, orders for it, and the JSON column decoder and processor of the aggregator unit tests."""
+"""A small aggregation spec, orders for it, the JSON column decoder and processor of the aggregator unit tests,
+and replayed frames of orders for the batch engine's."""
 
 from __future__ import annotations
 
 import json
+
+import polars as pl
 
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.schemas.serde import json_decoder
@@ -19,6 +22,20 @@ SPEC = AggregationSpec.model_validate(
         "metrics": {"total_cents": {"sum": "total_cents"}, "count": {"count": "*"}},
     }
 )
+
+# A replayed frame of enriched orders as the batch engine reads it; row tuples are in this order.
+ORDERS_FRAME_SCHEMA = {
+    "partition": pl.Int32,
+    "offset": pl.Int64,
+    "timestamp": pl.Int64,
+    "loyalty_tier": pl.Utf8,
+    "total_cents": pl.Int64,
+}
+
+
+def orders_frame(rows: list[tuple] | list[dict]) -> pl.DataFrame:
+    """Rows (tuples in ORDERS_FRAME_SCHEMA's order, or dicts by column) as a frame with its exact dtypes."""
+    return pl.DataFrame(rows, schema=ORDERS_FRAME_SCHEMA, orient="row")
 
 
 def order(i: int, ts: int, tier: str = "gold", cents: int = 100) -> dict:
