@@ -16,6 +16,46 @@ from kstream_lab.settings import Settings
 AGGREGATE_COLUMNS = ("window_start", "window_end", "tier", "source_partition", "total_cents", "count", "final")
 KEY_COLUMNS = ("window_start", "tier", "source_partition")
 TABLE = "sales_aggregates"
+# SQL types both databases spell alike; None: the database's own string type.
+_SQL_TYPES: dict[str, str | None] = {
+    "window_start": "BIGINT",
+    "window_end": "BIGINT",
+    "tier": None,
+    "source_partition": "INTEGER",
+    "total_cents": "BIGINT",
+    "count": "BIGINT",
+    "final": "BOOLEAN",
+}
+
+
+def create_table_sql(*, text: str, updated_at: str) -> str:
+    """The one definition of the table, so DuckDB's and PostgreSQL's cannot drift apart.
+
+    ``text`` is the string type (``VARCHAR``, ``TEXT``); ``updated_at`` its column type and default.
+    """
+    columns = [f"    {name} {_SQL_TYPES[name] or text} NOT NULL," for name in AGGREGATE_COLUMNS]
+    return "\n".join(
+        [
+            f"\nCREATE TABLE IF NOT EXISTS {TABLE} (",
+            *columns,
+            f"    updated_at {updated_at},",
+            f"    PRIMARY KEY ({', '.join(KEY_COLUMNS)})",
+            ")",
+        ]
+    )
+
+
+def upsert_sql(*, rows: str, now: str) -> str:
+    """Insert ``rows`` (a ``SELECT`` or ``VALUES``) or update by key, never touching a row already final.
+
+    This clause is the sink's whole idempotence rule (module docstring); ``now`` is the database's clock.
+    """
+    return f"""
+INSERT INTO {TABLE} ({", ".join(AGGREGATE_COLUMNS)}) {rows}
+ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET
+    window_end = excluded.window_end, total_cents = excluded.total_cents, count = excluded.count,
+    final = excluded.final, updated_at = {now}
+WHERE NOT {TABLE}.final"""
 
 
 class AggregateSink(Protocol):

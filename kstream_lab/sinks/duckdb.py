@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE
+from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE, create_table_sql, upsert_sql
 
 T = TypeVar("T")
 ARROW_SCHEMA = pa.schema(
@@ -34,25 +34,8 @@ ARROW_SCHEMA = pa.schema(
     ]
 )
 
-DDL = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    window_start BIGINT NOT NULL,
-    window_end BIGINT NOT NULL,
-    tier VARCHAR NOT NULL,
-    source_partition INTEGER NOT NULL,
-    total_cents BIGINT NOT NULL,
-    count BIGINT NOT NULL,
-    final BOOLEAN NOT NULL,
-    updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
-    PRIMARY KEY (window_start, tier, source_partition)
-)"""
-
-UPSERT = f"""
-INSERT INTO {TABLE} ({", ".join(AGGREGATE_COLUMNS)}) SELECT {", ".join(AGGREGATE_COLUMNS)} FROM batch
-ON CONFLICT (window_start, tier, source_partition) DO UPDATE SET
-    window_end = excluded.window_end, total_cents = excluded.total_cents, count = excluded.count,
-    final = excluded.final, updated_at = now()::TIMESTAMP
-WHERE NOT {TABLE}.final"""
+DDL = create_table_sql(text="VARCHAR", updated_at="TIMESTAMP NOT NULL DEFAULT current_timestamp")
+UPSERT = upsert_sql(rows=f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM batch", now="now()::TIMESTAMP")
 
 
 def _locked(exc: Exception) -> bool:

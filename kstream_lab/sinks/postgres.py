@@ -11,32 +11,17 @@ import zlib
 
 import psycopg
 
-from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE
+from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE, create_table_sql, upsert_sql
 
-DDL = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    window_start BIGINT NOT NULL,
-    window_end BIGINT NOT NULL,
-    tier TEXT NOT NULL,
-    source_partition INTEGER NOT NULL,
-    total_cents BIGINT NOT NULL,
-    count BIGINT NOT NULL,
-    final BOOLEAN NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (window_start, tier, source_partition)
-)"""
+DDL = create_table_sql(text="TEXT", updated_at="TIMESTAMPTZ NOT NULL DEFAULT now()")
+
 
 # CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions creating the table at the same
 # moment can both pass the "exists?" check and one fails on pg_type's unique index. Sinks (and
 # readers) starting together therefore take this transaction-scoped advisory lock around the DDL.
 DDL_LOCK = zlib.crc32(f"kstream_lab.{TABLE}".encode())
 
-UPSERT = f"""
-INSERT INTO {TABLE} ({", ".join(AGGREGATE_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (window_start, tier, source_partition) DO UPDATE SET
-    window_end = excluded.window_end, total_cents = excluded.total_cents, count = excluded.count,
-    final = excluded.final, updated_at = now()
-WHERE NOT {TABLE}.final"""
+UPSERT = upsert_sql(rows=f"VALUES ({', '.join(['%s'] * len(AGGREGATE_COLUMNS))})", now="now()")
 
 
 class PostgresSink:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import stop
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -87,9 +88,4 @@ def serve_dashboard(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)

@@ -14,35 +14,12 @@ from pathlib import Path
 import polars as pl
 from playwright.sync_api import expect
 
-from kstream_lab.generator.produce import produce_orders
 from kstream_lab.monitoring.sales import format_cents, minute_label
-from kstream_lab.schemas.serde import value_serializer
-from tests.support.pipeline import Pipeline
+from tests.support.pipeline import Pipeline, produce_truth
 
 # 20 ms apart: 80 s of event time, so minute M is complete and closed by the records after it; 1% late and
 # 0.5% poison records exercise the late and dead-letter panels.
 ORDERS = 4_000
-
-
-def produce(pipe: Pipeline, start_ms: int) -> pl.DataFrame:
-    """Generate ORDERS orders from ``start_ms`` into the pipeline's orders_raw; return the truth."""
-    spec = pipe.spec
-    raw = spec.topic(pipe.topic("orders_raw"))
-    truth = pipe.tmp / "truth.parquet"
-    produce_orders(
-        pipe.settings,
-        raw,
-        value_serializer(pipe.settings, raw),
-        spec.aggregation().window,
-        count=ORDERS,
-        seed=11,
-        start_ms=start_ms,
-        late_fraction=0.01,
-        poison_fraction=0.005,
-        truth=truth,
-        progress=False,
-    )
-    return pl.read_parquet(truth)
 
 
 def test_dashboard_shows_the_new_minutes_total_to_the_cent(
@@ -56,7 +33,7 @@ def test_dashboard_shows_the_new_minutes_total_to_the_cent(
     expect(page.get_by_text("No sales", exact=False).first).to_be_visible(timeout=30_000)
 
     minute = (int(time.time() * 1000) // 60_000 - 5) * 60_000
-    truth = produce(pipe, minute)
+    truth = produce_truth(pipe, ORDERS, seed=11, start_ms=minute)
     ok = truth.filter(pl.col("kind") == "ok")
     in_minute = ok.filter(pl.col("window_start") == minute)
     total, orders = int(in_minute["total_cents"].sum()), in_minute.height

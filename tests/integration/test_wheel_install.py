@@ -29,6 +29,7 @@ import yaml
 
 from kstream_lab.cli import app
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import stop
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def test_the_order_service_accepts_an_order(installed: Installed, kafka_settings
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()[-3000:]
     finally:
-        stop(proc)
+        stop(proc, timeout=15)
 
 
 def test_the_dashboard_becomes_healthy(installed: Installed) -> None:
@@ -172,7 +173,7 @@ def test_the_dashboard_becomes_healthy(installed: Installed) -> None:
         (page,) = [Path(a) for a in argv if a.endswith("dashboard.py")]
         assert page.is_relative_to(installed.venv) and page.parts[-3:] == ("kstream_lab", "services", "dashboard.py")
     finally:
-        stop(proc)
+        stop(proc, timeout=15)
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> str:
@@ -187,13 +188,3 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) 
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} did not answer within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

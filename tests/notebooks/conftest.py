@@ -11,15 +11,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
 import pytest
 import yaml
 
 from kstream_lab.generator.orders import recent_start_ms
-from kstream_lab.generator.produce import produce_orders
-from kstream_lab.schemas.serde import value_serializer
 from tests.support.paths import ROOT, free_port
-from tests.support.pipeline import Pipeline, expected_rows, sink_by_key
+from tests.support.pipeline import Pipeline, expected_rows, produce_truth, sink_by_key
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
 
@@ -48,22 +45,7 @@ def seeded(kafka_settings, tmp_path_factory) -> Iterator[dict]:
     os.environ["KSTREAM_PIPELINE_FILE"] = str(seeded_pipeline_file(tmp))
     pipe = Pipeline(kafka_settings, Path(os.environ["KSTREAM_PIPELINE_FILE"]), tmp)
     pipe.create_topics()
-    raw = pipe.spec.topic("orders_raw")
-    truth_file = tmp / "truth.parquet"
-    produce_orders(
-        kafka_settings,
-        raw,
-        value_serializer(kafka_settings, raw),
-        pipe.spec.aggregation().window,
-        count=ORDERS,
-        seed=11,
-        start_ms=START_MS,
-        late_fraction=0.02,
-        poison_fraction=0.01,
-        truth=truth_file,
-        progress=False,
-    )
-    truth = pl.read_parquet(truth_file)
+    truth = produce_truth(pipe, ORDERS, seed=11, start_ms=START_MS, late_fraction=0.02, poison_fraction=0.01)
     window = pipe.spec.aggregation().window
     expected = expected_rows(truth, window.size_ms, window.grace_ms)
     try:

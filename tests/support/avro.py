@@ -15,6 +15,15 @@ from tests.support.paths import ROOT
 
 SCHEMAS = load_schemas(ROOT / "pipelines/schemas")
 ORDER = SCHEMAS["Order"].text
+# One valid Order, for the tests that need a single known record rather than generated ones.
+SAMPLE_ORDER = {
+    "order_id": "o-1",
+    "customer_id": "C0000001",
+    "total_cents": 1999,
+    "currency": "EUR",
+    "item_count": 2,
+    "timestamp": 1_700_000_000_000,
+}
 
 
 def orders(n: int = 200) -> list[dict]:

@@ -21,16 +21,18 @@ import httpx
 import polars as pl
 import yaml
 
+from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.read import read_records
 from kstream_lab.kafka.topics import apply_topics, delete_topics
-from kstream_lab.pipeline_spec import PipelineSpec, WorkersConfig, load_pipeline
-from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
+from kstream_lab.pipeline_spec import PipelineSpec, TopicSpec, WorkersConfig, load_pipeline
+from kstream_lab.schemas.serde import SerdeContext, Serializer, value_decoder, value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
 from kstream_lab.workers.components import component
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import stop
 
 
 def write_pipeline(tmp: Path, *, value_format: str = "avro", worker_overrides: dict | None = None) -> Path:
@@ -175,14 +177,7 @@ class Pipeline:
 
     def stop_all(self) -> None:
         for key in list(self.procs):
-            proc = self.procs.pop(key)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop(self.procs.pop(key))
 
     def log(self, key: str) -> str:
         return (self.tmp / f"{key}.log").read_text(errors="replace")
@@ -260,23 +255,40 @@ def totals_per_window_tier(rows: dict[tuple, dict], *, final_only: bool) -> dict
 ORDERS = int(os.environ.get("KSTREAM_PIPELINE_ORDERS", "200000"))
 
 
-def produce_truth(pipe: Pipeline, count: int = ORDERS, seed: int = 7) -> pl.DataFrame:
-    spec = pipe.spec
-    raw = spec.topic(pipe.topic("orders_raw"))
-    truth_file = pipe.tmp / "truth.parquet"
-    produce_orders(
+def produce_with_truth(
+    settings: Settings, topic: TopicSpec, serialize: Serializer, window: WindowSpec, truth_file: Path, **generator
+) -> pl.DataFrame:
+    """Generated orders into ``topic``, and the generator's truth for them (kept in ``truth_file``).
+
+    ``generator`` is the rest of :func:`produce_orders`' keywords (count, seed, start_ms, rate, fractions).
+    """
+    produce_orders(settings, topic, serialize, window, truth=truth_file, progress=False, **generator)
+    return pl.read_parquet(truth_file)
+
+
+def produce_truth(
+    pipe: Pipeline,
+    count: int = ORDERS,
+    seed: int = 7,
+    *,
+    late_fraction: float = 0.01,
+    poison_fraction: float = 0.005,
+    **generator,
+) -> pl.DataFrame:
+    """Generated orders into the pipeline's orders_raw, in its declared format; the truth for them."""
+    raw = pipe.spec.topic(pipe.topic("orders_raw"))
+    return produce_with_truth(
         pipe.settings,
         raw,
         value_serializer(pipe.settings, raw),
-        spec.aggregation().window,
+        pipe.spec.aggregation().window,
+        pipe.tmp / "truth.parquet",
         count=count,
         seed=seed,
-        late_fraction=0.01,
-        poison_fraction=0.005,
-        truth=truth_file,
-        progress=False,
+        late_fraction=late_fraction,
+        poison_fraction=poison_fraction,
+        **generator,
     )
-    return pl.read_parquet(truth_file)
 
 
 def sink_matches(pipe: Pipeline, expected: dict) -> bool:

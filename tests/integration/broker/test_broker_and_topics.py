@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import polars as pl
 import pytest
 
@@ -18,19 +14,9 @@ from kstream_lab.kafka.topics import apply_topics, plan_changes
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.serde import json_serializer
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import run_cli
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kstream_lab", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-        timeout=180,
-    )
 
 
 def test_apply_is_idempotent_and_grows_but_never_shrinks(kafka_settings, topic_factory):
@@ -74,16 +60,16 @@ def test_generator_counts_and_truth(kafka_settings, topic_factory, tmp_path):
 
 
 def test_cli_topic_errors_exit_2(kafka_settings):
-    res = cli("topics", "describe", "no-such-topic")
+    res = run_cli("topics", "describe", "no-such-topic")
     assert res.returncode == 2
     assert "unknown topic 'no-such-topic'" in res.stderr and "Traceback" not in res.stderr
-    res = cli("produce-orders", "--count", "-1", "--seed", "1")
+    res = run_cli("produce-orders", "--count", "-1", "--seed", "1")
     assert res.returncode == 2 and "--count" in res.stderr
 
 
 def test_cli_broker_not_running_exit_2(tmp_path):
     port = free_port()
-    res = cli("topics", "list", env={"KSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
+    res = run_cli("topics", "list", env={"KSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "did not answer" in res.stderr and "broker up" in res.stderr
 
@@ -150,14 +136,15 @@ def test_done_when_sequence_starts_the_local_registry_for_avro(kafka_settings, t
         "KSTREAM_REGISTRY_PORT": str(free_port()),
     }
     try:
-        assert cli("broker", "up", env=env).returncode == 0
-        assert cli("topics", "apply", "pipelines/orders.yaml", env=env).returncode == 0
-        res = cli("produce-orders", "--count", "2000", "--seed", "1", "--no-progress", env=env)
+        assert run_cli("broker", "up", env=env).returncode == 0
+        assert run_cli("topics", "apply", "pipelines/orders.yaml", env=env).returncode == 0
+        res = run_cli("produce-orders", "--count", "2000", "--seed", "1", "--no-progress", env=env)
         assert res.returncode == 0, res.stderr
         assert "schema registry up at" in res.stdout and "produced 2000 records to orders_raw" in res.stdout
         assert (
-            "topic orders_raw: 6 partitions, 2000 messages" in cli("topics", "describe", "orders_raw", env=env).stdout
+            "topic orders_raw: 6 partitions, 2000 messages"
+            in run_cli("topics", "describe", "orders_raw", env=env).stdout
         )
     finally:
-        cli("registry", "down", env=env)
-        cli("broker", "down", env=env)
+        run_cli("registry", "down", env=env)
+        run_cli("broker", "down", env=env)

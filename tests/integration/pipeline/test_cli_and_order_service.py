@@ -18,18 +18,12 @@ from kstream_lab.observability.tracing import trace_id_of
 from kstream_lab.processes import read_pid
 from tests.support.paths import ROOT, free_port
 from tests.support.pipeline import Pipeline
+from tests.support.processes import run_cli
 
 
 def cli(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KSTREAM_DATA_DIR": str(pipe.tmp / "data")}
-    return subprocess.run(
-        [sys.executable, "-m", "kstream_lab", *args, "--pipeline", str(pipe.file)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """``kstream-lab ARGS --pipeline FILE`` with the pipeline's own data dir."""
+    return run_cli(*args, "--pipeline", str(pipe.file), env={"KSTREAM_DATA_DIR": str(pipe.tmp / "data")}, timeout=120)
 
 
 def test_pipeline_up_status_down_and_an_order_end_to_end(live_pipeline: Pipeline) -> None:

@@ -16,10 +16,16 @@ import httpx
 import polars as pl
 
 from kstream_lab.generator.customers import UNKNOWN_TIER
-from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.read import open_transaction_partitions
-from kstream_lab.schemas.serde import value_serializer
-from tests.support.pipeline import ORDERS, Pipeline, assert_pipeline_results, expected_rows, sink_by_key, sink_matches
+from tests.support.pipeline import (
+    ORDERS,
+    Pipeline,
+    assert_pipeline_results,
+    expected_rows,
+    produce_truth,
+    sink_by_key,
+    sink_matches,
+)
 
 
 class BackgroundProducer(threading.Thread):
@@ -29,24 +35,11 @@ class BackgroundProducer(threading.Thread):
         super().__init__(daemon=True)
         self.pipe, self.count, self.rate, self.seed = pipe, count, rate, seed
         self.error: BaseException | None = None
+        self.produced: pl.DataFrame | None = None
 
     def run(self) -> None:
         try:
-            spec = self.pipe.spec
-            raw = spec.topic(self.pipe.topic("orders_raw"))
-            produce_orders(
-                self.pipe.settings,
-                raw,
-                value_serializer(self.pipe.settings, raw),
-                spec.aggregation().window,
-                count=self.count,
-                seed=self.seed,
-                rate=self.rate,
-                late_fraction=0.01,
-                poison_fraction=0.005,
-                truth=self.pipe.tmp / "truth.parquet",
-                progress=False,
-            )
+            self.produced = produce_truth(self.pipe, self.count, self.seed, rate=self.rate)
         except BaseException as exc:  # surfaced by truth()
             self.error = exc
 
@@ -54,7 +47,7 @@ class BackgroundProducer(threading.Thread):
         self.join(300)
         if self.error:
             raise self.error
-        return pl.read_parquet(self.pipe.tmp / "truth.parquet")
+        return self.produced
 
 
 def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | None:

@@ -4,9 +4,6 @@ confluent-kafka's own client and serdes, and persistence across restarts of regi
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -20,20 +17,12 @@ from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
 from kstream_lab.local_registry import LocalRegistry
 from kstream_lab.schemas.avro import AvroRecordDecoder
 from kstream_lab.schemas.bulk import decode_avro_batch
-from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.settings import Settings
+from tests.support.avro import ORDER, SAMPLE_ORDER
 from tests.support.paths import ROOT, free_port
+from tests.support.processes import run_cli
 
-ORDER = load_schemas(ROOT / "pipelines/schemas")["Order"].text
 CT = "application/vnd.schemaregistry.v1+json"
-ORDER_1 = {
-    "order_id": "o-1",
-    "customer_id": "C0000001",
-    "total_cents": 1999,
-    "currency": "EUR",
-    "item_count": 2,
-    "timestamp": 1_700_000_000_000,
-}
 
 
 def with_field(text: str, **field) -> str:
@@ -48,17 +37,6 @@ def retyped(text: str, name: str, new_type) -> str:
         if f["name"] == name:
             f["type"] = new_type
     return json.dumps(schema)
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kstream_lab", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-        timeout=180,
-    )
 
 
 @pytest.fixture
@@ -140,7 +118,7 @@ def test_evolution_under_backward(kafka_settings, subject):
     registry = SchemaRegistry(kafka_settings)
     topic = subject.removesuffix("-value")
     v1 = registry.register(subject, ORDER)
-    v1_bytes = registry.avro_serializer(ORDER)(ORDER_1, topic)
+    v1_bytes = registry.avro_serializer(ORDER)(SAMPLE_ORDER, topic)
 
     v2_text = with_field(ORDER, name="channel", type="string", default="web", doc="where the order was placed")
     assert registry.check_compatibility(subject, v2_text) == []
@@ -149,13 +127,13 @@ def test_evolution_under_backward(kafka_settings, subject):
     assert registry.register(subject, v2_text) == v2  # idempotent
 
     # data written with v1 still decodes with v2 (per record and in bulk)
-    assert AvroRecordDecoder(registry, reader_schema=v2_text)(v1_bytes) == {**ORDER_1, "channel": "web"}
+    assert AvroRecordDecoder(registry, reader_schema=v2_text)(v1_bytes) == {**SAMPLE_ORDER, "channel": "web"}
     via_confluent = registry.avro_deserializer(v2_text)(v1_bytes, topic)  # confluent-kafka's AvroDeserializer
-    assert via_confluent.pop("timestamp").timestamp() * 1000 == ORDER_1["timestamp"]
-    assert via_confluent == {k: v for k, v in {**ORDER_1, "channel": "web"}.items() if k != "timestamp"}
-    v2_bytes = registry.avro_serializer(v2_text)({**ORDER_1, "channel": "app"}, topic)
+    assert via_confluent.pop("timestamp").timestamp() * 1000 == SAMPLE_ORDER["timestamp"]
+    assert via_confluent == {k: v for k, v in {**SAMPLE_ORDER, "channel": "web"}.items() if k != "timestamp"}
+    v2_bytes = registry.avro_serializer(v2_text)({**SAMPLE_ORDER, "channel": "app"}, topic)
     bulk = decode_avro_batch([v1_bytes, v2_bytes], registry, reader_schema=v2_text)
-    assert bulk.frame.to_dicts() == [{**ORDER_1, "channel": "web"}, {**ORDER_1, "channel": "app"}]
+    assert bulk.frame.to_dicts() == [{**SAMPLE_ORDER, "channel": "web"}, {**SAMPLE_ORDER, "channel": "app"}]
 
     v3 = with_field(v2_text, name="coupon", type="string")
     with pytest.raises(RegistryError, match="field 'coupon'") as info:
@@ -174,11 +152,11 @@ def test_confluent_kafka_client_and_serdes_work_against_the_local_registry(kafka
     serializer = AvroSerializer(client, ORDER)
     deserializer = AvroDeserializer(client)
     ctx = SerializationContext(topic, MessageField.VALUE)
-    data = serializer(ORDER_1, ctx)
+    data = serializer(SAMPLE_ORDER, ctx)
     registered = client.get_latest_version(subject)
     assert data[:5] == b"\x00" + registered.schema_id.to_bytes(4, "big")
     out = deserializer(data, ctx)
-    assert {**out, "timestamp": int(out["timestamp"].timestamp() * 1000)} == ORDER_1
+    assert {**out, "timestamp": int(out["timestamp"].timestamp() * 1000)} == SAMPLE_ORDER
 
     assert client.get_subjects() == sorted(client.get_subjects()) and subject in client.get_subjects()
     assert client.get_versions(subject) == [1]
@@ -219,9 +197,9 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
     broker.up(timeout=120)
     try:
         registry.up()
-        reg = cli("schemas", "register", "--all", env=env)
+        reg = run_cli("schemas", "register", "--all", env=env)
         assert reg.returncode == 0 and reg.stdout.count("registered ") == 4, reg.stdout + reg.stderr
-        listed = cli("schemas", "list", env=env).stdout
+        listed = run_cli("schemas", "list", env=env).stdout
         assert listed.splitlines()[1:] == [
             f"{s:<40} {1:>7} {i:>5}"
             for s, i in (
@@ -234,22 +212,22 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
 
         assert registry.down() is True
         registry.up()
-        assert cli("schemas", "list", env=env).stdout == listed
+        assert run_cli("schemas", "list", env=env).stdout == listed
 
         registry.down()
         assert broker.down() is True
-        refused = cli("registry", "up", env=env)
+        refused = run_cli("registry", "up", env=env)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
         assert "did not answer" in refused.stderr
         broker.up(timeout=120)
         registry.up()
-        assert cli("schemas", "list", env=env).stdout == listed
+        assert run_cli("schemas", "list", env=env).stdout == listed
 
         v2 = tmp_path / "order_v2.avsc"
         v2.write_text(with_field(ORDER, name="channel", type="string", default="web"))
-        ok = cli("schemas", "check", str(v2), "--subject", "orders_raw-value", env=env)
+        ok = run_cli("schemas", "check", str(v2), "--subject", "orders_raw-value", env=env)
         assert ok.returncode == 0 and ok.stdout.startswith("compatible"), ok.stdout + ok.stderr
-        bad = cli(
+        bad = run_cli(
             "schemas",
             "check",
             str(ROOT / "pipelines/schemas/enriched_order.avsc"),
@@ -264,9 +242,9 @@ def test_subjects_versions_and_ids_survive_restarts_of_registry_and_broker(tmp_p
 
 
 def test_registry_up_refuses_a_port_in_use(kafka_settings):
-    res = cli("registry", "up")  # the session's registry already runs on KSTREAM_REGISTRY_PORT
+    res = run_cli("registry", "up")  # the session's registry already runs on KSTREAM_REGISTRY_PORT
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "already running" in res.stderr
-    busy = cli(
+    busy = run_cli(
         "registry",
         "up",
         env={
@@ -278,6 +256,6 @@ def test_registry_up_refuses_a_port_in_use(kafka_settings):
 
 
 def test_an_unreachable_registry_is_a_one_line_error(kafka_settings):
-    res = cli("schemas", "list", env={"KSTREAM_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}"})
+    res = run_cli("schemas", "list", env={"KSTREAM_SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}"})
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "did not answer: ConnectError" in res.stderr and "kstream-lab registry up" in res.stderr

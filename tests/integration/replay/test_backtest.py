@@ -17,14 +17,15 @@ import kstream_lab
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.generator.orders import recent_start_ms
-from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.clients import make_consumer
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.replay.reader import RangeError
 from kstream_lab.schemas.serde import SerdeContext, json_serializer
+from tests.support.backtest import WINDOW_REPORT_COLUMNS
 from tests.support.paths import ROOT
+from tests.support.pipeline import produce_with_truth
 
 ORDERS = 12_000
 # An hour back and window-aligned: the same seed then gives the same windows, closes and late set every run
@@ -53,21 +54,18 @@ def scenario(kafka_settings, topic_factory, tmp_path):
     base = load_pipeline(ROOT / "pipelines/orders.yaml").aggregation()
     source, live_topic = topic_factory("enriched", partitions=3), topic_factory("aggregates", partitions=3)
     spec = base.model_copy(update={"source": source})
-    truth_path = tmp_path / "truth.parquet"
-    produce_orders(
+    truth = produce_with_truth(
         kafka_settings,
         TopicSpec(name=source, partitions=3),
         enriched_json,
         spec.window,
+        tmp_path / "truth.parquet",
         count=ORDERS,
         seed=11,
         start_ms=START_MS,
         late_fraction=0.02,
         poison_fraction=0.005,
-        truth=truth_path,
-        progress=False,
     )
-    truth = pl.read_parquet(truth_path)
     windows = truth_windows(truth, spec.window.size_ms, spec.window.grace_ms)
     with BatchProducer(kafka_settings) as producer:
         for row in windows.sort("partition", "window_start", "tier").iter_rows(named=True):
@@ -121,17 +119,7 @@ def test_backtest_equals_truth_to_the_cent(scenario):
     matched = report.windows.filter(pl.col("status") == "match")
     assert matched["backtest_total"].sum() == finals["total_cents"].sum()
     assert matched["live_count"].sum() == matched["backtest_count"].sum() == finals["count"].sum()
-    assert report.windows.columns == [
-        "window_start",
-        "tier",
-        "source_partition",
-        "live_total",
-        "backtest_total",
-        "delta",
-        "live_count",
-        "backtest_count",
-        "status",
-    ]
+    assert report.windows.columns == WINDOW_REPORT_COLUMNS
 
 
 def test_a_changed_live_total_is_reported_with_its_delta(scenario):

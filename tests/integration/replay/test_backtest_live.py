@@ -8,9 +8,6 @@ reproduce its final windows exactly, from Python and from the CLI.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,8 +19,8 @@ from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
-from tests.support.paths import ROOT
 from tests.support.pipeline import Pipeline, write_pipeline
+from tests.support.processes import run_cli
 
 
 @pytest.fixture
@@ -84,15 +81,8 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     assert set(report.counts) <= {"match", "open"} and report.counts["match"] == report.live_finals > 50
     assert report.late > 0 and report.records == 16_000 - _poison(pipe)
 
-    env = {**os.environ, "KSTREAM_PIPELINE_FILE": str(pipe.file)}
-    res = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", "backtest"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    env = {"KSTREAM_PIPELINE_FILE": str(pipe.file)}
+    res = run_cli("backtest", env=env, timeout=120)
     assert res.returncode == 0, (res.stdout + res.stderr)[:3000]
     assert "verdict: MATCH" in res.stdout
 
@@ -116,24 +106,10 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
             partition=row["source_partition"],
         )
     time.sleep(0.5)
-    res = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", "backtest"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    res = run_cli("backtest", env=env, timeout=120)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "duplicate_live" in res.stdout and "verdict: DIFFER (1 mismatching window(s))" in res.stdout
-    res = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", "backtest", "--from", "bogus"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    res = run_cli("backtest", "--from", "bogus", env=env, timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: not a position")
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import duckdb
@@ -13,7 +10,7 @@ import polars as pl
 
 import kstream_lab
 from kstream_lab.replay.parquet import scan_export
-from tests.support.paths import ROOT
+from tests.support.processes import run_cli
 
 T0 = (int(time.time()) - 3_600) * 1000
 
@@ -90,68 +87,35 @@ def test_chunked_export_and_cli(kafka_settings, topic_factory, produce_json, tmp
     kstream_lab.to_parquet(kstream_lab.replay(topic, end=2, settings=kafka_settings), tmp_path / "one.parquet")
     assert pl.read_parquet(tmp_path / "one.parquet").height == 6
 
-    env = {**os.environ}
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kstream_lab",
-            "replay",
-            topic,
-            "--from",
-            "0:10,2:990",
-            "--to",
-            "latest",
-            "--out",
-            str(tmp_path / "cli"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    res = run_cli(
+        "replay",
+        topic,
+        "--from",
+        "0:10,2:990",
+        "--to",
+        "latest",
+        "--out",
+        str(tmp_path / "cli"),
+        "--no-progress",
         timeout=120,
     )
     assert res.returncode == 0, res.stderr
     assert "wrote 1,000 records in 2 file(s)" in res.stdout
     parts = scan_export(tmp_path / "cli").select(pl.col("partition").unique().sort()).collect()
     assert parts.to_series().to_list() == [0, 2]  # a start dict also selects the partitions
-    res = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", "replay", topic, "--to", "3"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    res = run_cli("replay", topic, "--to", "3", timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("9 records")
-    res = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", "replay", "no-such-topic-abc"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    res = run_cli("replay", "no-such-topic-abc", timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: unknown topic 'no-such-topic-abc'")
     (tmp_path / "schema.json").write_text('{"order_id": "String", "total_cents": "Int32", "coupon": "String"}')
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kstream_lab",
-            "replay",
-            topic,
-            "--out",
-            str(tmp_path / "typed"),
-            "--schema",
-            str(tmp_path / "schema.json"),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    res = run_cli(
+        "replay",
+        topic,
+        "--out",
+        str(tmp_path / "typed"),
+        "--schema",
+        str(tmp_path / "schema.json"),
+        "--no-progress",
         timeout=120,
     )
     assert res.returncode == 0, res.stderr

@@ -15,6 +15,7 @@ from kstream_lab.pipeline_spec import TopicSpec, load_pipeline
 from kstream_lab.schemas.bulk import decode_avro_batch
 from kstream_lab.schemas.catalog import load_schemas
 from kstream_lab.schemas.serde import SerdeContext, value_decoder, value_serializer
+from tests.support.avro import SAMPLE_ORDER
 from tests.support.paths import ROOT
 
 START_MS = recent_start_ms()  # recent event times, as a live pipeline has
@@ -97,14 +98,7 @@ def test_generated_orders_round_trip_through_avro(kafka_settings, avro_orders_to
 def test_a_value_that_breaks_the_schema_is_refused_naming_the_field(kafka_settings, avro_orders_topic):
     settings = kafka_settings.model_copy(update={"pipeline_file": ROOT / "pipelines/orders.yaml"})
     serialize = value_serializer(settings, avro_orders_topic)
-    order = {
-        "order_id": "o-1",
-        "customer_id": "C0000001",
-        "total_cents": 1999,
-        "currency": "EUR",
-        "item_count": 2,
-        "timestamp": 1_700_000_000_000,
-    }
+    order = SAMPLE_ORDER
     assert serialize(order, SerdeContext(avro_orders_topic.name))[:1] == b"\x00"
     with pytest.raises(SerializationError, match="field 'total_cents': 'abc' is not a valid \"long\"") as info:
         serialize({**order, "total_cents": "abc"}, SerdeContext(avro_orders_topic.name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,6 +9,7 @@ from hypothesis import strategies as st
 from kstream_lab.aggregations.batch import run_batch
 from kstream_lab.aggregations.fold import PartitionWindows, fold_partition
 from kstream_lab.aggregations.spec import AggregationSpec
+from tests.support.aggregator import orders_frame
 
 SPEC = AggregationSpec.model_validate(
     {
@@ -60,16 +60,7 @@ def test_changelog_restore_reproduces_state():
 
 def _frame(parts):
     rows = [{"partition": p, "offset": o, **r} for p, recs in parts.items() for o, r in enumerate(recs)]
-    return pl.DataFrame(
-        rows,
-        schema={
-            "partition": pl.Int32,
-            "offset": pl.Int64,
-            "timestamp": pl.Int64,
-            "total_cents": pl.Int64,
-            "loyalty_tier": pl.Utf8,
-        },
-    )
+    return orders_frame(rows)
 
 
 def _fold_all(spec, parts, batch=None):

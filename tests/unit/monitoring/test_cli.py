@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 from kstream_lab.cli.dashboard import page_file, streamlit_command
 from tests.support.paths import ROOT
+from tests.support.processes import run_cli
 
 
 def test_bad_pipeline_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", "dashboard", "--pipeline", str(tmp_path / "no.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    proc = run_cli("dashboard", "--pipeline", str(tmp_path / "no.yaml"), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: cannot read pipeline file {tmp_path / 'no.yaml'}: No such file or directory "

@@ -13,6 +13,8 @@ from kstream_lab.cli.replay import _position
 from kstream_lab.replay.diff import compare_windows, what_if
 from kstream_lab.replay.frames import referenced_topics, run_sql
 from kstream_lab.replay.reader import RangeError, parse_position
+from tests.support.aggregator import orders_frame
+from tests.support.backtest import WINDOW_REPORT_COLUMNS
 
 NOW = 1_800_000_000_000
 SPEC = AggregationSpec.model_validate(
@@ -72,20 +74,6 @@ def test_sql_finds_topics_by_name_and_runs():
     assert out.rows() == [("gold", 3), ("silver", 4)]
 
 
-def _frame(rows):
-    return pl.DataFrame(
-        rows,
-        schema={
-            "partition": pl.Int32,
-            "offset": pl.Int64,
-            "timestamp": pl.Int64,
-            "loyalty_tier": pl.Utf8,
-            "total_cents": pl.Int64,
-        },
-        orient="row",
-    )
-
-
 def _live(rows):
     return pl.DataFrame(
         rows,
@@ -101,7 +89,7 @@ def _live(rows):
 
 
 def test_every_status():
-    frame = _frame(
+    frame = orders_frame(
         [
             (0, 0, 1_000, "gold", 100),
             (0, 1, 61_000, "gold", 5),
@@ -123,17 +111,7 @@ def test_every_status():
         ]
     )  # duplicate_live
     windows = compare_windows(SPEC, result, live, {"loyalty_tier": "tier"}, {}, set())
-    assert windows.columns == [
-        "window_start",
-        "tier",
-        "source_partition",
-        "live_total",
-        "backtest_total",
-        "delta",
-        "live_count",
-        "backtest_count",
-        "status",
-    ]
+    assert windows.columns == WINDOW_REPORT_COLUMNS
     assert windows.select("source_partition", "window_start", "tier", "delta", "status").rows() == [
         (0, 0, "gold", 0, "match"),
         (0, 60_000, "gold", -1, "differ"),
@@ -149,7 +127,7 @@ def test_every_status():
 
 
 def test_what_if_moves_totals_per_tier():
-    frame = _frame(
+    frame = orders_frame(
         [(0, 0, 1_000, "gold", 100), (0, 1, 75_000, "gold", 5), (0, 2, 2_000, "gold", 50), (0, 3, 300_000, "gold", 1)]
     )
     base = run_batch(SPEC, frame)
@@ -163,7 +141,7 @@ def test_what_if_moves_totals_per_tier():
 
 
 def test_what_if_regrouped_is_compared_at_the_shared_level():
-    frame = _frame([(0, 0, 1_000, "gold", 100), (0, 1, 2_000, "silver", 5), (0, 2, 300_000, "gold", 1)])
+    frame = orders_frame([(0, 0, 1_000, "gold", 100), (0, 1, 2_000, "silver", 5), (0, 2, 300_000, "gold", 1)])
     base = run_batch(SPEC, frame)
     live = base.finals.select("source_partition", "window_start", "loyalty_tier", "total_cents", "count")
     wi = what_if(SPEC, SPEC.model_copy(update={"group_by": ()}), frame.lazy(), live, {"loyalty_tier": "tier"}, base)

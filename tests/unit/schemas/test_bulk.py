@@ -15,6 +15,15 @@ from kstream_lab.schemas.avro import StaticSchemas, frame
 from kstream_lab.schemas.bulk import container, decode_avro_batch, decode_json_batch, polars_schema
 from tests.support.avro import ORDER, encode, orders, with_field
 
+# The polars dtypes of an Order, both decoders' output (the Avro container trick and the JSON path).
+ORDER_DTYPES = {
+    "order_id": pl.String,
+    "customer_id": pl.String,
+    "total_cents": pl.Int64,
+    "currency": pl.String,
+    "item_count": pl.Int32,
+    "timestamp": pl.Int64,
+}
 RICH = {
     "type": "record",
     "name": "Rich",
@@ -84,16 +93,7 @@ def test_container_trick_equals_per_record_fastavro(records, chunk):
 def test_orders_decode_with_exact_dtypes_and_integer_timestamps():
     recs = orders(5000)
     batch = decode_avro_batch([encode(ORDER, r, 3) for r in recs], StaticSchemas({3: ORDER}), chunk=1024)
-    assert batch.frame.schema == pl.Schema(
-        {
-            "order_id": pl.String,
-            "customer_id": pl.String,
-            "total_cents": pl.Int64,
-            "currency": pl.String,
-            "item_count": pl.Int32,
-            "timestamp": pl.Int64,
-        }
-    )
+    assert batch.frame.schema == pl.Schema(ORDER_DTYPES)
     assert batch.frame.to_dicts() == recs
     assert batch.frame["total_cents"].sum() == sum(r["total_cents"] for r in recs)
 
@@ -180,14 +180,7 @@ def test_json_batch_with_explicit_schema_and_bad_values():
         values[i] = v
     values[8] = json.dumps(recs[8], indent=2).encode()  # raw newlines inside one value are fine
     schema = polars_schema(ORDER)
-    assert schema == {
-        "order_id": pl.String,
-        "customer_id": pl.String,
-        "total_cents": pl.Int64,
-        "currency": pl.String,
-        "item_count": pl.Int32,
-        "timestamp": pl.Int64,
-    }
+    assert schema == ORDER_DTYPES
     batch = decode_json_batch(values, schema, chunk=512)
     reasons = {f.index: f.reason for f in batch.failures}
     assert sorted(reasons) == sorted(bad)

@@ -5,24 +5,9 @@ from __future__ import annotations
 
 import json
 
-from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.dlq import DeadLetter
-from tests.support.aggregator import SPEC, json_columns, order
+from tests.support.aggregator import order, processor
 from tests.support.fakes import RecordingOutput, json_msgs
-
-
-def processor() -> AggregatorProcessor:
-    proc = AggregatorProcessor(
-        SPEC,
-        decode=json_columns,
-        encode_aggregate=lambda v: json.dumps(v).encode(),
-        output="agg",
-        late="late",
-        dlq="dlq",
-        group_columns={"loyalty_tier": "tier"},
-    )
-    proc.assign([0], lambda parts: {p: [] for p in parts})
-    return proc
 
 
 def test_updates_are_coalesced_per_batch_and_a_window_is_final_once() -> None:
@@ -103,16 +88,7 @@ def test_restore_from_changelog_continues_exactly() -> None:
     for start in range(0, 30, 10):
         first.process(json_msgs("in", 0, records[start : start + 10], start), out_b)
         changelog += first.changelog()[0]
-    restored = AggregatorProcessor(
-        SPEC,
-        decode=json_columns,
-        encode_aggregate=lambda v: json.dumps(v).encode(),
-        output="agg",
-        late="late",
-        dlq="dlq",
-        group_columns={"loyalty_tier": "tier"},
-    )
-    restored.assign([0], lambda parts: {0: changelog})
+    restored = processor(changelog={0: changelog})
     for start in range(30, 60, 10):
         restored.process(json_msgs("in", 0, records[start : start + 10], start), out_b)
     finals = lambda out: [v for v in out.values("agg") if v["final"]]  # noqa: E731

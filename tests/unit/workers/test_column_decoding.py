@@ -16,7 +16,7 @@ from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas, frame
 from kstream_lab.schemas.serde import SerdeContext
 from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import _avro_columns, retrying_outages
-from tests.support.aggregator import SPEC, json_columns, order
+from tests.support.aggregator import SPEC, json_columns, order, processor
 from tests.support.fakes import Msg, RecordingOutput
 
 SCHEMA = {
@@ -93,16 +93,7 @@ def test_avro_and_json_batches_aggregate_identically() -> None:
     records = [order(i, ts, ("gold", "silver", None)[i % 3], 10 + i) for i, ts in enumerate(times)]
 
     def run(decode, encode_value):
-        proc = AggregatorProcessor(
-            SPEC,
-            decode=decode,
-            encode_aggregate=lambda v: json.dumps(v).encode(),
-            output="agg",
-            late="late",
-            dlq="dlq",
-            group_columns={"loyalty_tier": "tier"},
-        )
-        proc.assign([0, 1], lambda parts: {p: [] for p in parts})
+        proc = processor(decode, partitions=(0, 1))
         out = RecordingOutput()
         for start in range(0, 80, 16):  # two partitions interleaved within each batch
             proc.process(
