@@ -111,11 +111,9 @@ class LocalBroker:
     # ---- lifecycle -------------------------------------------------------------------------
     def up(self, *, timeout: float = 90.0, owner: ProcessOwner | None = None) -> str:
         """Start the broker in the background and wait until it answers metadata requests."""
-        if (pid := self.pid()) is not None:
-            raise BrokerError(
-                f"the local broker is already running (pid {pid}) at {self.bootstrap}",
-                hint="use it as is, or stop it first with `kstream-lab broker down`",
-            )
+        self.process.refuse_if_running(
+            "the local broker", self.bootstrap, "use it as is, or stop it first with `kstream-lab broker down`"
+        )
         java = self._java()
         for port, name in (
             (self.settings.broker_port, "KSTREAM_BROKER_PORT"),

@@ -48,11 +48,7 @@ def add(
     mechanism: str = Mechanism,
 ) -> None:
     """Create a SCRAM user."""
-    s = settings()
-    if name in list_users(s):
-        raise ConfigError(f"user {name!r} exists", hint=f"change its password with `kstream-lab users rotate {name}`")
-    set_password(s, name, read_password(password_file, password_stdin, name), mechanism=mechanism)
-    typer.echo(f"user {name} added ({mechanism})")
+    _set_password(name, password_file, password_stdin, mechanism, exists=False)
 
 
 @app.command()
@@ -63,11 +59,18 @@ def rotate(
     mechanism: str = Mechanism,
 ) -> None:
     """Replace a user's password (the old one stops working; running clients keep their sessions)."""
+    _set_password(name, password_file, password_stdin, mechanism, exists=True)
+
+
+def _set_password(name: str, password_file: Path | None, password_stdin: bool, mechanism: str, *, exists: bool) -> None:
+    """Add (``exists=False``) or rotate a user's password, after checking that it does (not) exist."""
     s = settings()
-    if name not in list_users(s):
+    if exists and name not in list_users(s):
         raise ConfigError(f"no user {name!r}", hint=f"create it with `kstream-lab users add {name}`")
+    if not exists and name in list_users(s):
+        raise ConfigError(f"user {name!r} exists", hint=f"change its password with `kstream-lab users rotate {name}`")
     set_password(s, name, read_password(password_file, password_stdin, name), mechanism=mechanism)
-    typer.echo(f"user {name} rotated ({mechanism})")
+    typer.echo(f"user {name} {'rotated' if exists else 'added'} ({mechanism})")
 
 
 @app.command()

@@ -119,20 +119,21 @@ def apply_acls(settings: Settings, declared: list[AclBinding], *, force: bool = 
     admin = make_admin(settings)
     missing = sorted(want - have)
     if missing:
-        try:
-            for fut in admin.create_acls([_to_kafka(b) for b in missing], request_timeout=TIMEOUT).values():
-                fut.result(timeout=TIMEOUT)
-        except KafkaException as exc:
-            raise _failure(settings, "creating ACLs", exc) from None
+        _wait(settings, "creating ACLs", admin.create_acls([_to_kafka(b) for b in missing], request_timeout=TIMEOUT))
         changes.created = missing
     extra = sorted(have - want)
     if extra and force:
-        try:
-            for fut in admin.delete_acls([_exact_filter(b) for b in extra], request_timeout=TIMEOUT).values():
-                fut.result(timeout=TIMEOUT)
-        except KafkaException as exc:
-            raise _failure(settings, "deleting ACLs", exc) from None
+        _wait(settings, "deleting ACLs", admin.delete_acls([_exact_filter(b) for b in extra], request_timeout=TIMEOUT))
         changes.removed = extra
     elif extra:
         changes.undeclared = extra
     return changes
+
+
+def _wait(settings: Settings, what: str, futures: dict[Any, Any]) -> None:
+    """Wait for every future of one admin request; a failure names what was being done."""
+    try:
+        for fut in futures.values():
+            fut.result(timeout=TIMEOUT)
+    except KafkaException as exc:
+        raise _failure(settings, what, exc) from None

@@ -85,11 +85,16 @@ class RegistryService:
         return versions
 
 
-async def _schema_body(request: Request) -> str:
+async def _json_body(request: Request, code: int, what: str) -> Any:
+    """The request's JSON body; 422 with ``code`` (``what``: the registry's wording) when it is not JSON."""
     try:
-        body = json.loads(await request.body() or b"{}")
+        return json.loads(await request.body() or b"{}")
     except json.JSONDecodeError as exc:
-        raise RegistryProblem(422, 42201, f"Invalid schema: request body is not JSON: {exc}") from None
+        raise RegistryProblem(422, code, f"{what}: body is not JSON: {exc}") from None
+
+
+async def _schema_body(request: Request) -> str:
+    body = await _json_body(request, 42201, "Invalid schema")
     if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
         raise RegistryProblem(422, 42201, 'Invalid schema: the body needs a "schema" string')
     if (body.get("schemaType") or "AVRO").upper() != "AVRO":
@@ -272,10 +277,7 @@ def _verdict(problems: list[str], verbose: bool) -> dict[str, Any]:
 
 
 async def _level_body(request: Request) -> str:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as exc:
-        raise RegistryProblem(422, 42203, f"Invalid compatibility level: body is not JSON: {exc}") from None
+    body = await _json_body(request, 42203, "Invalid compatibility level")
     level = body.get("compatibility") if isinstance(body, dict) else None
     if not isinstance(level, str):
         raise RegistryProblem(422, 42203, 'Invalid compatibility level: the body needs a "compatibility" string')

@@ -67,11 +67,9 @@ class LocalRegistry:
 
     def up(self, *, timeout: float = 60.0, owner: ProcessOwner | None = None) -> str:
         """Start in the background after checking port and broker; wait until it answers HTTP."""
-        if (pid := self.pid()) is not None:
-            raise RegistryError(
-                f"the local registry is already running (pid {pid}) at {self.url}",
-                hint="use it as is, or stop it with `kstream-lab registry down`",
-            )
+        self.process.refuse_if_running(
+            "the local registry", self.url, "use it as is, or stop it with `kstream-lab registry down`"
+        )
         if not port_free(self.settings.registry_port):
             raise RegistryError(
                 f"port {self.settings.registry_port} on 127.0.0.1 is already in use",

@@ -99,10 +99,17 @@ class ManagedProcess:
     def status(self) -> ProcessStatus:
         return ProcessStatus(self.name, self.pid(), self.log_file)
 
+    def refuse_if_running(self, what: str | None = None, where: str = "", hint: str | None = None) -> None:
+        """Never a second copy: ``self.error`` naming ``what`` (default: the name), its pid and address."""
+        if (pid := self.pid()) is not None:
+            at = f" at {where}" if where else ""
+            raise self.error(
+                f"{what or self.name} is already running (pid {pid}){at}", hint=hint or "use it as is, or stop it first"
+            )
+
     def start(self, *, owner: ProcessOwner | None = None) -> subprocess.Popen:
         """Spawn the command detached, log appended, pid file written; ``owner`` will stop it."""
-        if (pid := self.pid()) is not None:
-            raise self.error(f"{self.name} is already running (pid {pid})", hint="use it as is, or stop it first")
+        self.refuse_if_running()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(

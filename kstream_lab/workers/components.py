@@ -12,9 +12,11 @@ where orders enter.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any, Literal
 
 from kstream_lab.errors import ConfigError
@@ -88,3 +90,8 @@ def component(name: str, kind: Kind | None = None) -> Component:
             return c
     what = kind or "worker"
     raise ConfigError(f"unknown {what} {name!r}", hint=f"one of: {', '.join(names(kind))}")
+
+
+def worker_command(name: str, pipeline_file: str | Path, *extra: str) -> list[str]:
+    """The command line that runs component ``name`` in the foreground (``kstream-lab worker NAME``)."""
+    return [sys.executable, "-m", "kstream_lab", "worker", name, "--pipeline", str(pipeline_file), *extra]

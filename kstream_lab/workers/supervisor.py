@@ -12,7 +12,6 @@ stays in the foreground and restarts components that die (a crash, a SIGKILL, a 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from kstream_lab.errors import KStreamLabError
 from kstream_lab.pipeline_spec import PipelineSpec
 from kstream_lab.processes import ManagedProcess, ProcessOwner, http_probe
 from kstream_lab.settings import Settings
-from kstream_lab.workers.components import component, names
+from kstream_lab.workers.components import component, names, worker_command
 
 COMPONENTS = names()
 # watch: a component that died is restarted after 1 s, doubling per failed or short-lived run up to
@@ -66,15 +65,7 @@ class Supervisor:
         assert self.spec.path is not None, "the supervisor runs a pipeline loaded from a file"
         return ManagedProcess(
             name,
-            command=[
-                sys.executable,
-                "-m",
-                "kstream_lab",
-                "worker",
-                name,
-                "--pipeline",
-                str(Path(self.spec.path).resolve()),
-            ],
+            command=worker_command(name, Path(self.spec.path).resolve()),
             pid_file=self.pid_file(name),
             log_file=self.log_file(name),
             ready=http_probe(url) if url else None,

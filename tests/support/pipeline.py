@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -29,7 +28,7 @@ from kstream_lab.pipeline_spec import PipelineSpec, TopicSpec, WorkersConfig, lo
 from kstream_lab.schemas.serde import SerdeContext, Serializer, value_decoder, value_serializer
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.duckdb import read_aggregates
-from kstream_lab.workers.components import component
+from kstream_lab.workers.components import component, worker_command
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.paths import ROOT, free_port
 from tests.support.processes import stop
@@ -132,18 +131,7 @@ class Pipeline:
     ) -> subprocess.Popen:
         key = key or (name if instance == 0 else f"{name}-{instance}")
         log = (self.tmp / f"{key}.log").open("ab")
-        cmd = [
-            sys.executable,
-            "-m",
-            "kstream_lab",
-            "worker",
-            name,
-            "--pipeline",
-            str(self.file),
-            "--instance",
-            str(instance),
-            *(extra or []),
-        ]
+        cmd = worker_command(name, self.file, "--instance", str(instance), *(extra or []))
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
         self.procs[key] = proc
         url = component(name).health_url(self.workers)
