@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 
 from kstream_lab.errors import BrokerError, TopicError
 from kstream_lab.kafka.clients import client_config, make_admin, make_consumer
@@ -19,11 +20,11 @@ def ping(settings: Settings, timeout: float = 5.0) -> list[str]:
     Asks in short slices and serves the client's error callbacks in between, so a refused login or a
     failed TLS handshake is a SecurityError within a second, not a timeout; a plaintext client on a
     TLS port is named as such."""
-    conf = client_config(settings, **{"socket.connection.setup.timeout.ms": 2000})
-    md = await_metadata(AdminClient(conf), timeout)
+    overrides: dict[str, Any] = {"socket.connection.setup.timeout.ms": 2000}
+    md = await_metadata(make_admin(settings, **overrides), timeout)
     if md is not None:
         return sorted(md.topics)
-    failure = plaintext_on_tls(conf)
+    failure = plaintext_on_tls(client_config(settings, **overrides))
     if failure is not None:
         raise failure
     raise BrokerError(

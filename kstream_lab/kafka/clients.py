@@ -26,8 +26,22 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap, "logger": RDKAFKA_LOG}
     conf.update(settings.librdkafka_security())
     conf.update(overrides)
-    conf.setdefault("error_cb", security_error_cb(redacted(conf)))  # fail fast on a refused login / TLS
     return conf
+
+
+def _checked(conf: dict[str, Any]) -> dict[str, Any]:
+    """The final config with the security check in its ``error_cb``: a refused login or TLS handshake
+    raises SecurityError at once. A caller's own ``error_cb`` runs first, then the check."""
+    check = security_error_cb(redacted(conf))
+    own = conf.get("error_cb")
+    if own is None:
+        return {**conf, "error_cb": check}
+
+    def both(err: Any) -> None:
+        own(err)
+        check(err)
+
+    return {**conf, "error_cb": both}
 
 
 def make_producer(settings: Settings, *, transactional_id: str | None = None, **overrides: Any) -> Producer:
@@ -46,7 +60,7 @@ def make_producer(settings: Settings, *, transactional_id: str | None = None, **
         conf["transactional.id"] = transactional_id
         conf["transaction.timeout.ms"] = 60000
     conf.update(overrides)
-    return Producer(conf)
+    return Producer(_checked(conf))
 
 
 def consumer_config(
@@ -69,8 +83,8 @@ def consumer_config(
 
 def make_consumer(settings: Settings, group_id: str, *, read_committed: bool = True, **overrides: Any) -> Consumer:
     """A manually-committing consumer that only sees committed transactional data by default."""
-    return Consumer(consumer_config(settings, group_id, read_committed=read_committed, **overrides))
+    return Consumer(_checked(consumer_config(settings, group_id, read_committed=read_committed, **overrides)))
 
 
 def make_admin(settings: Settings, **overrides: Any) -> AdminClient:
-    return AdminClient(client_config(settings, **overrides))
+    return AdminClient(_checked(client_config(settings, **overrides)))

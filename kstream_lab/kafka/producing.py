@@ -9,9 +9,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from kstream_lab.errors import AuthorizationError, BrokerError
-from kstream_lab.kafka.clients import client_config, make_producer
+from kstream_lab.kafka.clients import make_producer
 from kstream_lab.kafka.denials import denied, is_denial
-from kstream_lab.kafka.failures import redacted, security_error_cb
 from kstream_lab.settings import Settings
 
 
@@ -61,7 +60,6 @@ class BatchProducer:
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self._settings = settings
-        self._security_cb = security_error_cb(redacted(client_config(settings)))
         self._producer = make_producer(settings, **{"error_cb": self._on_error, **overrides})
         self._topic: str | None = None
         self.delivered = 0
@@ -69,10 +67,10 @@ class BatchProducer:
         self.first_error: str | None = None
 
     def _on_error(self, err: KafkaError) -> None:
-        """A fatal denial (no WRITE on any topic: no idempotent producer id) arrives here first."""
+        """A fatal denial (no WRITE on any topic: no idempotent producer id) arrives here first; the
+        factory's security check runs after it (``clients._checked``)."""
         if is_denial(err) and self.denial is None:
             self.denial = denied(self._settings, err, "WRITE", self._topic or "?", kind="topic")
-        self._security_cb(err)  # raises SecurityError on a refused login or TLS handshake
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:

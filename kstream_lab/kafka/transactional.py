@@ -24,10 +24,10 @@ from typing import Any, Protocol, cast
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from kstream_lab.errors import AuthorizationError, BrokerError
-from kstream_lab.kafka.clients import client_config, make_consumer, make_producer
+from kstream_lab.kafka.clients import make_consumer, make_producer
 from kstream_lab.kafka.consuming import update_lag
 from kstream_lab.kafka.denials import denied, is_denial
-from kstream_lab.kafka.failures import await_metadata, redacted, security_error_cb
+from kstream_lab.kafka.failures import await_metadata
 from kstream_lab.kafka.producing import produce_kwargs, produce_waiting
 from kstream_lab.kafka.read import read_records
 from kstream_lab.observability.metrics import METRICS
@@ -143,7 +143,6 @@ class TransactionalLoop:
             },
         )
         self._fatal_cause: str | None = None
-        self._security_cb = security_error_cb(redacted(client_config(settings)))
         tuning: dict[str, Any] = {
             "session.timeout.ms": config.session_timeout_ms,
             "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
@@ -295,7 +294,7 @@ class TransactionalLoop:
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal_cause = err.str()
-        self._security_cb(err)  # raises SecurityError on a refused login or TLS handshake
+        # the client factory's security check runs after this (a refused login raises SecurityError)
 
     def _classify_consumer_error(self, err: KafkaError) -> Exception:
         if is_denial(err):
