@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 KAFKA_VERSION = "4.4.0"
 ADMIN_USER = "admin"  # the secured local broker's one super user
 SCRAM_MECHANISM = "SCRAM-SHA-512"
+READ_GROUP_PREFIX = "kstream-lab-read-"  # bounded reads' throw-away consumer groups: <prefix><random>
 
 
 def local_secure_dir(broker_home: Path) -> Path:
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
         default=None, description="Set by the notebook runner: replay appends the ranges it read here."
     )
     pipeline_file: Path = Path("pipelines/orders.yaml")
+    read_group_prefix: str = Field(
+        default=READ_GROUP_PREFIX,
+        min_length=1,
+        description="Bounded reads (replay, back-tests, state restores) name their throw-away consumer group "
+        "<prefix><random>; it is never committed to, but finding its coordinator needs DESCRIBE on it.",
+    )
 
     broker_port: int = 9092
     controller_port: int = 9093
@@ -185,6 +192,29 @@ class Settings(BaseSettings):
             conf["ssl.ca.location"] = str(ca)
         conf.update(self.client_config)
         return conf
+
+    def kafka_env(self) -> dict[str, str | None]:
+        """These settings' Kafka connection as ``KSTREAM_*`` variables for a child process (the local
+        registry): where Kafka is and how to log in. ``None`` unsets an inherited variable, so a child
+        of the local broker derives its defaults (CA, admin) the way this process did."""
+        env: dict[str, str | None] = {"KSTREAM_DATA_DIR": str(self.data_dir.resolve())}
+        if self.uses_local_broker:
+            env |= {"KSTREAM_BOOTSTRAP_SERVERS": None, "KSTREAM_BROKER_PORT": str(self.broker_port)}
+            env["KSTREAM_BROKER_SECURE"] = "true" if self.local_broker_secure else None
+        else:
+            env["KSTREAM_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        if "security_protocol" in self.model_fields_set:
+            env["KSTREAM_SECURITY_PROTOCOL"] = self.security_protocol
+        for name in ("sasl_mechanism", "sasl_username", "ssl_ca_location"):
+            if (value := getattr(self, name)) is not None:
+                env[f"KSTREAM_{name.upper()}"] = str(value)
+        if self.sasl_password_file is not None:
+            env |= {"KSTREAM_SASL_PASSWORD_FILE": str(self.sasl_password_file.resolve()), "KSTREAM_SASL_PASSWORD": None}
+        elif self.sasl_password is not None:
+            env |= {"KSTREAM_SASL_PASSWORD": self.sasl_password.get_secret_value(), "KSTREAM_SASL_PASSWORD_FILE": None}
+        if self.client_config:
+            env["KSTREAM_CLIENT_CONFIG"] = json.dumps(self.client_config)
+        return env
 
 
 def is_secret_setting(name: str) -> bool:

@@ -48,9 +48,8 @@ class LocalRegistry:
             log_file=self.home / "registry.log",
             ready=http_probe(f"{self.url}/", verify=self.http["verify"]),
             env={
-                "KSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap,
+                **settings.kafka_env(),  # its Kafka client logs in as this process does
                 "KSTREAM_REGISTRY_PORT": str(settings.registry_port),
-                "KSTREAM_DATA_DIR": str(settings.data_dir.resolve()),
                 **_server_files(settings),
             },
             error=RegistryError,

@@ -40,6 +40,12 @@ class StartCancelled(KStreamLabError):
     """A stop was asked for (a signal to the foreground command) while a process was starting."""
 
 
+def child_env(changes: Mapping[str, str | None]) -> dict[str, str]:
+    """The caller's environment with ``changes`` applied (a ``None`` value removes the variable)."""
+    env = {**os.environ, **changes}
+    return {k: v for k, v in env.items() if v is not None}
+
+
 def http_probe(url: str, timeout: float = 1.0, *, verify: bool | str = True) -> Probe:
     """Ready when ``url`` answers 200 (``verify``: a CA bundle for https with a private CA)."""
 
@@ -85,7 +91,7 @@ class ManagedProcess:
     pid_file: Path
     log_file: Path
     ready: Probe | None = None
-    env: Mapping[str, str] = field(default_factory=dict)  # added to the caller's environment
+    env: Mapping[str, str | None] = field(default_factory=dict)  # added to the caller's (None: removed)
     cwd: Path | None = None
     error: type[KStreamLabError] = KStreamLabError
     hint: str | None = None  # added to start-up errors, after the log file
@@ -117,7 +123,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
+                env=child_env(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
             )
