@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.settings import READ_GROUP_PREFIX
 
 ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
 Pattern = Literal["LITERAL", "PREFIXED"]
@@ -47,6 +48,12 @@ def _transactional_ids(principal: str, transactional_id: str) -> AclBinding:
     return AclBinding(principal, "TRANSACTIONAL_ID", f"{transactional_id}-", "PREFIXED", "WRITE")
 
 
+def _read_groups(principal: str) -> AclBinding:
+    """The aggregator restores its state with a bounded read of the changelog, whose throw-away group
+    librdkafka looks the coordinator up for: DESCRIBE only (it never joins or commits)."""
+    return AclBinding(principal, "GROUP", READ_GROUP_PREFIX, "PREFIXED", "DESCRIBE")
+
+
 def derive_acls(spec: PipelineSpec) -> list[AclBinding]:
     """Every binding the pipeline file asks for, sorted and without duplicates."""
     w = spec.workers
@@ -59,7 +66,7 @@ def derive_acls(spec: PipelineSpec) -> list[AclBinding]:
         out.append(_transactional_ids(p, e.transactional_id))
     if p := w.aggregator.principal:
         a = w.aggregator
-        out += [*_topic(p, "READ", a.input, a.changelog), _group(p, a.group_id)]
+        out += [*_topic(p, "READ", a.input, a.changelog), _group(p, a.group_id), _read_groups(p)]
         out += [*_topic(p, "WRITE", a.output, a.late, a.dlq, a.changelog), _transactional_ids(p, a.transactional_id)]
     if p := w.sink.principal:
         out += [*_topic(p, "READ", w.sink.input), _group(p, w.sink.group_id), *_topic(p, "WRITE", w.sink.dlq)]

@@ -25,6 +25,7 @@ from pydantic_core import ErrorDetails
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError, TopicError
+from kstream_lab.settings import READ_GROUP_PREFIX
 
 
 class TopicSpec(BaseModel):
@@ -172,7 +173,8 @@ class ReaderAccess(BaseModel):
     """A principal that reads and writes nothing (notebooks, replay, back-tests, the dashboard).
 
     ``topics``: the declared topics it may READ (and so DESCRIBE), ``all`` by default;
-    ``group_prefix``: the consumer groups it may use (replay reads with ``kstream-lab-read-<id>``);
+    ``group_prefix``: the consumer groups it may use (bounded reads name theirs
+    ``<KSTREAM_READ_GROUP_PREFIX><id>``, default ``kstream-lab-read-``: keep the two equal);
     ``describe_groups``: workers whose group it may DESCRIBE -- the back-test reads the aggregator's
     committed offsets to know which range the live aggregator has processed.
     """
@@ -180,7 +182,7 @@ class ReaderAccess(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     principal: str = Field(pattern=r"^User:[^:\s]+$")
     topics: Literal["all"] | list[str] = "all"
-    group_prefix: str = Field(default="kstream-lab-read-", min_length=1)
+    group_prefix: str = Field(default=READ_GROUP_PREFIX, min_length=1)
     describe_groups: list[Literal["enricher", "aggregator", "sink"]] = Field(default_factory=list)
 
     @field_validator("principal", mode="before")

@@ -63,7 +63,7 @@ def read_batches(
     ends = {p: e for p, (s, e) in ranges.items() if e > s}
     if not ends:
         return
-    group = f"kstream-lab-read-{uuid.uuid4().hex[:8]}"
+    group = f"{settings.read_group_prefix}{uuid.uuid4().hex[:8]}"  # librdkafka asks for its coordinator
     conf = {
         "enable.partition.eof": True,
         "auto.offset.reset": "error",

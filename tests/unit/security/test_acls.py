@@ -23,6 +23,7 @@ EXPECTED = [
     ("User:analyst", "TOPIC", "orders_late", "LITERAL", "READ"),
     ("User:analyst", "TOPIC", "orders_raw", "LITERAL", "READ"),
     ("User:analyst", "TOPIC", "sales_aggregates", "LITERAL", "READ"),
+    ("User:order-aggregator", "GROUP", "kstream-lab-read-", "PREFIXED", "DESCRIBE"),  # its changelog restore
     ("User:order-aggregator", "GROUP", "order-aggregator", "LITERAL", "READ"),
     ("User:order-aggregator", "TOPIC", "order-aggregator-changelog", "LITERAL", "READ"),
     ("User:order-aggregator", "TOPIC", "order-aggregator-changelog", "LITERAL", "WRITE"),
