@@ -53,10 +53,21 @@ def produce_waiting(producer: Any, kwargs: dict[str, Any]) -> None:
             producer.poll(0.05)
 
 
+def kafka_cause(exc: BaseException) -> KafkaException | None:
+    """The KafkaException behind ``exc`` (a SystemError's ``__cause__``/``__context__`` chain), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class BatchProducer:
     """Idempotent producer that serves its delivery callbacks as it goes and flushes on exit."""
 
     denial: AuthorizationError | None = None  # the first ACL refusal a delivery report carried
+    fatal: KafkaException | None = None  # a fatal error a delivery callback met pending (see _on_delivery)
 
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self._settings = settings
@@ -81,8 +92,11 @@ class BatchProducer:
             if is_denial(err) and self.denial is None:
                 self.denial = denied(self._settings, err, "WRITE", msg.topic(), kind="topic")
             self.first_error = self.first_error or err.str()
-        except SystemError:  # after a fatal error the client refuses even this; flush() reports it
-            pass
+        except SystemError as exc:
+            # confluent-kafka runs delivery callbacks with a fatal error (e.g. no producer id for a
+            # principal that may write no topic) already pending: any call here fails with that error
+            # as the cause, and catching it consumes it. Keep it for flush() to report.
+            self.fatal = self.fatal or kafka_cause(exc)
 
     def _failure(self, topic: str, exc: KafkaException) -> Exception:
         """A principal with WRITE on no topic is refused an idempotent producer id (a cluster denial):
@@ -129,6 +143,8 @@ class BatchProducer:
                 remaining = self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
         except (KafkaException, SystemError):  # a fatal error left over from a callback
             self._raise_denial()
+            if self.fatal is not None:
+                raise self._failure(self._topic or "?", self.fatal) from None
             try:  # poll() itself says which fatal error (as the transactional loop learnt)
                 self._producer.poll(0)
             except KafkaException as exc:

@@ -50,3 +50,21 @@ def test_every_producer_passes_a_timestamp_of_0() -> None:
         ("c", 2, 0),
     ]
     assert callable(calls[0]["on_delivery"]) and callable(calls[1]["on_delivery"]) and "on_delivery" not in calls[2]
+
+
+def test_kafka_cause_finds_the_fatal_error_behind_a_system_error():
+    """confluent-kafka turns a call made with a fatal error pending into SystemError; its cause is
+    the error BatchProducer.flush reports (as a denial when it is one)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from kstream_lab.kafka.producing import kafka_cause
+
+    fatal = KafkaException(KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "no producer id", fatal=True))
+    try:
+        try:
+            raise fatal
+        except KafkaException as exc:
+            raise SystemError("<method 'str'> returned a result with an exception set") from exc
+    except SystemError as exc:
+        assert kafka_cause(exc) is fatal
+    assert kafka_cause(SystemError("nothing behind it")) is None
