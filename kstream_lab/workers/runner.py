@@ -5,7 +5,9 @@ handling. SIGTERM/SIGINT/SIGHUP only set a stop flag: the loop finishes (and com
 closes the consumer (leaving the group), flushes the producer and the process exits 0. A fatal
 Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervisor restarts it
 (``kstream-lab pipeline watch``, systemd, Kubernetes). An ACL denial exits 2 with a line naming
-principal, operation and resource; the batch in hand is aborted, its input offsets uncommitted.
+principal, operation and resource; the batch in hand is aborted, its input offsets uncommitted. A
+refused login (wrong password, untrusted CA) exits 2 as well, its error line naming user, mechanism
+and broker.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from kstream_lab import processes
-from kstream_lab.errors import AuthorizationError, KStreamLabError
+from kstream_lab.errors import AuthorizationError, KStreamLabError, SecurityError
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
@@ -34,7 +36,7 @@ from kstream_lab.workers.tiers import TierClient
 
 log = logging.getLogger(__name__)
 EXIT_FATAL = 3
-EXIT_DENIED = 2  # an ACL refused this principal: fix the ACLs, do not restart in a loop
+EXIT_DENIED = 2  # an ACL or the login refused this principal: fix ACLs or secret, do not restart in a loop
 
 
 def stop_on_signals() -> threading.Event:
@@ -167,17 +169,20 @@ def run_worker(
     port = configured if metrics_port is None else metrics_port + instance
     bound = start_metrics_server(port)
     log.info("starting %s instance %d (metrics on port %s)", name, instance, bound)
-    worker = build_when_registry_answers(worker_component.load(), settings, spec, stop, instance)
-    if worker is None:
-        log.info("%s stopped before it started", name)
-        return 0
     try:
+        worker = build_when_registry_answers(worker_component.load(), settings, spec, stop, instance)
+        if worker is None:
+            log.info("%s stopped before it started", name)
+            return 0
         worker.run()
     except FatalKafkaError as exc:
         log.error("fatal: %s", exc)
         return EXIT_FATAL
     except AuthorizationError as exc:  # an ACL is missing: a restart would be refused the same way
         log.error("denied: %s", exc)
+        return EXIT_DENIED
+    except SecurityError as exc:  # a refused login or TLS failure: the secret or CA must change first
+        log.error("refused: %s", exc)
         return EXIT_DENIED
     log.info("%s stopped cleanly", name)
     return 0
