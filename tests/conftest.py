@@ -72,9 +72,11 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 @pytest.fixture(scope="session")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
     """A second local broker, secured (SASL_SSL SCRAM-SHA-512, StandardAuthorizer, admin super user,
-    a CA made at first start), beside the plaintext one; nothing is exported to the environment (use
+    a CA made at first start), beside the plaintext one, with its own local registry taking basic auth
+    (a read-write and a read-only user); nothing is exported to the environment (use
     ``SecureKafka.env`` for subprocesses)."""
     from kstream_lab.broker import LocalBroker
+    from kstream_lab.local_registry import LocalRegistry
 
     settings = Settings(
         bootstrap_servers=None,
@@ -87,9 +89,15 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     )
     broker = LocalBroker(settings)
     broker.up(timeout=120)
+    registry = None
     try:
-        yield SecureKafka(settings)
+        secure = SecureKafka.with_registry_users(settings)
+        registry = LocalRegistry(secure.settings)
+        registry.up(timeout=60)
+        yield secure
     finally:
+        if registry is not None:
+            registry.down(timeout=15)
         broker.down(timeout=30)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -22,7 +23,8 @@ import yaml
 
 from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.read import read_records
+from kstream_lab.kafka.admin import committed_offsets
+from kstream_lab.kafka.read import read_records, snapshot_bounds
 from kstream_lab.kafka.topics import apply_topics, delete_topics
 from kstream_lab.pipeline_spec import PipelineSpec, TopicSpec, WorkersConfig, load_pipeline
 from kstream_lab.schemas.serde import SerdeContext, Serializer, value_decoder, value_serializer
@@ -80,6 +82,9 @@ def write_pipeline(tmp: Path, *, value_format: str = "avro", worker_overrides: d
             "metrics_port": free_port(),
         },
     }
+    for name, body in workers.items():  # each service keeps its principal (the ACLs are derived from it)
+        if principal := data["workers"].get(name, {}).get("principal"):
+            body["principal"] = principal
     for name, extra in (worker_overrides or {}).items():
         workers[name].update(extra)
     data["workers"] = workers
@@ -127,15 +132,23 @@ class Pipeline:
 
     # ---- processes ------------------------------------------------------------------------------
     def start(
-        self, name: str, *, instance: int = 0, key: str | None = None, extra: list[str] | None = None
+        self,
+        name: str,
+        *,
+        instance: int = 0,
+        key: str | None = None,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
     ) -> subprocess.Popen:
+        """Start worker ``name``; ``env`` adds to this process's environment (a principal's login)."""
         key = key or (name if instance == 0 else f"{name}-{instance}")
         log = (self.tmp / f"{key}.log").open("ab")
         cmd = worker_command(name, self.file, "--instance", str(instance), *(extra or []))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
         self.procs[key] = proc
         url = component(name).health_url(self.workers)
-        if url and instance == 0:  # instance n serves its metrics on port + n
+        if wait and url and instance == 0:  # instance n serves its metrics on port + n
             self.wait_http(url)
         return proc
 
@@ -183,6 +196,12 @@ class Pipeline:
         name = self.topic(role)
         decode = value_decoder(self.settings, self.spec.topic(name))
         return [(r.key, decode(r.value, SerdeContext(r.topic, r.partition, r.offset))) for r in self.read(role)]
+
+    def aggregator_caught_up(self) -> bool:
+        """The aggregator's group has committed every offset of orders_enriched (a back-test sees it all)."""
+        topic = self.topic("orders_enriched")
+        ends = {p: b.end for p, b in snapshot_bounds(self.settings, topic).items()}
+        return committed_offsets(self.settings, self.workers.aggregator.group_id, topic, sorted(ends)) == ends
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
         deadline = time.monotonic() + timeout
@@ -261,14 +280,17 @@ def produce_truth(
     *,
     late_fraction: float = 0.01,
     poison_fraction: float = 0.005,
+    settings: Settings | None = None,
     **generator,
 ) -> pl.DataFrame:
-    """Generated orders into the pipeline's orders_raw, in its declared format; the truth for them."""
+    """Generated orders into the pipeline's orders_raw, in its declared format (as ``settings``'
+    principal, default the pipeline's); the truth for them."""
     raw = pipe.spec.topic(pipe.topic("orders_raw"))
+    settings = settings or pipe.settings
     return produce_with_truth(
-        pipe.settings,
+        settings,
         raw,
-        value_serializer(pipe.settings, raw),
+        value_serializer(settings, raw),
         pipe.spec.aggregation().window,
         pipe.tmp / "truth.parquet",
         count=count,
@@ -277,6 +299,31 @@ def produce_truth(
         poison_fraction=poison_fraction,
         **generator,
     )
+
+
+class BackgroundProducer(threading.Thread):
+    """Produces ``count`` generated orders at ``rate``/s (so faults land mid-run) and keeps the truth."""
+
+    def __init__(
+        self, pipe: Pipeline, count: int, rate: float, seed: int = 11, settings: Settings | None = None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.count, self.rate, self.seed, self.settings = pipe, count, rate, seed, settings
+        self.error: BaseException | None = None
+        self.produced: pl.DataFrame | None = None
+
+    def run(self) -> None:
+        try:
+            self.produced = produce_truth(self.pipe, self.count, self.seed, rate=self.rate, settings=self.settings)
+        except BaseException as exc:  # surfaced by truth()
+            self.error = exc
+
+    def truth(self) -> pl.DataFrame:
+        self.join(300)
+        if self.error:
+            raise self.error
+        assert self.produced is not None, "the producer did not finish within 300 s"
+        return self.produced
 
 
 def sink_matches(pipe: Pipeline, expected: dict) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
 from collections import Counter, defaultdict
 
@@ -19,35 +18,13 @@ from kstream_lab.generator.customers import UNKNOWN_TIER
 from kstream_lab.kafka.read import open_transaction_partitions
 from tests.support.pipeline import (
     ORDERS,
+    BackgroundProducer,
     Pipeline,
     assert_pipeline_results,
     expected_rows,
-    produce_truth,
     sink_by_key,
     sink_matches,
 )
-
-
-class BackgroundProducer(threading.Thread):
-    """Produces ``count`` generated orders at ``rate``/s and keeps the truth frame."""
-
-    def __init__(self, pipe: Pipeline, count: int, rate: float, seed: int = 11) -> None:
-        super().__init__(daemon=True)
-        self.pipe, self.count, self.rate, self.seed = pipe, count, rate, seed
-        self.error: BaseException | None = None
-        self.produced: pl.DataFrame | None = None
-
-    def run(self) -> None:
-        try:
-            self.produced = produce_truth(self.pipe, self.count, self.seed, rate=self.rate)
-        except BaseException as exc:  # surfaced by truth()
-            self.error = exc
-
-    def truth(self) -> pl.DataFrame:
-        self.join(300)
-        if self.error:
-            raise self.error
-        return self.produced
 
 
 def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | None:

@@ -17,7 +17,6 @@ from kstream_lab.generator import loyalty_tier_for
 from kstream_lab.generator.produce import produce_orders
 from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.producing import BatchProducer
-from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from tests.support.pipeline import Pipeline, write_pipeline
 from tests.support.processes import run_cli
@@ -55,13 +54,6 @@ def produce(pipe: Pipeline, count: int, seed: int, start_ms: int) -> None:
     )
 
 
-def caught_up(pipe: Pipeline) -> bool:
-    topic = pipe.topic("orders_enriched")
-    ends = {p: b.end for p, b in snapshot_bounds(pipe.settings, topic).items()}
-    group = pipe.spec.workers.aggregator.group_id
-    return committed_offsets(pipe.settings, group, topic, sorted(ends)) == ends
-
-
 def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     t0 = (int(time.time()) - 3_600) * 1000  # recent event times: old ones would fall to time-based retention
     produce(pipe, 8_000, seed=21, start_ms=t0)
@@ -74,7 +66,7 @@ def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     pipe.kill("aggregator")
     produce(pipe, 8_000, seed=22, start_ms=t0 + 8_000 * 20)
     pipe.start("aggregator")
-    pipe.wait_for(lambda: caught_up(pipe), 120, "the aggregator to commit every offset")
+    pipe.wait_for(pipe.aggregator_caught_up, 120, "the aggregator to commit every offset")
 
     report = kstream_lab.backtest(spec=pipe.file, settings=pipe.settings)
     assert report.verdict is True, report.diff

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import stat
 
 import pytest
@@ -114,3 +115,36 @@ def test_security_failures_are_named() -> None:
     assert "/x/ca.pem" in ca.message
     down = "sasl_ssl://b:9093/bootstrap: Connect to ipv4#1.2.3.4:9093 failed: Connection refused"
     assert security_failure(KafkaError(KafkaError._TRANSPORT, down), conf) is None
+
+
+def test_kafka_env_hands_a_child_the_same_login(tmp_path, monkeypatch):
+    """The local registry's process gets where Kafka is and how to log in, nothing else; a password
+    file is passed as a path (never its content), and the local broker's defaults are re-derived."""
+    for name in list(os.environ):
+        if name.startswith("KSTREAM_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "pw").write_text("s3cret\n")
+    remote = Settings(
+        bootstrap_servers="kafka-0:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="order-sink",
+        sasl_password_file=tmp_path / "pw",
+        data_dir=tmp_path,
+    )
+    env = remote.kafka_env()
+    assert env == {
+        "KSTREAM_DATA_DIR": str(tmp_path.resolve()),
+        "KSTREAM_BOOTSTRAP_SERVERS": "kafka-0:9093",
+        "KSTREAM_SECURITY_PROTOCOL": "SASL_SSL",
+        "KSTREAM_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KSTREAM_SASL_USERNAME": "order-sink",
+        "KSTREAM_SASL_PASSWORD_FILE": str((tmp_path / "pw").resolve()),
+        "KSTREAM_SASL_PASSWORD": None,
+    }
+    child = Settings(**{k.removeprefix("KSTREAM_").lower(): v for k, v in env.items() if v is not None})
+    assert child.librdkafka_security() == remote.librdkafka_security()
+
+    local = Settings(broker_port=19092, data_dir=tmp_path).kafka_env()
+    assert local["KSTREAM_BOOTSTRAP_SERVERS"] is None and local["KSTREAM_BROKER_PORT"] == "19092"
+    assert local["KSTREAM_BROKER_SECURE"] is None  # not formatted secured: nothing to re-derive
