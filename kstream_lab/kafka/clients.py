@@ -12,11 +12,13 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from kstream_lab.kafka.chatter import RepeatFilter
 from kstream_lab.kafka.failures import redacted, security_error_cb
 from kstream_lab.settings import Settings
 
 RDKAFKA_LOG = logging.getLogger("kstream_lab.kafka.rdkafka")
 RDKAFKA_LOG.addHandler(logging.NullHandler())  # librdkafka's chatter only shows where logging is set up
+RDKAFKA_LOG.addFilter(RepeatFilter())  # one line per fault, not one per reconnect attempt
 
 
 def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
