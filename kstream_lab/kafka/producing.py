@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kstream_lab.errors import AuthorizationError, BrokerError
 from kstream_lab.kafka.clients import make_producer
-from kstream_lab.kafka.denials import denied, is_denial
+from kstream_lab.kafka.denials import denied, is_denial, principal
 from kstream_lab.settings import Settings
 
 
@@ -106,6 +106,16 @@ class BatchProducer:
             return denied(self._settings, err, "WRITE", topic, kind="topic")
         return BrokerError(f"produce to {topic} failed: {exc}")
 
+    def _lost_fatal(self) -> BrokerError:
+        """confluent-kafka can lose a fatal error's detail when Python code (a callback, a log handler)
+        runs while it is pending; still one line naming who could not write where."""
+        return BrokerError(
+            f"{principal(self._settings)} could not produce to {self._topic or '?'} on {self._settings.bootstrap}: "
+            "the producer hit a fatal error (its log line above says which)",
+            hint="a principal that may WRITE no topic gets no producer id: grant it in the pipeline file "
+            "and run `kstream-lab acls apply`",
+        )
+
     def _raise_denial(self) -> None:
         """An ACL refusal stops the producer at once: every further record would be refused too."""
         if self.denial is not None:
@@ -149,7 +159,7 @@ class BatchProducer:
                 self._producer.poll(0)
             except KafkaException as exc:
                 raise self._failure(self._topic or "?", exc) from None
-            raise
+            raise self._lost_fatal() from None
         self._raise_denial()
         if remaining:
             raise BrokerError(
