@@ -9,16 +9,25 @@ import sys
 from tests.support.paths import ROOT
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+    stdin: str | None = None,
+    inherit_kstream: bool = True,
+) -> subprocess.CompletedProcess:
     """``kstream-lab ARGS`` from the repository root with this interpreter (so the tree under test).
 
-    ``env`` is laid over the test's own environment; stdout and stderr come back as text.
+    ``env`` is laid over the test's own environment (without its ``KSTREAM_*`` variables unless
+    ``inherit_kstream``: the session exports the plaintext broker's); stdout and stderr come back as text.
     """
+    base = {k: v for k, v in os.environ.items() if inherit_kstream or not k.startswith("KSTREAM_")}
     return subprocess.run(
         [sys.executable, "-m", "kstream_lab", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
+        input=stdin,
         cwd=ROOT,
         timeout=timeout,
     )

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -33,6 +32,7 @@ from tests.support.pipeline import (
     produce_truth,
     sink_matches,
 )
+from tests.support.processes import run_cli
 from tests.support.secure import CAPTURED, LOGS, REGISTRY_READER, REGISTRY_WRITER, SecureKafka
 
 # the pipeline file's principals (pipelines/orders.yaml), one per service
@@ -87,16 +87,8 @@ def secure_pipeline(secure_kafka: SecureKafka, tmp_path: Path) -> Iterator[Pipel
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("KSTREAM_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kstream_lab", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        input=stdin,
-        cwd=ROOT,
-        timeout=timeout,
-    )
+    """``kstream-lab ARGS`` against the secured broker only (no inherited KSTREAM_*), output kept for the leak check."""
+    proc = run_cli(*args, env=env, stdin=stdin, timeout=timeout, inherit_kstream=False)
     CAPTURED.append(proc.stdout + proc.stderr)
     return proc
 
