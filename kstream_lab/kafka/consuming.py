@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.clients import make_consumer
+from kstream_lab.kafka.denials import is_denial
 from kstream_lab.kafka.read.records import Record
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.settings import Settings
@@ -61,13 +62,20 @@ class BatchConsumer:
         }
         self.consumer = make_consumer(settings, group_id, **tuning)
         self.consumer.subscribe([topic])
+        self._commit_failing = False
 
     def batches(self, stop: threading.Event) -> Iterator[list[Record]]:
         while not stop.is_set():
             try:
                 messages = self.consumer.consume(self.batch_size, self.batch_timeout_s)
-            except KafkaException as exc:
-                raise BrokerError(f"consume from {self.topic}: {exc.args[0].str()}") from None
+            except KafkaException as exc:  # non-fatal ones pass (a broker restart): the client reconnects
+                cause: KafkaError = exc.args[0]
+                if cause.fatal() or is_denial(cause):
+                    raise BrokerError(f"consume from {self.topic}: {cause.str()}") from None
+                METRICS.errors.labels(self.service, "consume").inc()
+                log.warning("consume from %s: %s", self.topic, cause.str())
+                stop.wait(0.5)
+                continue
             batch = []
             for m in messages:
                 err = m.error()
@@ -81,14 +89,33 @@ class BatchConsumer:
                 METRICS.consumed.labels(self.service, self.topic).inc(len(batch))
                 yield batch
 
-    def commit(self) -> None:
-        """Synchronously commit the positions of everything handed out so far."""
+    def commit(self) -> bool:
+        """Synchronously commit the positions of everything handed out so far; False if it could not.
+
+        A commit that fails for a reason that passes (the broker restarting, the coordinator moving,
+        a rebalance that made this member unknown) loses nothing: the batches were already written,
+        the next successful commit covers them, and if the partitions move meanwhile their new owner
+        re-reads from the last committed offset into idempotent upserts. So the worker carries on;
+        only a fatal error or an ACL denial ends it.
+        """
         try:
             self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                raise BrokerError(f"commit on {self.topic}: {exc.args[0].str()}") from None
+            err: KafkaError = exc.args[0]
+            if err.code() == KafkaError._NO_OFFSET:
+                return True
+            if err.fatal() or is_denial(err):
+                raise BrokerError(f"commit on {self.topic}: {err.str()}") from None
+            METRICS.errors.labels(self.service, "commit").inc()
+            if not self._commit_failing:
+                log.warning("commit on %s failed, carrying on (the next commit covers it): %s", self.topic, err.str())
+            self._commit_failing = True
+            return False
+        if self._commit_failing:
+            log.info("commits on %s succeed again", self.topic)
+        self._commit_failing = False
         update_lag(self.consumer, self.service)
+        return True
 
     def close(self) -> None:
         self.consumer.close()
