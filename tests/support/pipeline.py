@@ -100,6 +100,7 @@ class Pipeline:
     file: Path
     tmp: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # for every worker: e.g. another broker's KSTREAM_*
 
     @property
     def spec(self) -> PipelineSpec:
@@ -145,7 +146,9 @@ class Pipeline:
         key = key or (name if instance == 0 else f"{name}-{instance}")
         log = (self.tmp / f"{key}.log").open("ab")
         cmd = worker_command(name, self.file, "--instance", str(instance), *(extra or []))
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **self.env, **(env or {})}
+        )
         self.procs[key] = proc
         url = component(name).health_url(self.workers)
         if wait and url and instance == 0:  # instance n serves its metrics on port + n

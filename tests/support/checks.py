@@ -1,0 +1,78 @@
+"""The fault tests' shared checks: exact results once the producer is done, exactly-once for a
+read_committed reader, and a worker's metric read from its /metrics endpoint."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+
+import httpx
+import polars as pl
+
+from kstream_lab.kafka.admin import committed_offsets
+from kstream_lab.kafka.read import snapshot_bounds
+from tests.support.pipeline import (
+    BackgroundProducer,
+    Pipeline,
+    assert_pipeline_results,
+    expected_rows,
+    sink_by_key,
+    sink_matches,
+)
+
+
+def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | None:
+    port = getattr(pipe.workers, worker).metrics_port
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    m = re.search(rf"^{name}\{{[^}}]*{labels}[^}}]*\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def assert_exact_and_once(pipe: Pipeline, producer: BackgroundProducer, when: str) -> None:
+    """Once the producer is done: the sink equals the truth to the cent, DLQ and late topics match,
+    and a read_committed reader sees everything exactly once."""
+    truth = producer.truth()
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    try:
+        pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what=f"the sink to match the truth {when}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{where_it_stopped(pipe, truth, expected)}") from None
+    assert_pipeline_results(pipe, truth, expected)
+    assert_read_committed_exactly_once(pipe, truth)
+
+
+def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str:
+    """Which hop fell short: records per topic (distinct keys), committed offsets, sink rows off."""
+    lines = [f"truth: {truth.height} orders, {truth.filter(pl.col('kind') == 'poison').height} poison"]
+    for role in ("orders_raw", "orders_enriched", "orders_dlq", "orders_late", "sales_aggregates"):
+        records = pipe.read(role)
+        lines.append(f"{role}: {len(records)} committed records, {len({r.key for r in records})} keys")
+    topic = pipe.topic("orders_enriched")
+    ends = {p: b.end for p, b in snapshot_bounds(pipe.settings, topic).items()}
+    got = committed_offsets(pipe.settings, pipe.workers.aggregator.group_id, topic, sorted(ends))
+    lines.append(f"aggregator committed {got} of ends {ends}")
+    sink = sink_by_key(pipe.sink_rows())
+    off = [k for k in expected if sink.get(k) != expected[k]]
+    lines.append(
+        f"sink: {len(sink)} rows, {len(off)} of {len(expected)} expected differ, e.g. "
+        + "; ".join(f"{k}: want {expected[k]} got {sink.get(k)}" for k in off[:3])
+    )
+    return "\n".join(lines)
+
+
+def assert_read_committed_exactly_once(pipe: Pipeline, truth: pl.DataFrame) -> None:
+    """A read_committed reader sees every enriched order once, and per window a strictly increasing
+    series of updates with at most one final, last."""
+    enriched = pipe.read("orders_enriched")
+    assert Counter(Counter(r.key for r in enriched).values()) == {1: truth.filter(pl.col("kind") != "poison").height}
+    series: dict[bytes, list[dict]] = defaultdict(list)
+    for key, value in pipe.decoded("sales_aggregates"):
+        series[key].append(value)
+    for key, values in series.items():
+        seen = [(v["count"], v["final"]) for v in values]  # a final may repeat the last update's count
+        assert seen == sorted(set(seen)), f"duplicate or reordered updates for {key!r}: {seen}"
+        assert all(not final for _count, final in seen[:-1])
