@@ -70,15 +70,25 @@ def value_encoder(settings: Settings, spec: TopicSpec) -> Encoder:
 def require(
     record: Mapping, types: Mapping[str, type | tuple[type, ...]], *, topic: str, partition: int, offset: int
 ) -> None:
-    """Business-level shape check after decoding: each named field present with the right type."""
+    """Business-level shape check after decoding: each named field present with the right type.
+
+    A field the record does not have is ``missing_field``; one it has with another type (null,
+    a bool where an int belongs, a string for a number) is ``wrong_type``: a record written with
+    another registered schema decodes fine and only fails here.
+    """
     for name, typ in types.items():
         value = record.get(name)
         if not isinstance(value, typ) or isinstance(value, bool):
+            expected = getattr(typ, "__name__", typ)
+            missing = name not in record
             raise InvalidRecordError(
-                f"field {name!r} is {value!r}, expected {getattr(typ, '__name__', typ)}",
+                f"field {name!r} is missing, expected {expected}"
+                if missing
+                else f"field {name!r} is {value!r}, expected {expected}",
                 topic=topic,
                 partition=partition,
                 offset=offset,
+                reason="missing_field" if missing else "wrong_type",
             )
 
 
@@ -147,15 +157,19 @@ def _avro_columns(
     except WriterSchemaUnavailable as exc:
         raise retry_the_batch(exc) from None
     errors: dict[int, RecordError] = {
-        f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
+        f.index: DeserializationError(
+            f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index], reason=f.code
+        )
         for f in batch.failures
     }
     frame, rows = batch.frame, batch.indices.tolist()
     bad = _bad_int_rows(frame, ints)
     if bad:
-        for j, reason in bad.items():
+        for j, (code, message) in bad.items():
             i = rows[j]
-            errors[i] = InvalidRecordError(reason, topic=topic, partition=partitions[i], offset=offsets[i])
+            errors[i] = InvalidRecordError(
+                message, topic=topic, partition=partitions[i], offset=offsets[i], reason=code
+            )
         keep = [j for j in range(len(rows)) if j not in bad]
         frame, rows = frame[keep], [rows[j] for j in keep]
     columns = {
@@ -164,15 +178,16 @@ def _avro_columns(
     return Columns(columns, rows, errors)
 
 
-def _bad_int_rows(frame: Any, ints: Sequence[str]) -> dict[int, str]:
-    """Rows whose required integer fields are missing, null or not integers: row -> reason."""
-    bad: dict[int, str] = {}
+def _bad_int_rows(frame: Any, ints: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """Rows whose required integer fields are missing, null or not integers: row -> (reason, message),
+    with the reasons :func:`require` gives the same records."""
+    bad: dict[int, tuple[str, str]] = {}
     for name in ints:
         if name not in frame.columns:
-            return {j: f"field {name!r} is missing, expected int" for j in range(frame.height)}
+            return {j: ("missing_field", f"field {name!r} is missing, expected int") for j in range(frame.height)}
         column = frame[name]
         if not column.dtype.is_integer():
-            return {j: f"field {name!r} is {column.dtype}, expected int" for j in range(frame.height)}
+            return {j: ("wrong_type", f"field {name!r} is {column.dtype}, expected int") for j in range(frame.height)}
         for j in column.is_null().arg_true().to_list():
-            bad.setdefault(j, f"field {name!r} is None, expected int")
+            bad.setdefault(j, ("wrong_type", f"field {name!r} is None, expected int"))
     return bad

@@ -117,7 +117,15 @@ def test_bad_records_are_reported_and_the_rest_decoded_in_order():
     assert reasons[7].startswith("no magic byte") and reasons[8].startswith("truncated header")
     assert reasons[9].startswith("unknown schema id 404")
     assert reasons[10].startswith("truncated or corrupt Avro body for schema id 3")
-    assert reasons[11].endswith("(ValueError: 2 trailing bytes after the Avro body)")
+    assert reasons[11] == "2 trailing bytes after the Avro body for schema id 3"
+    assert {f.index: f.code for f in batch.failures} == {
+        7: "not_avro",
+        8: "truncated",
+        9: "unknown_schema_id",
+        10: "truncated",
+        11: "trailing_bytes",
+        2999: "tombstone",
+    }
     assert reasons[2999] == "null value (tombstone) where an Avro record was expected"
     good = [i for i in range(3000) if i not in bad]
     assert batch.indices.tolist() == good
