@@ -80,11 +80,14 @@ def refusal_reason(schema_id: int, exc: RegistryError) -> Problem:
     return Problem("schema_refused", f"writer schema {schema_id} refused by the registry: {exc.message}")
 
 
-def body_problem(schema_id: int, exc: Exception) -> Problem:
-    """Why fastavro could not read an Avro body: running out of bytes is ``truncated``, anything
-    else (a bad union index, invalid UTF-8 in a string, a negative length) ``corrupt_body``."""
-    reason = "truncated" if isinstance(exc, EOFError | StopIteration) else "corrupt_body"
-    return Problem(reason, f"truncated or corrupt Avro body for schema id {schema_id} ({type(exc).__name__}: {exc})")
+def body_problem(schema_id: int, exc: Exception, *, ran_out: bool) -> Problem:
+    """Why fastavro could not read an Avro body: ``truncated`` when it failed having read every byte
+    (it needed more; fastavro says so with EOFError or IndexError alike), else ``corrupt_body`` (a bad
+    union index, invalid UTF-8 in a string, a negative length, stopped mid-value)."""
+    return Problem(
+        "truncated" if ran_out else "corrupt_body",
+        f"truncated or corrupt Avro body for schema id {schema_id} ({type(exc).__name__}: {exc})",
+    )
 
 
 def trailing_problem(schema_id: int, extra: int) -> Problem:
@@ -224,7 +227,7 @@ class AvroRecordDecoder:
         try:
             record = fastavro.schemaless_reader(body, writer, self.reader)
         except Exception as exc:  # EOFError, StopIteration, UnicodeDecodeError, IndexError ...
-            problem = body_problem(schema_id, exc)
+            problem = body_problem(schema_id, exc, ran_out=body.tell() >= len(value))
             raise DeserializationError(problem.message, reason=problem.reason, **where) from None
         if body.tell() != len(value):
             problem = trailing_problem(schema_id, len(value) - body.tell())

@@ -215,7 +215,8 @@ class _GroupDecoder:
             try:
                 row = fastavro.schemaless_reader(body, self.writer, None)
             except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError ...
-                self.failures.append(DecodeFailure.of(i, body_problem(self.schema_id, exc)))
+                ran_out = body.tell() >= len(self.values[i])
+                self.failures.append(DecodeFailure.of(i, body_problem(self.schema_id, exc, ran_out=ran_out)))
                 continue
             rest = len(self.values[i]) - body.tell()
             if rest:
@@ -278,7 +279,13 @@ def decode_avro_batch(
     kept: list[np.ndarray] = []
     positions = np.flatnonzero(ok)
     unique, inverse = np.unique(ids[positions], return_inverse=True)
-    groups = np.split(positions[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
+    # No well-framed value at all (a batch of one poison record): no groups -- np.split would make
+    # one empty group for no schema id, which crashed the aggregator on every retry of such a batch.
+    groups = (
+        np.split(positions[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
+        if positions.size
+        else []
+    )
     for schema_id, idx in zip(unique.tolist(), groups, strict=True):
         try:
             writer_text = fetch_writer_schema(registry, schema_id)  # an outage raises: not the records' fault

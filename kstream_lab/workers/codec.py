@@ -164,6 +164,8 @@ def _avro_columns(
     }
     frame, rows = batch.frame, batch.indices.tolist()
     bad = _bad_int_rows(frame, ints)
+    if bad and len(batch.schema_ids) > 1:
+        return _columns_per_writer_schema(registry, values, topic, partitions, offsets, ints, others)
     if bad:
         for j, (code, message) in bad.items():
             i = rows[j]
@@ -176,6 +178,47 @@ def _avro_columns(
         name: frame[name].to_list() if name in frame.columns else [None] * len(rows) for name in (*ints, *others)
     }
     return Columns(columns, rows, errors)
+
+
+def _columns_per_writer_schema(
+    registry: Any,
+    values: list[bytes | None],
+    topic: str,
+    partitions: list[int],
+    offsets: list[int],
+    ints: Sequence[str],
+    others: Sequence[str],
+) -> Columns:
+    """:func:`_avro_columns` once per writer schema id, merged back into input order.
+
+    The bulk decoder concatenates the frames of different writer schemas with relaxed types: one
+    record written with a schema whose ``total_cents`` is a string turns the whole column into
+    strings, and every good record of the batch would be dead-lettered with it (found by the bad
+    input tests). Split by schema id, only the records of the wrong schema fail, each with its own
+    reason (``wrong_type``, or ``missing_field`` where the schema lacks the field). A rare path (a
+    batch with more than one writer schema and a bad row), so plain Python is fine here.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for i, value in enumerate(values):
+        groups.setdefault(value[1:5] if value is not None else b"", []).append(i)
+    merged: list[tuple[int, list[Any]]] = []
+    errors: dict[int, RecordError] = {}
+    names = (*ints, *others)
+    for idx in groups.values():
+        part = _avro_columns(
+            registry,
+            [values[i] for i in idx],
+            topic,
+            [partitions[i] for i in idx],
+            [offsets[i] for i in idx],
+            ints,
+            others,
+        )
+        errors.update({idx[k]: exc for k, exc in part.errors.items()})
+        merged += [(idx[k], [part.columns[n][j] for n in names]) for j, k in enumerate(part.rows)]
+    merged.sort(key=lambda row: row[0])
+    columns = {n: [row[c] for _, row in merged] for c, n in enumerate(names)}
+    return Columns(columns, [i for i, _ in merged], errors)
 
 
 def _bad_int_rows(frame: Any, ints: Sequence[str]) -> dict[int, tuple[str, str]]:

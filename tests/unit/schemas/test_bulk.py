@@ -250,3 +250,11 @@ def test_packed_spread_samples_whole_values_across_the_buffer():
     assert few.spread(10) == [b"a", b"b"]  # fewer values than asked: the non-empty ones
     odd = PackedValues.of([b"xy", b"a", b"long-value", b"z"] * 50)
     assert set(odd.spread(16)) <= {b"xy", b"a", b"long-value", b"z"}  # never a fragment of a value
+
+
+def test_a_batch_without_one_well_framed_value_is_all_failures():
+    """Such a batch (one poison record alone) raised ValueError from np.split before: the aggregator
+    crashed on it, and again on every retry."""
+    batch = decode_avro_batch([b"\x00\x00", None, b"{}"], StaticSchemas({}))
+    assert [(f.index, f.code) for f in batch.failures] == [(0, "truncated"), (1, "tombstone"), (2, "not_avro")]
+    assert batch.frame.height == 0 and batch.indices.tolist() == []
