@@ -51,6 +51,16 @@ class AuthorizationError(KStreamLabError):
     """
 
 
+class StateError(KStreamLabError):
+    """The aggregator's changelog cannot be restored into window state: a record that is not state
+    (corrupt key or value) with no later record replacing it, or state of another aggregation spec.
+
+    Never skipped: folding new records into state with a hole would emit wrong totals as if they
+    were right. The worker stops (exit 2) before it processes or commits anything, so no input
+    offset moves and nothing is lost; the message names changelog partition and key.
+    """
+
+
 class TopicError(KStreamLabError):
     """Unknown topic, or a topic change refused (shrinking partitions without --force)."""
 

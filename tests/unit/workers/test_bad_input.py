@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from kstream_lab.errors import InvalidRecordError
+from kstream_lab.errors import InvalidRecordError, StateError
 from kstream_lab.schemas.avro import AvroRecordDecoder, StaticSchemas
 from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import _avro_columns
@@ -16,8 +16,9 @@ from kstream_lab.workers.dlq import DeadLetter
 from kstream_lab.workers.enricher import EnricherProcessor
 from kstream_lab.workers.order_rules import DAY_MS, OrderRules
 from tests.support.aggregator import SPEC, processor
+from tests.support.aggregator import order as agg_order
 from tests.support.avro import ORDER, encode
-from tests.support.fakes import Msg, RecordingOutput
+from tests.support.fakes import Msg, RecordingOutput, json_msgs
 from tests.support.poison import (
     ENRICHED,
     ENRICHED_MISSING_FIELD,
@@ -121,3 +122,38 @@ def test_the_aggregator_dead_letters_only_the_records_of_a_wrong_writer_schema()
             "final": False,
         }
     ]
+
+
+def changelog_of(records: list[dict]) -> list[tuple[bytes, bytes | None]]:
+    proc, entries = processor(), []
+    proc.process(json_msgs("in", 0, records), RecordingOutput())
+    entries += proc.changelog()[0]
+    return entries
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        (b"\xff not json", b"{}", "is not window state: 'utf-8' codec can't decode"),
+        (b'"just a string"', b"{}", "the key is not [partition, window_start, [loyalty_tier]]"),
+        (b'[0, 0, ["gold"]]', b"{not json", "is not window state: Expecting property name"),
+        (b'[0, 0, ["gold"]]', b'{"total_cents": 5}', "does not hold the metrics ['count', 'total_cents']"),
+        (b'[0, 0, ["gold"]]', b'{"total_cents": "5", "count": 1}', "has a metric that is not an integer"),
+        (b"0:__watermark__", b'{"watermark": "soon"}', "watermark record"),
+    ],
+)
+def test_a_corrupt_changelog_record_stops_the_restore_naming_partition_and_key(key, value, why) -> None:
+    entries = changelog_of([agg_order(1, 1_000), agg_order(2, 2_000)]) + [(key, value)]
+    with pytest.raises(StateError) as exc:
+        processor(changelog={0: entries})
+    assert str(exc.value).startswith(f"changelog: changelog partition 0: the record with key {key!r} ")
+    assert why in str(exc.value) and "nothing was processed or committed" in str(exc.value)
+
+
+def test_a_corrupt_changelog_record_replaced_later_is_harmless() -> None:
+    good = changelog_of([agg_order(1, 1_000), agg_order(2, 2_000, cents=50)])
+    window_key = next(k for k, _ in good if k.startswith(b"["))
+    entries = [(window_key, b"garbage"), (b"\xff", b"x"), (b"\xff", None)] + good  # each superseded
+    proc, out = processor(changelog={0: entries}), RecordingOutput()
+    proc.process(json_msgs("in", 0, [agg_order(3, 3_000, cents=7)], start=2), out)
+    assert [(v["total_cents"], v["count"]) for v in out.values("agg")] == [(157, 3)]
