@@ -51,12 +51,30 @@ class AuthorizationError(KStreamLabError):
     """
 
 
+class StateError(KStreamLabError):
+    """The aggregator's changelog cannot be restored into window state: a record that is not state
+    (corrupt key or value) with no later record replacing it, or state of another aggregation spec.
+
+    Never skipped: folding new records into state with a hole would emit wrong totals as if they
+    were right. The worker stops (exit 2) before it processes or commits anything, so no input
+    offset moves and nothing is lost; the message names changelog partition and key.
+    """
+
+
 class TopicError(KStreamLabError):
     """Unknown topic, or a topic change refused (shrinking partitions without --force)."""
 
 
 class RecordError(KStreamLabError):
-    """A problem with one Kafka record; knows where the record lives."""
+    """A problem with one Kafka record; knows where the record lives.
+
+    ``reason`` is a short stable name for the kind of problem (``not_avro``, ``unknown_schema_id``,
+    ``negative_total`` ...; docs/reliability.md lists them all). It goes into the DLQ's
+    ``error.reason`` header, so dead letters can be counted and triaged by kind without parsing
+    the message, which names the record and differs for every one.
+    """
+
+    default_reason = "bad_record"
 
     def __init__(
         self,
@@ -66,8 +84,10 @@ class RecordError(KStreamLabError):
         partition: int | None = None,
         offset: int | None = None,
         hint: str | None = None,
+        reason: str | None = None,
     ) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
+        self.reason = reason or self.default_reason
         where = ""
         if topic is not None:
             where = (
@@ -81,13 +101,19 @@ class RecordError(KStreamLabError):
 class DeserializationError(RecordError):
     """Bytes that do not decode with the topic's declared format."""
 
+    default_reason = "undecodable"
+
 
 class SerializationError(RecordError):
     """A value that does not match its schema at produce time (names the field)."""
 
+    default_reason = "unserializable"
+
 
 class InvalidRecordError(RecordError):
     """A decoded record that breaks a business rule (e.g. a negative total)."""
+
+    default_reason = "invalid"
 
 
 class SecurityError(BrokerError):

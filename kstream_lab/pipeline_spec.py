@@ -122,6 +122,11 @@ class EnricherConfig(_KafkaWorkerSpec):
     breaker_reset_ms: int = 3000
     batch_size: int = Field(default=5000, gt=0)
     metrics_port: int | None = 9401
+    # Bad input (kstream_lab/workers/order_rules.py): larger values, and event times further before or
+    # after the record's own timestamp, are dead-lettered; null switches a check off.
+    max_value_bytes: int | None = Field(default=65_536, gt=0)
+    max_event_age_ms: int | None = Field(default=7 * 86_400_000, gt=0)
+    max_event_lead_ms: int | None = Field(default=3_600_000, ge=0)
 
 
 class AggregatorConfig(_KafkaWorkerSpec):
@@ -300,8 +305,31 @@ def _reference_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
         problems.append(
             (("workers", "aggregator", "aggregation"), f"no aggregation named {name!r} (declared: {declared})")
         )
+    problems += _changelog_partition_problems(spec)
     for reader, access in spec.readers.items():
         for i, topic in enumerate(access.topics if access.topics != "all" else []):
             if topic not in spec.topics:
                 problems.append((("readers", reader, "topics", i), f"no topic named {topic!r} is declared"))
     return problems
+
+
+def _changelog_partition_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
+    """The aggregator's changelog must have as many partitions as its input (docs/semantics.md §2.1).
+
+    The state of input partition p lives in changelog partition p (Kafka Streams' rule): with fewer
+    changelog partitions, the state of the higher input partitions has nowhere to go. Caught at
+    load, before ``topics apply`` creates topics of the wrong shape, so every command refuses the
+    file with one line (file, line, both counts) instead of the aggregator stopping after start.
+    """
+    cfg = spec.workers.aggregator
+    src, changelog = spec.topics.get(cfg.input), spec.topics.get(cfg.changelog)
+    if src is None or changelog is None or src.partitions == changelog.partitions:
+        return []
+    return [
+        (
+            ("topics", changelog.name, "partitions"),
+            f"the aggregator's changelog {changelog.name} has {changelog.partitions} partitions but its input "
+            f"{src.name} has {src.partitions}; they must be equal (state for partition p lives in changelog "
+            f"partition p)",
+        )
+    ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.errors import StateError
 
 WATERMARK_KEY = "__watermark__"
 SPEC_KEY = "__spec__"
@@ -211,29 +212,79 @@ class PartitionWindows:
     ) -> PartitionWindows:
         """Rebuild state from changelog records in offset order (last write wins, None deletes).
 
-        Raises ValueError if the changelog was written under a different spec (window size, grace,
-        grouping or metrics), because folding new records into old-shaped state would be silently wrong.
+        Raises StateError if the changelog was written under a different spec (window size, grace,
+        grouping or metrics), because folding new records into old-shaped state would be silently
+        wrong; and for a record that is not state (a key or value that is not this module's JSON,
+        metrics of another shape), unless a later record of the same key replaces or deletes it --
+        then it never mattered (the last word is what a compacted changelog keeps anyway).
         """
         state = cls(spec, partition)
         meta_key = f"{partition}:{WATERMARK_KEY}".encode()
+        corrupt: dict[bytes, str] = {}  # key -> why its latest record is not state
         for k, v in entries:
-            if k == meta_key:
-                meta = json.loads(v) if v else {}
-                if meta.get("spec") not in (None, spec.state_key()):
-                    raise ValueError(
-                        f"changelog partition {partition} was written by another aggregation spec "
-                        f"({meta.get('spec')!r}); reset it or use a new application id"
-                    )
-                state.watermark = meta.get("watermark")
+            try:
+                if k == meta_key:
+                    state._restore_meta(v)
+                else:
+                    state._restore_window(k, v)
+            except (ValueError, TypeError) as exc:
+                corrupt[k] = str(exc)
                 continue
-            p, start, group = json.loads(k)
-            if p != partition:
-                continue
-            if v is None:
-                state.windows.pop((start, tuple(group)), None)
-            else:
-                state.windows[(start, tuple(group))] = json.loads(v)
+            corrupt.pop(k, None)
+        if corrupt:
+            key, why = next(iter(corrupt.items()))
+            more = f" (and {len(corrupt) - 1} more keys)" if len(corrupt) > 1 else ""
+            raise StateError(
+                f"changelog partition {partition}: the record with key {key[:200]!r} is not window state: {why}{more}",
+                hint="nothing was processed or committed; restore the changelog or rebuild the state from the "
+                "input (docs/reliability.md#bad-input)",
+            )
         return state
+
+    def _restore_meta(self, value: bytes | None) -> None:
+        meta = json.loads(value) if value else {}
+        if not isinstance(meta, dict) or not _int_or_none(meta.get("watermark")):
+            raise ValueError(f"watermark record {(value or b'')[:200]!r} is not {{'watermark': int, 'spec': ...}}")
+        if meta.get("spec") not in (None, self.spec.state_key()):
+            raise StateError(
+                f"changelog partition {self.partition} was written by another aggregation spec "
+                f"({meta.get('spec')!r}); reset it or use a new application id"
+            )
+        self.watermark = meta.get("watermark")
+
+    def _restore_window(self, key: bytes, value: bytes | None) -> None:
+        try:
+            parsed = json.loads(key)
+        except ValueError:
+            if value is None:  # a tombstone deletes whatever the key held: state or not, nothing is left
+                return
+            raise
+        if not (
+            isinstance(parsed, list)
+            and len(parsed) == 3
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in parsed[:2])
+            and isinstance(parsed[2], list)
+            and len(parsed[2]) == len(self.spec.group_by)
+        ):
+            if value is None:
+                return
+            raise ValueError(f"the key is not [partition, window_start, [{', '.join(self.spec.group_by)}]]")
+        p, start, group = parsed
+        if p != self.partition:
+            return
+        if value is None:
+            self.windows.pop((start, tuple(group)), None)
+            return
+        metrics = json.loads(value)
+        if not isinstance(metrics, dict) or set(metrics) != set(self.spec.metrics):
+            raise ValueError(f"value {value[:200]!r} does not hold the metrics {sorted(self.spec.metrics)}")
+        if not all(_int_or_none(m) for m in metrics.values()):
+            raise ValueError(f"value {value[:200]!r} has a metric that is not an integer")
+        self.windows[(start, tuple(group))] = metrics
+
+
+def _int_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _sort_key(key: tuple[int, tuple]) -> tuple:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import fastavro
 from fastavro.validation import ValidationError as AvroValidationError
@@ -65,11 +65,34 @@ def fetch_writer_schema(schemas: WriterSchemas, schema_id: int) -> str:
         raise
 
 
-def refusal_reason(schema_id: int, exc: RegistryError) -> str:
+class Problem(NamedTuple):
+    """Why a value does not decode: ``reason`` is the stable name in the DLQ's ``error.reason``
+    header (see :class:`kstream_lab.errors.RecordError`), ``message`` the sentence for people."""
+
+    reason: str
+    message: str
+
+
+def refusal_reason(schema_id: int, exc: RegistryError) -> Problem:
     """Why a record framed with ``schema_id`` does not decode, the registry having refused the id."""
     if exc.code == 40403:
-        return f"unknown schema id {schema_id}: {exc.message}"
-    return f"writer schema {schema_id} refused by the registry: {exc.message}"
+        return Problem("unknown_schema_id", f"unknown schema id {schema_id}: {exc.message}")
+    return Problem("schema_refused", f"writer schema {schema_id} refused by the registry: {exc.message}")
+
+
+def body_problem(schema_id: int, exc: Exception, *, ran_out: bool) -> Problem:
+    """Why fastavro could not read an Avro body: ``truncated`` when it failed having read every byte
+    (it needed more; fastavro says so with EOFError or IndexError alike), else ``corrupt_body`` (a bad
+    union index, invalid UTF-8 in a string, a negative length, stopped mid-value)."""
+    return Problem(
+        "truncated" if ran_out else "corrupt_body",
+        f"truncated or corrupt Avro body for schema id {schema_id} ({type(exc).__name__}: {exc})",
+    )
+
+
+def trailing_problem(schema_id: int, extra: int) -> Problem:
+    """Bytes left after a complete Avro body: the value was written with another schema, or glued."""
+    return Problem("trailing_bytes", f"{extra} trailing bytes after the Avro body for schema id {schema_id}")
 
 
 TIME_LOGICAL_TYPES = {
@@ -114,16 +137,18 @@ def frame(schema_id: int, body: bytes) -> bytes:
     return bytes([MAGIC]) + schema_id.to_bytes(4, "big") + body
 
 
-def header_problem(value: bytes | None) -> str | None:
+def header_problem(value: bytes | None) -> Problem | None:
     """Why ``value`` cannot be a Confluent-framed record, or None when the header looks right."""
     if value is None:
-        return "null value (tombstone) where an Avro record was expected"
+        return Problem("tombstone", "null value (tombstone) where an Avro record was expected")
     if len(value) == 0:
-        return "empty value"
+        return Problem("empty_value", "empty value")
     if value[0] != MAGIC:
-        return f"no magic byte: first byte is 0x{value[0]:02x}, expected 0x00 (not Confluent wire format)"
+        return Problem(
+            "not_avro", f"no magic byte: first byte is 0x{value[0]:02x}, expected 0x00 (not Confluent wire format)"
+        )
     if len(value) < HEADER:
-        return f"truncated header: {len(value)} bytes, the magic byte and schema id need 5"
+        return Problem("truncated", f"truncated header: {len(value)} bytes, the magic byte and schema id need 5")
     return None
 
 
@@ -189,23 +214,22 @@ class AvroRecordDecoder:
         where = ctx.where()
         problem = header_problem(value)
         if problem:
-            raise DeserializationError(problem, **where)
+            raise DeserializationError(problem.message, reason=problem.reason, **where)
         assert value is not None
         schema_id = int.from_bytes(value[1:HEADER], "big")
         try:
             writer = self.writer(schema_id)
         except RegistryError as exc:
-            raise DeserializationError(refusal_reason(schema_id, exc), **where) from None
+            problem = refusal_reason(schema_id, exc)
+            raise DeserializationError(problem.message, reason=problem.reason, **where) from None
         body = io.BytesIO(value)
         body.seek(HEADER)
         try:
             record = fastavro.schemaless_reader(body, writer, self.reader)
         except Exception as exc:  # EOFError, StopIteration, UnicodeDecodeError, IndexError ...
-            raise DeserializationError(
-                f"truncated or corrupt Avro body for schema id {schema_id} ({type(exc).__name__}: {exc})", **where
-            ) from None
+            problem = body_problem(schema_id, exc, ran_out=body.tell() >= len(value))
+            raise DeserializationError(problem.message, reason=problem.reason, **where) from None
         if body.tell() != len(value):
-            raise DeserializationError(
-                f"{len(value) - body.tell()} trailing bytes after the Avro body for schema id {schema_id}", **where
-            )
+            problem = trailing_problem(schema_id, len(value) - body.tell())
+            raise DeserializationError(problem.message, reason=problem.reason, **where)
         return cast(dict, record)  # value schemas are records (a dict from fastavro); the stubs allow any datum

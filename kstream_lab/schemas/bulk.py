@@ -35,11 +35,14 @@ from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.packed import SEP, PackedValues
 from kstream_lab.schemas.avro import (
     HEADER,
+    Problem,
     WriterSchemas,
+    body_problem,
     fetch_writer_schema,
     header_problem,
     plain_times,
     refusal_reason,
+    trailing_problem,
 )
 from kstream_lab.schemas.quiet import rust_panics_muted
 
@@ -57,8 +60,16 @@ AVRO_TO_POLARS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class DecodeFailure:
+    """Input position ``index`` did not decode: ``reason`` says why, ``code`` is its stable name
+    (the DLQ's ``error.reason``, see :class:`kstream_lab.schemas.avro.Problem`)."""
+
     index: int
     reason: str
+    code: str = "undecodable"
+
+    @classmethod
+    def of(cls, index: int, problem: Problem) -> DecodeFailure:
+        return cls(index, problem.message, problem.reason)
 
 
 @dataclass
@@ -203,16 +214,13 @@ class _GroupDecoder:
             body.seek(HEADER)
             try:
                 row = fastavro.schemaless_reader(body, self.writer, None)
-                rest = len(self.values[i]) - body.tell()
-                if rest:
-                    raise ValueError(f"{rest} trailing bytes after the Avro body")
             except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError ...
-                self.failures.append(
-                    DecodeFailure(
-                        i,
-                        f"truncated or corrupt Avro body for schema id {self.schema_id} ({type(exc).__name__}: {exc})",
-                    )
-                )
+                ran_out = body.tell() >= len(self.values[i])
+                self.failures.append(DecodeFailure.of(i, body_problem(self.schema_id, exc, ran_out=ran_out)))
+                continue
+            rest = len(self.values[i]) - body.tell()
+            if rest:
+                self.failures.append(DecodeFailure.of(i, trailing_problem(self.schema_id, rest)))
                 continue
             good.append(i)
             rows.append(row)
@@ -262,18 +270,27 @@ def decode_avro_batch(
         values = values.values()
     arr = pa.array(values, type=pa.large_binary())
     ok, ids, _ = _headers(arr)
-    failures = [DecodeFailure(i, header_problem(values[i]) or "bad header") for i in np.flatnonzero(~ok).tolist()]
+    failures = [
+        DecodeFailure.of(i, header_problem(values[i]) or Problem("bad_header", "bad header"))
+        for i in np.flatnonzero(~ok).tolist()
+    ]
     reader = plain_times(json.loads(reader_schema)) if reader_schema else None
     frames: list[pl.DataFrame] = []
     kept: list[np.ndarray] = []
     positions = np.flatnonzero(ok)
     unique, inverse = np.unique(ids[positions], return_inverse=True)
-    groups = np.split(positions[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
+    # No well-framed value at all (a batch of one poison record): no groups -- np.split would make
+    # one empty group for no schema id, which crashed the aggregator on every retry of such a batch.
+    groups = (
+        np.split(positions[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
+        if positions.size
+        else []
+    )
     for schema_id, idx in zip(unique.tolist(), groups, strict=True):
         try:
             writer_text = fetch_writer_schema(registry, schema_id)  # an outage raises: not the records' fault
         except RegistryError as exc:
-            failures += [DecodeFailure(i, refusal_reason(schema_id, exc)) for i in idx.tolist()]
+            failures += [DecodeFailure.of(i, refusal_reason(schema_id, exc)) for i in idx.tolist()]
             continue
         group = _GroupDecoder(values, arr, schema_id, writer_text)
         for start in range(0, len(idx), chunk):
@@ -282,7 +299,7 @@ def decode_avro_batch(
             group_frames = [_project(f, reader) for f in group.frames] if reader is not None else group.frames
         except ValueError as exc:
             failures += [
-                DecodeFailure(i, f"schema id {schema_id} does not resolve to the reader schema: {exc}")
+                DecodeFailure(i, f"schema id {schema_id} does not resolve to the reader schema: {exc}", "unresolvable")
                 for part in group.kept
                 for i in part.tolist()
             ] + group.failures

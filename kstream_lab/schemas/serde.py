@@ -55,13 +55,17 @@ def json_serializer(obj: dict, ctx: SerdeContext = NO_CONTEXT) -> bytes:
 def json_decoder(value: bytes | None, ctx: SerdeContext = NO_CONTEXT) -> dict:
     """Decode one JSON object value; a tombstone, invalid JSON or a non-object is a DeserializationError."""
     if value is None:
-        raise DeserializationError("null value (tombstone) where a JSON object was expected", **ctx.where())
+        raise DeserializationError(
+            "null value (tombstone) where a JSON object was expected", reason="tombstone", **ctx.where()
+        )
     try:
         obj = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DeserializationError(f"not valid JSON: {exc}", **ctx.where()) from None
+        raise DeserializationError(f"not valid JSON: {exc}", reason="not_json", **ctx.where()) from None
     if not isinstance(obj, dict):
-        raise DeserializationError(f"expected a JSON object, got {type(obj).__name__}", **ctx.where())
+        raise DeserializationError(
+            f"expected a JSON object, got {type(obj).__name__}", reason="not_json_object", **ctx.where()
+        )
     return obj
 
 

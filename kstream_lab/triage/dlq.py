@@ -14,6 +14,7 @@ from kstream_lab.settings import Settings
 
 DLQ_HEADERS = {
     "error.class": "error_class",
+    "error.reason": "error_reason",
     "error.message": "error_message",
     "source.topic": "source_topic",
     "source.partition": "source_partition",

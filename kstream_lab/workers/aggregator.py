@@ -19,6 +19,7 @@ from typing import Any
 
 from kstream_lab.aggregations.fold import PartitionWindows, WindowResult, metric_columns
 from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.errors import StateError
 from kstream_lab.kafka.transactional import ChangelogEntries, Output, Restore
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.observability.tracing import child_trace_headers
@@ -41,11 +42,13 @@ class AggregatorProcessor:
         late: str,
         dlq: str,
         group_columns: dict[str, str] | None = None,
+        changelog: str = "changelog",
         service: str = "aggregator",
     ) -> None:
         """``decode`` must return the spec's time field and metric fields (required integers) and its
-        group-by fields: see :meth:`fields`."""
+        group-by fields: see :meth:`fields`. ``changelog`` names the state's topic in errors."""
         self.spec, self.decode_columns, self.encode_aggregate = spec, decode, encode_aggregate
+        self.changelog_topic = changelog
         self.output, self.late, self.dlq, self.service = output, late, dlq, service
         self.group_columns = group_columns or {}
         self.states: dict[int, PartitionWindows] = {}
@@ -61,7 +64,10 @@ class AggregatorProcessor:
     def assign(self, partitions: list[int], restore: Restore) -> None:
         entries = restore(partitions)
         for p in partitions:
-            self.states[p] = PartitionWindows.restore(self.spec, p, entries.get(p, []))
+            try:
+                self.states[p] = PartitionWindows.restore(self.spec, p, entries.get(p, []))
+            except StateError as exc:  # stop before anything is processed: see StateError
+                raise StateError(f"{self.changelog_topic}: {exc.message}", hint=exc.hint) from None
             log.info(
                 "restored partition %d: %d open windows, watermark %s",
                 p,

@@ -70,15 +70,25 @@ def value_encoder(settings: Settings, spec: TopicSpec) -> Encoder:
 def require(
     record: Mapping, types: Mapping[str, type | tuple[type, ...]], *, topic: str, partition: int, offset: int
 ) -> None:
-    """Business-level shape check after decoding: each named field present with the right type."""
+    """Business-level shape check after decoding: each named field present with the right type.
+
+    A field the record does not have is ``missing_field``; one it has with another type (null,
+    a bool where an int belongs, a string for a number) is ``wrong_type``: a record written with
+    another registered schema decodes fine and only fails here.
+    """
     for name, typ in types.items():
         value = record.get(name)
         if not isinstance(value, typ) or isinstance(value, bool):
+            expected = getattr(typ, "__name__", typ)
+            missing = name not in record
             raise InvalidRecordError(
-                f"field {name!r} is {value!r}, expected {getattr(typ, '__name__', typ)}",
+                f"field {name!r} is missing, expected {expected}"
+                if missing
+                else f"field {name!r} is {value!r}, expected {expected}",
                 topic=topic,
                 partition=partition,
                 offset=offset,
+                reason="missing_field" if missing else "wrong_type",
             )
 
 
@@ -147,15 +157,21 @@ def _avro_columns(
     except WriterSchemaUnavailable as exc:
         raise retry_the_batch(exc) from None
     errors: dict[int, RecordError] = {
-        f.index: DeserializationError(f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index])
+        f.index: DeserializationError(
+            f.reason, topic=topic, partition=partitions[f.index], offset=offsets[f.index], reason=f.code
+        )
         for f in batch.failures
     }
     frame, rows = batch.frame, batch.indices.tolist()
     bad = _bad_int_rows(frame, ints)
+    if bad and len(batch.schema_ids) > 1:
+        return _columns_per_writer_schema(registry, values, topic, partitions, offsets, ints, others)
     if bad:
-        for j, reason in bad.items():
+        for j, (code, message) in bad.items():
             i = rows[j]
-            errors[i] = InvalidRecordError(reason, topic=topic, partition=partitions[i], offset=offsets[i])
+            errors[i] = InvalidRecordError(
+                message, topic=topic, partition=partitions[i], offset=offsets[i], reason=code
+            )
         keep = [j for j in range(len(rows)) if j not in bad]
         frame, rows = frame[keep], [rows[j] for j in keep]
     columns = {
@@ -164,15 +180,57 @@ def _avro_columns(
     return Columns(columns, rows, errors)
 
 
-def _bad_int_rows(frame: Any, ints: Sequence[str]) -> dict[int, str]:
-    """Rows whose required integer fields are missing, null or not integers: row -> reason."""
-    bad: dict[int, str] = {}
+def _columns_per_writer_schema(
+    registry: Any,
+    values: list[bytes | None],
+    topic: str,
+    partitions: list[int],
+    offsets: list[int],
+    ints: Sequence[str],
+    others: Sequence[str],
+) -> Columns:
+    """:func:`_avro_columns` once per writer schema id, merged back into input order.
+
+    The bulk decoder concatenates the frames of different writer schemas with relaxed types: one
+    record written with a schema whose ``total_cents`` is a string turns the whole column into
+    strings, and every good record of the batch would be dead-lettered with it (found by the bad
+    input tests). Split by schema id, only the records of the wrong schema fail, each with its own
+    reason (``wrong_type``, or ``missing_field`` where the schema lacks the field). A rare path (a
+    batch with more than one writer schema and a bad row), so plain Python is fine here.
+    """
+    groups: dict[bytes, list[int]] = {}
+    for i, value in enumerate(values):
+        groups.setdefault(value[1:5] if value is not None else b"", []).append(i)
+    merged: list[tuple[int, list[Any]]] = []
+    errors: dict[int, RecordError] = {}
+    names = (*ints, *others)
+    for idx in groups.values():
+        part = _avro_columns(
+            registry,
+            [values[i] for i in idx],
+            topic,
+            [partitions[i] for i in idx],
+            [offsets[i] for i in idx],
+            ints,
+            others,
+        )
+        errors.update({idx[k]: exc for k, exc in part.errors.items()})
+        merged += [(idx[k], [part.columns[n][j] for n in names]) for j, k in enumerate(part.rows)]
+    merged.sort(key=lambda row: row[0])
+    columns = {n: [row[c] for _, row in merged] for c, n in enumerate(names)}
+    return Columns(columns, [i for i, _ in merged], errors)
+
+
+def _bad_int_rows(frame: Any, ints: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """Rows whose required integer fields are missing, null or not integers: row -> (reason, message),
+    with the reasons :func:`require` gives the same records."""
+    bad: dict[int, tuple[str, str]] = {}
     for name in ints:
         if name not in frame.columns:
-            return {j: f"field {name!r} is missing, expected int" for j in range(frame.height)}
+            return {j: ("missing_field", f"field {name!r} is missing, expected int") for j in range(frame.height)}
         column = frame[name]
         if not column.dtype.is_integer():
-            return {j: f"field {name!r} is {column.dtype}, expected int" for j in range(frame.height)}
+            return {j: ("wrong_type", f"field {name!r} is {column.dtype}, expected int") for j in range(frame.height)}
         for j in column.is_null().arg_true().to_list():
-            bad.setdefault(j, f"field {name!r} is None, expected int")
+            bad.setdefault(j, ("wrong_type", f"field {name!r} is None, expected int"))
     return bad

@@ -14,6 +14,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 HEADER_NAMES = (
     "error.class",
+    "error.reason",
     "error.message",
     "source.topic",
     "source.partition",
@@ -26,11 +27,17 @@ HEADER_NAMES = (
 def dlq_headers(
     exc: BaseException, *, topic: str, partition: int, offset: int, attempts: int = 1, failed_at_ms: int | None = None
 ) -> list[tuple[str, bytes]]:
-    """The DLQ headers for a record from ``topic[partition]@offset`` that failed with ``exc``."""
+    """The DLQ headers for a record from ``topic[partition]@offset`` that failed with ``exc``.
+
+    ``error.reason`` is the failure's stable name (RecordError.reason, e.g. ``unknown_schema_id``),
+    for counting and triage by kind; ``error.message`` is the sentence naming field and record.
+    """
     failed_at = failed_at_ms if failed_at_ms is not None else int(time.time() * 1000)
     message = getattr(exc, "message", None) or str(exc)
+    reason = getattr(exc, "reason", None) or type(exc).__name__
     return [
         ("error.class", type(exc).__name__.encode()),
+        ("error.reason", reason.encode()),
         ("error.message", message[:1000].encode()),
         ("source.topic", topic.encode()),
         ("source.partition", str(partition).encode()),
@@ -49,9 +56,10 @@ def send_to_dlq(out: Any, dlq_topic: str, message: Any, exc: BaseException, *, a
     out.send(dlq_topic, key=message.key(), value=message.value(), partition=message.partition(), headers=headers)
     key = message.key()
     log.warning(
-        "dead-lettered to %s: %s",
+        "dead-lettered to %s: %s (%s)",
         dlq_topic,
         type(exc).__name__,
+        getattr(exc, "reason", ""),
         extra={
             "event_id": key.decode(errors="replace") if key else None,
             "topic": message.topic(),
@@ -69,6 +77,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     error_class: str
+    error_reason: str
     error_message: str
     source_topic: str
     source_partition: int
@@ -85,6 +94,7 @@ class DeadLetter:
             key,
             value,
             h.get("error.class", ""),
+            h.get("error.reason", ""),
             h.get("error.message", ""),
             h.get("source.topic", ""),
             int(h.get("source.partition", -1)),

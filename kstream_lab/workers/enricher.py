@@ -3,9 +3,10 @@
 Each record goes to the *same partition number* of orders_enriched, in the same order (poison records
 aside), so lateness downstream is the lateness the generator's truth computed per orders_raw
 partition. Tier lookups are batched per consumed batch through :class:`TierClient`; a failing
-customer service degrades records to tier ``unknown`` instead of stalling. Undecodable or invalid
-records go to orders_dlq with their original bytes, inside the same transaction as the outputs and
-the input offsets, so a record is enriched or dead-lettered exactly once.
+customer service degrades records to tier ``unknown`` instead of stalling. Undecodable records, and
+records that break :mod:`kstream_lab.workers.order_rules` (oversized, a key that is not UTF-8, a
+negative total, an absurd event time), go to orders_dlq with their original bytes, inside the same
+transaction as the outputs and the input offsets, so a record is enriched or dead-lettered exactly once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kstream_lab.observability.tracing import child_trace_headers
 from kstream_lab.schemas.serde import Decoder, SerdeContext
 from kstream_lab.workers.codec import Encoder, require
 from kstream_lab.workers.dlq import send_to_dlq
+from kstream_lab.workers.order_rules import OrderRules, record_timestamp
 from kstream_lab.workers.tiers import TierClient
 
 ORDER_FIELDS = {
@@ -36,10 +38,19 @@ class EnricherProcessor:
     """Stateless transform: decode, look up tiers for the batch, encode, same partition out."""
 
     def __init__(
-        self, *, decode: Decoder, encode: Encoder, tiers: TierClient, output: str, dlq: str, service: str = "enricher"
+        self,
+        *,
+        decode: Decoder,
+        encode: Encoder,
+        tiers: TierClient,
+        output: str,
+        dlq: str,
+        rules: OrderRules | None = None,
+        service: str = "enricher",
     ) -> None:
         self.decode, self.encode, self.tiers = decode, encode, tiers
         self.output, self.dlq, self.service = output, dlq, service
+        self.rules = rules or OrderRules()
 
     def assign(self, partitions: list[int], restore: Restore) -> None:
         """Stateless: nothing to restore."""
@@ -52,10 +63,14 @@ class EnricherProcessor:
 
     def process(self, messages: Sequence[Any], out: Output) -> None:
         decoded: list[tuple[Any, dict]] = []
+        rules = self.rules
         for m in messages:
+            ctx = SerdeContext(m.topic(), m.partition(), m.offset(), m.headers())
             try:
-                order = self.decode(m.value(), SerdeContext(m.topic(), m.partition(), m.offset(), m.headers()))
+                rules.check_envelope(m.key(), m.value(), ctx.where())
+                order = self.decode(m.value(), ctx)
                 require(order, ORDER_FIELDS, topic=m.topic(), partition=m.partition(), offset=m.offset())
+                rules.check_order(order, record_timestamp(m), ctx.where())
             except RecordError as exc:
                 self._dead_letter(out, m, exc)
                 continue

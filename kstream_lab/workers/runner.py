@@ -7,7 +7,7 @@ Kafka error (e.g. this instance was fenced by a newer one) exits 3 so a supervis
 (``kstream-lab pipeline watch``, systemd, Kubernetes). An ACL denial exits 2 with a line naming
 principal, operation and resource; the batch in hand is aborted, its input offsets uncommitted. A
 refused login (wrong password, untrusted CA) exits 2 as well, its error line naming user, mechanism
-and broker.
+and broker. A changelog that cannot be restored (StateError) exits 2 too, naming partition and key.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from kstream_lab import processes
-from kstream_lab.errors import AuthorizationError, KStreamLabError, SecurityError
+from kstream_lab.errors import AuthorizationError, KStreamLabError, SecurityError, StateError
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
@@ -31,6 +31,7 @@ from kstream_lab.workers.aggregator import AggregatorProcessor
 from kstream_lab.workers.codec import column_decoder, retrying_outages, value_encoder
 from kstream_lab.workers.components import component
 from kstream_lab.workers.enricher import EnricherProcessor
+from kstream_lab.workers.order_rules import OrderRules
 from kstream_lab.workers.sink import SinkWorker
 from kstream_lab.workers.tiers import TierClient
 
@@ -64,6 +65,7 @@ def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event
         tiers=tiers,
         output=cfg.output,
         dlq=cfg.dlq,
+        rules=OrderRules(cfg.max_value_bytes, cfg.max_event_age_ms, cfg.max_event_lead_ms),
     )
     loop_cfg = LoopConfig(
         input_topic=cfg.input,
@@ -83,12 +85,8 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
             f"aggregation {agg.name!r} reads {agg.source}, the aggregator worker reads {cfg.input}",
             hint="make workers.aggregator.input match the aggregation's source",
         )
-    src, changelog = spec.topic(cfg.input), spec.topic(cfg.changelog)
-    if changelog.partitions != src.partitions:
-        raise KStreamLabError(
-            f"{changelog.name} has {changelog.partitions} partitions, {src.name} has {src.partitions}",
-            hint="state for partition p lives in changelog partition p",
-        )
+    src = spec.topic(cfg.input)
+    spec.topic(cfg.changelog)  # declared; load_pipeline checked its partition count against src's
     ints, others = AggregatorProcessor.fields(agg)
     return AggregatorProcessor(
         agg,
@@ -98,6 +96,7 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
         late=cfg.late,
         dlq=cfg.dlq,
         group_columns=cfg.group_columns,
+        changelog=cfg.changelog,
     )
 
 
@@ -183,6 +182,9 @@ def run_worker(
         return EXIT_DENIED
     except SecurityError as exc:  # a refused login or TLS failure: the secret or CA must change first
         log.error("refused: %s", exc)
+        return EXIT_DENIED
+    except StateError as exc:  # a corrupt changelog: a restart would restore the same records
+        log.error("state: %s", exc)
         return EXIT_DENIED
     log.info("%s stopped cleanly", name)
     return 0

@@ -16,6 +16,10 @@ class Msg:
     _key: bytes | None
     _value: bytes | None
     _headers: list = field(default_factory=list)
+    _timestamp: int | None = None  # the record's create time in ms; None: the record has none
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, -1) if self._timestamp is None else (1, self._timestamp)
 
     def topic(self) -> str:
         return self._topic

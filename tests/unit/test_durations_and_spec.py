@@ -4,6 +4,7 @@ from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
 from kstream_lab.pipeline_spec import WorkersConfig, load_pipeline
 from tests.support.paths import ROOT
+from tests.support.processes import run_cli
 
 
 @pytest.mark.parametrize(
@@ -61,6 +62,27 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
     assert str(exc.value) == (
         f"{f}:{line}: topics.order-aggregator-changelog.min_compaction_lag: unknown key (fix the key(s) named above)"
     )
+
+
+def test_a_changelog_partition_count_unlike_the_input_is_refused_by_every_command(tmp_path):
+    """docs/semantics.md §2.1: one line naming file, line, key and both counts; the CLI exits 2."""
+    text = (ROOT / "pipelines/orders.yaml").read_text()
+    head, tail = text.split("  order-aggregator-changelog:\n")
+    tail = tail.replace("partitions: 6", "partitions: 3", 1)
+    f = tmp_path / "p.yaml"
+    f.write_text(head + "  order-aggregator-changelog:\n" + tail)
+    line = head.count("\n") + 2
+    want = (
+        f"{f}:{line}: topics.order-aggregator-changelog.partitions: the aggregator's changelog "
+        "order-aggregator-changelog has 3 partitions but its input orders_enriched has 6; they must be equal "
+        "(state for partition p lives in changelog partition p) (fix the key(s) named above)"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(f)
+    assert str(exc.value) == want
+    for args in (("topics", "apply", str(f)), ("worker", "aggregator", "--pipeline", str(f))):
+        done = run_cli(*args, timeout=60)
+        assert (done.returncode, done.stderr.splitlines(), done.stdout) == (2, [f"error: {want}"], ""), args
 
 
 def test_bad_value_and_bad_yaml(tmp_path):

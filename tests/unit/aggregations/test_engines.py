@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from kstream_lab.aggregations.batch import run_batch
 from kstream_lab.aggregations.fold import PartitionWindows, fold_partition
 from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.errors import StateError
 from tests.support.aggregator import orders_frame
 
 SPEC = AggregationSpec.model_validate(
@@ -54,7 +55,7 @@ def test_changelog_restore_reproduces_state():
     restored = PartitionWindows.restore(SPEC, 3, log)
     assert restored.watermark == state.watermark == 131_000
     assert restored.windows == state.windows == {(120_000, ("gold",)): {"total_cents": 7, "count": 1, "biggest": 7}}
-    with pytest.raises(ValueError, match="another aggregation spec"):
+    with pytest.raises(StateError, match="another aggregation spec"):
         PartitionWindows.restore(SPEC.with_window(grace_ms=0), 3, log)
 
 

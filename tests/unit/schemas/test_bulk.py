@@ -117,7 +117,15 @@ def test_bad_records_are_reported_and_the_rest_decoded_in_order():
     assert reasons[7].startswith("no magic byte") and reasons[8].startswith("truncated header")
     assert reasons[9].startswith("unknown schema id 404")
     assert reasons[10].startswith("truncated or corrupt Avro body for schema id 3")
-    assert reasons[11].endswith("(ValueError: 2 trailing bytes after the Avro body)")
+    assert reasons[11] == "2 trailing bytes after the Avro body for schema id 3"
+    assert {f.index: f.code for f in batch.failures} == {
+        7: "not_avro",
+        8: "truncated",
+        9: "unknown_schema_id",
+        10: "truncated",
+        11: "trailing_bytes",
+        2999: "tombstone",
+    }
     assert reasons[2999] == "null value (tombstone) where an Avro record was expected"
     good = [i for i in range(3000) if i not in bad]
     assert batch.indices.tolist() == good
@@ -242,3 +250,11 @@ def test_packed_spread_samples_whole_values_across_the_buffer():
     assert few.spread(10) == [b"a", b"b"]  # fewer values than asked: the non-empty ones
     odd = PackedValues.of([b"xy", b"a", b"long-value", b"z"] * 50)
     assert set(odd.spread(16)) <= {b"xy", b"a", b"long-value", b"z"}  # never a fragment of a value
+
+
+def test_a_batch_without_one_well_framed_value_is_all_failures():
+    """Such a batch (one poison record alone) raised ValueError from np.split before: the aggregator
+    crashed on it, and again on every retry."""
+    batch = decode_avro_batch([b"\x00\x00", None, b"{}"], StaticSchemas({}))
+    assert [(f.index, f.code) for f in batch.failures] == [(0, "truncated"), (1, "tombstone"), (2, "not_avro")]
+    assert batch.frame.height == 0 and batch.indices.tolist() == []

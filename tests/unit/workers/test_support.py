@@ -19,10 +19,11 @@ from tests.support.paths import ROOT
 
 
 def test_dlq_headers_round_trip() -> None:
-    exc = DeserializationError("no magic byte", topic="orders_raw", partition=3, offset=41)
+    exc = DeserializationError("no magic byte", topic="orders_raw", partition=3, offset=41, reason="not_avro")
     headers = dlq_headers(exc, topic="orders_raw", partition=3, offset=41, attempts=2, failed_at_ms=1_700_000_000_000)
     assert [k for k, _ in headers] == [
         "error.class",
+        "error.reason",
         "error.message",
         "source.topic",
         "source.partition",
@@ -33,13 +34,23 @@ def test_dlq_headers_round_trip() -> None:
     d = DeadLetter.from_record(b"k", b"\x01", headers)
     assert (
         d.error_class,
+        d.error_reason,
         d.error_message,
         d.source_topic,
         d.source_partition,
         d.source_offset,
         d.attempts,
         d.failed_at,
-    ) == ("DeserializationError", "no magic byte at orders_raw[3]@41", "orders_raw", 3, 41, 2, 1_700_000_000_000)
+    ) == (
+        "DeserializationError",
+        "not_avro",
+        "no magic byte at orders_raw[3]@41",
+        "orders_raw",
+        3,
+        41,
+        2,
+        1_700_000_000_000,
+    )
 
 
 def test_trace_context_is_continued_hop_by_hop() -> None:
