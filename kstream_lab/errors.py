@@ -43,6 +43,12 @@ class BrokerError(KStreamLabError):
     """The local broker cannot be started, stopped or reached."""
 
 
+class ProducerQueueFull(BrokerError):
+    """The producer already holds as many unacknowledged records as its queue bound allows: the broker
+    (or the pipeline behind it) takes them more slowly than they come. Nothing was enqueued, so the
+    caller may retry later without risk of a duplicate (the order service answers 503 + Retry-After)."""
+
+
 class AuthorizationError(KStreamLabError):
     """The broker or the registry refused this principal an operation on a resource (an ACL, a role).
 

@@ -100,9 +100,22 @@ class CustomerServiceConfig(_WorkerSpec):
 
 
 class OrderServiceConfig(_KafkaWorkerSpec):
+    """Its overload rule: at most ``queue_max_orders`` orders wait for the broker's acknowledgement at
+    once (librdkafka's producer queue bound); a POST beyond it is answered 503 with ``Retry-After``
+    at once instead of queueing without bound, so memory stays bounded and a 202 still means stored."""
+
     host: str = "127.0.0.1"
     port: int = 8600
     output: str = "orders_raw"
+    queue_max_orders: int = Field(
+        default=10_000, gt=0, description="orders produced and not yet acknowledged; beyond: 503 + Retry-After"
+    )
+    delivery_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="the broker's acknowledgement must come within this, else the order is answered 503",
+    )
+    retry_after_ms: int = Field(default=1000, gt=0, description="what Retry-After tells a refused client (whole s)")
 
 
 class EnricherConfig(_KafkaWorkerSpec):

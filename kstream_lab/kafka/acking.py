@@ -3,6 +3,10 @@
 Request handlers (the order service) must answer only once the record is durably in Kafka, without
 flushing per request: a background thread serves delivery callbacks continuously, and each callback
 resolves the future of its record. Idempotence keeps retries from duplicating or reordering records.
+
+librdkafka counts a record against ``queue.buffering.max.messages`` from ``produce`` until its
+delivery report has been served, so that bound is the number of records awaiting the broker's
+acknowledgement; past it ``produce`` refuses at once (:class:`ProducerQueueFull`) and enqueues nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from kstream_lab.errors import BrokerError
+from kstream_lab.errors import BrokerError, ProducerQueueFull
 from kstream_lab.kafka.clients import make_producer
 from kstream_lab.kafka.producing import produce_kwargs
 from kstream_lab.settings import Settings
@@ -61,7 +65,10 @@ class AckingProducer:
             kwargs = produce_kwargs(topic, value, key, timestamp=timestamp, headers=headers, on_delivery=on_delivery)
             self._producer.produce(**kwargs)
         except BufferError:
-            raise BrokerError("producer queue is full", hint="the broker is slow or unreachable") from None
+            raise ProducerQueueFull(
+                "producer queue is full: as many records as it may hold await the broker's acknowledgement",
+                hint="the broker is slow or unreachable, or records come faster than it takes them",
+            ) from None
         except KafkaException as exc:
             raise BrokerError(f"produce to {topic} failed: {exc.args[0].str()}") from None
         return future

@@ -5,6 +5,13 @@ flush per request; the idempotent producer batches concurrent requests. Invalid 
 the offending fields (pydantic). Each order starts a W3C trace whose ``traceparent`` travels in the
 Kafka headers through the enricher and aggregator.
 
+Overload: at most ``queue_max_orders`` orders await the broker's acknowledgement at once (the
+producer's queue bound, pipeline file ``workers.order_service``); an order beyond it is refused at
+once with 503 and ``Retry-After``, never queued, so memory stays bounded and a client under
+back-pressure knows when to come back. A refused order was never enqueued: retrying it cannot
+duplicate it. The delivery timeout is the producer's ``message.timeout.ms``, so every enqueued order
+gets its delivery report (stored or failed) before the request gives up waiting for it.
+
 Run: ``kstream-lab worker order-service`` (port from pipelines/orders.yaml, workers.order_service), or any ASGI
 server over ``apps/order_service.py``'s ``app``.
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -22,17 +30,21 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from kstream_lab.errors import KStreamLabError
+from kstream_lab.errors import KStreamLabError, ProducerQueueFull
 from kstream_lab.kafka.acking import AckingProducer
+from kstream_lab.kafka.chatter import RepeatFilter
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.observability.tracing import new_trace_headers, trace_id_of
+from kstream_lab.pipeline_spec import OrderServiceConfig
 from kstream_lab.workers.codec import value_encoder
 from kstream_lab.workers.serving import serve_http
 
 SERVICE = "order-service"
 log = logging.getLogger(f"kstream_lab.{SERVICE}")
+overload_log = logging.getLogger(f"kstream_lab.{SERVICE}.overload")  # thousands of refusals/s: one line per 10 s
+overload_log.addFilter(RepeatFilter())
 
 
 class OrderIn(BaseModel):
@@ -54,10 +66,29 @@ class Accepted(BaseModel):
 
 
 REGISTRY_RETRY_S = 2.0  # while the registry is down: at most one registration attempt per this many seconds
+ACK_SLACK_S = 5.0  # past the delivery timeout, a report that never came means the callback thread died
 
 
-def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
-    topic = spec.topic(spec.workers.order_service.output)
+def producer_bounds(cfg: OrderServiceConfig) -> dict[str, int]:
+    """The librdkafka settings of the overload rule (module docstring)."""
+    return {"queue.buffering.max.messages": cfg.queue_max_orders, "message.timeout.ms": cfg.delivery_timeout_ms}
+
+
+def unavailable(detail: str, retry_after_s: float) -> JSONResponse:
+    """503 with ``Retry-After`` in whole seconds (at least 1): come back then, nothing was stored."""
+    METRICS.http_requests.labels(SERVICE, "/orders", "503").inc()
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+    return JSONResponse({"detail": detail}, status_code=503, headers=headers)
+
+
+def create_app(settings, spec) -> FastAPI:
+    cfg: OrderServiceConfig = spec.workers.order_service
+    topic = spec.topic(cfg.output)
+    overloaded = (
+        f"order not accepted: the order service is overloaded ({cfg.queue_max_orders} orders await the broker's "
+        f"acknowledgement, workers.order_service.queue_max_orders); nothing was stored, retry after "
+        f"{cfg.retry_after_ms} ms"
+    )
 
     lock = asyncio.Lock()
 
@@ -84,7 +115,7 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
             if not exc.unavailable:  # a refusal (e.g. an incompatible schema) is a real error
                 raise
             log.warning("schema registry unavailable at start (%s); orders get 503 until it answers", exc.message)
-        app.state.producer = AckingProducer(settings)
+        app.state.producer = AckingProducer(settings, **producer_bounds(cfg))
         yield
         app.state.producer.close()
 
@@ -101,12 +132,19 @@ def create_app(settings, spec, *, ack_timeout_s: float = 10.0) -> FastAPI:
             future = app.state.producer.produce(
                 topic.name, key=order_id.encode(), value=value, headers=headers, timestamp=record["timestamp"]
             )
-            ack = await asyncio.wait_for(asyncio.wrap_future(future), ack_timeout_s)
+            ack = await asyncio.wait_for(asyncio.wrap_future(future), cfg.delivery_timeout_ms / 1000 + ACK_SLACK_S)
+        except ProducerQueueFull:
+            METRICS.errors.labels(SERVICE, "overloaded").inc()
+            overload_log.warning("orders refused: producer queue full (%d)", cfg.queue_max_orders)
+            return unavailable(overloaded, cfg.retry_after_ms / 1000)
         except (KStreamLabError, TimeoutError) as exc:
             METRICS.errors.labels(SERVICE, "produce").inc()
+            detail = f"order not accepted: {exc or 'no delivery report within the delivery timeout'}"
+            log.error("%s", detail, extra={"event_id": order_id})
+            if isinstance(exc, RegistryError) and exc.unavailable:
+                return unavailable(detail, REGISTRY_RETRY_S)
             METRICS.http_requests.labels(SERVICE, "/orders", "503").inc()
-            log.error("order not accepted: %s", exc, extra={"event_id": order_id})
-            return JSONResponse({"detail": f"order not accepted: {exc}"}, status_code=503)
+            return JSONResponse({"detail": detail}, status_code=503)
         METRICS.produced.labels(SERVICE, topic.name).inc()
         METRICS.http_requests.labels(SERVICE, "/orders", "202").inc()
         METRICS.latency.labels(SERVICE).observe(time.perf_counter() - t0)

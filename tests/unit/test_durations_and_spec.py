@@ -106,6 +106,8 @@ def test_orders_pipeline_workers_are_typed_at_load():
         {"loyalty_tier": "tier"},
     )
     assert (workers.order_service.port, workers.sink.metrics_port, workers.sink.target) == (8600, 9403, None)
+    svc = workers.order_service
+    assert (svc.queue_max_orders, svc.delivery_timeout_ms, svc.retry_after_ms) == (10_000, 10_000, 1000)
 
 
 def _broken(tmp_path, old: str, new: str) -> tuple[str, int]:
@@ -139,8 +141,13 @@ def _broken(tmp_path, old: str, new: str) -> tuple[str, int]:
             "workers.aggregator.aggregation: no aggregation named 'sales_per_hour' (declared: sales_per_minute)",
         ),
         ("  sink:\n", "  sinc:\n", "workers.sinc: unknown key"),
+        (
+            "queue_max_orders: 10000",
+            "queue_max_orders: 0",
+            "workers.order_service.queue_max_orders: Input should be greater than 0",
+        ),
     ],
-    ids=["bad-key", "bad-value", "bad-duration", "unknown-aggregation", "unknown-worker"],
+    ids=["bad-key", "bad-value", "bad-duration", "unknown-aggregation", "unknown-worker", "no-queue"],
 )
 def test_a_bad_workers_entry_fails_the_load_naming_file_line_and_key(tmp_path, old, new, problem):
     f, line = _broken(tmp_path, old, new)

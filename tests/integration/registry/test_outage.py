@@ -119,6 +119,7 @@ def test_the_order_service_answers_503_until_the_registry_is_up(kafka_settings, 
         with TestClient(create_app(settings, spec)) as client:
             refused = client.post("/orders", json=order)
             assert refused.status_code == 503 and "schema registry" in refused.json()["detail"]
+            assert refused.headers["retry-after"] == "2"  # its next registration attempt
             assert client.get("/healthz").status_code == 200  # the service itself is up
             registry.up(timeout=60)
             deadline = time.monotonic() + 30  # attempts are throttled: the next one may be 2 s away
