@@ -23,7 +23,7 @@ from tests.support.secure import SecureKafka
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
-        if parts and parts[0] in ("unit", "integration", "notebooks", "e2e"):
+        if parts and parts[0] in ("unit", "integration", "notebooks", "e2e", "chaos"):
             item.add_marker(getattr(pytest.mark, parts[0]))
 
 
