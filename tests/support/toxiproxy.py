@@ -91,6 +91,7 @@ class Toxiproxy:
             pid_file=home / "toxiproxy.pid",
             log_file=home / "toxiproxy.log",
             ready=http_probe(f"{self.url}/version"),
+            env={"LOG_LEVEL": "warn"},  # info and below log every connection and toxic update
             hint="tests/support/toxiproxy.py",
         )
         self.api = httpx.Client(base_url=self.url, timeout=10)
