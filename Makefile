@@ -12,10 +12,11 @@ KL := $(BIN)/kstream-lab
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch and system tools; idempotent
+## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch, Toxiproxy (Go) and system tools; idempotent
 setup: $(STAMP) system-deps
 	@$(KL) broker fetch
 	@$(BIN)/python -m kstream_lab.kafka.native
+	@bash scripts/toxiproxy.sh $(BIN)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11+)"; exit 2; }

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     broker_port: int = 9092
     controller_port: int = 9093
     broker_heap_mb: int = Field(default=512, ge=256, le=512)
+    broker_extra_listeners: dict[int, str] = Field(
+        default_factory=dict,
+        description="More client listeners of the local broker, as JSON {local port: advertised host:port}: "
+        "each listens on 127.0.0.1:<port> and tells its clients to come back at the advertised address "
+        "(a proxy or NAT in front of it); broker_port stays as it is. Plaintext broker only.",
+    )
     kafka_cache_dir: Path = Path.home() / ".cache" / "kstream_lab" / f"kafka-{KAFKA_VERSION}"
     replay_fetch: Literal["auto", "native", "python"] = Field(
         default="auto",
@@ -130,6 +136,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"both {env} and {env}_FILE are set; set one")
             data = {**data, secret: read_secret_file(Path(path), f"KSTREAM_{name.upper()}")}
         return data
+
+    @field_validator("broker_extra_listeners")
+    @classmethod
+    def _check_extra_listeners(cls, value: dict[int, str]) -> dict[int, str]:
+        """Refused at start-up rather than by the broker: a bad address would only surface as clients
+        that connect once and then never again."""
+        for port, address in value.items():
+            host, sep, advertised = address.rpartition(":")
+            if (
+                not 0 < port < 65536
+                or not sep
+                or not host
+                or not advertised.isdigit()
+                or not 0 < int(advertised) < 65536
+            ):
+                raise ValueError(
+                    f"KSTREAM_BROKER_EXTRA_LISTENERS: {port}: {address!r} must be a local port 1-65535 mapped to "
+                    'an advertised host:port, e.g. {"19092": "proxy.example:9092"}'
+                )
+        return value
 
     @field_validator("client_config", mode="before")
     @classmethod

@@ -50,6 +50,31 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 """
 
 
+def extra_listeners(block: str, extra: dict[int, str]) -> str:
+    """The plaintext listener block with one more client listener per ``extra`` entry.
+
+    Kafka answers a client's metadata request with the advertised address of the listener that client
+    connected on, so a proxy (or NAT) in front of listener ``EXTERNAL_<port>`` keeps its clients coming
+    back through it while every other client, and the broker itself, stays on ``broker_port``.
+    """
+    if not extra:
+        return block
+    names = {port: f"EXTERNAL_{port}" for port in sorted(extra)}
+    listen = "".join(f",{name}://127.0.0.1:{port}" for port, name in names.items())
+    advertise = "".join(f",{name}://{extra[port]}" for port, name in names.items())
+    protocols = "".join(f",{name}:PLAINTEXT" for name in names.values())
+    out = []
+    for line in block.splitlines():
+        key = line.split("=", 1)[0]
+        line += {
+            "listeners": listen,
+            "advertised.listeners": advertise,
+            "listener.security.protocol.map": protocols,
+        }.get(key, "")
+        out.append(line + "\n")
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     running: bool
@@ -118,6 +143,7 @@ class LocalBroker:
         for port, name in (
             (self.settings.broker_port, "KSTREAM_BROKER_PORT"),
             (self.settings.controller_port, "KSTREAM_CONTROLLER_PORT"),
+            *((port, "KSTREAM_BROKER_EXTRA_LISTENERS") for port in self.settings.broker_extra_listeners),
         ):
             if not port_free(port):
                 raise BrokerError(
@@ -214,7 +240,13 @@ class LocalBroker:
         """server.properties (0600 when secured: it carries the admin's SCRAM login) and the storage
         tool's extra format arguments."""
         port, cport = self.settings.broker_port, self.settings.controller_port
-        listeners, scram = PLAINTEXT_LISTENERS.format(port=port, controller_port=cport), []
+        listeners = PLAINTEXT_LISTENERS.format(port=port, controller_port=cport)
+        listeners, scram = extra_listeners(listeners, self.settings.broker_extra_listeners), []
+        if self.secure and self.settings.broker_extra_listeners:
+            raise BrokerError(
+                "KSTREAM_BROKER_EXTRA_LISTENERS is supported on the plaintext local broker only",
+                hint="unset it, or use a data dir without security",
+            )
         if self.secure:
             from kstream_lab.broker.secure import scram_format_args, secure_listeners
 

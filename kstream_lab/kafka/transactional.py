@@ -66,6 +66,10 @@ class _AbortTransaction(Exception):
     """Internal: the open transaction must be aborted and the batch re-consumed."""
 
 
+class _ProducerWedged(Exception):
+    """Internal: a transactional call did not return long after its own timeout; the producer is lost."""
+
+
 class Output:
     """Produces into the open transaction; the only way a processor writes to Kafka.
 
@@ -122,6 +126,7 @@ class LoopConfig:
     session_timeout_ms: int = 6000
     transaction_timeout_ms: int = 60000
     call_timeout_s: float = 30.0
+    hang_grace_s: float = 10.0  # past call_timeout_s, a call that has not returned is taken for hung
     retries: int = 10
 
 
@@ -133,15 +138,8 @@ class TransactionalLoop:
     ) -> None:
         self.settings, self.config, self.processor = settings, config, processor
         self.service, self.stop = service, stop
-        self.producer = make_producer(
-            settings,
-            transactional_id=config.transactional_id,
-            **{
-                "transaction.timeout.ms": config.transaction_timeout_ms,
-                "linger.ms": 5,
-                "error_cb": self._on_client_error,
-            },
-        )
+        self.producer = self._new_producer()
+        self._wedged: list[Any] = []  # producers stuck in a call: kept, never closed (see _bounded)
         self._fatal_cause: str | None = None
         tuning: dict[str, Any] = {
             "session.timeout.ms": config.session_timeout_ms,
@@ -154,6 +152,17 @@ class TransactionalLoop:
         self.batches = 0
         self._retry_delay = 0.0
         self._out: Output | None = None
+
+    def _new_producer(self) -> Any:
+        return make_producer(
+            self.settings,
+            transactional_id=self.config.transactional_id,
+            **{
+                "transaction.timeout.ms": self.config.transaction_timeout_ms,
+                "linger.ms": 5,
+                "error_cb": self._on_client_error,
+            },
+        )
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -208,7 +217,7 @@ class TransactionalLoop:
             self.processor.process(batch, out)
             self._write_changelog(out)
             offsets = _next_offsets(batch)
-            self._call(
+            self._bounded(
                 self.producer.send_offsets_to_transaction,
                 offsets,
                 self.consumer.consumer_group_metadata(),
@@ -219,6 +228,10 @@ class TransactionalLoop:
         except _AbortTransaction as exc:
             log.warning("aborting transaction and rewinding: %s", exc)
             self._abort_and_rewind()
+            return
+        except _ProducerWedged as exc:
+            log.warning("%s; replacing the producer (fencing the old one) and rewinding", exc)
+            self._replace_producer()
             return
         except RetryBatch as exc:
             self._retry_delay = min(5.0, self._retry_delay * 2 or 0.2)
@@ -250,6 +263,48 @@ class TransactionalLoop:
                 out.send(self.config.changelog_topic, key=key, value=value, partition=partition)
 
     # ---- error handling ------------------------------------------------------------------------
+    def _bounded(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`_call` in a helper thread, given up on ``hang_grace_s`` after its own timeout.
+
+        librdkafka's ``send_offsets_to_transaction`` can block forever, past its timeout, when the
+        group coordinator's connection is cut at the wrong moment (librdkafka issue 5456: the
+        coordinator request's timeout is never checked); the chaos tests' connection resets hit it.
+        Nothing can make that call return, so the caller replaces the producer instead of hanging.
+        """
+        box: list[tuple[bool, Any]] = []
+
+        def run() -> None:
+            try:
+                box.append((True, self._call(fn, *args)))
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
+                box.append((False, exc))
+
+        thread = threading.Thread(target=run, name=f"{self.service}-{fn.__name__}", daemon=True)
+        thread.start()
+        thread.join(self.config.call_timeout_s + self.config.hang_grace_s)
+        if not box:
+            METRICS.errors.labels(self.service, "hung").inc()
+            hung_s = self.config.call_timeout_s + self.config.hang_grace_s
+            raise _ProducerWedged(f"{fn.__name__} has not returned after {hung_s:.0f}s")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def _replace_producer(self) -> None:
+        """A new producer with the same transactional id: ``init_transactions`` fences the hung one
+        (its open transaction is aborted by the broker), then the batch is re-consumed. The hung one is
+        kept referenced and never closed: destroying a client inside one of its own calls would crash."""
+        self._wedged.append(self.producer)
+        self.in_transaction = False
+        METRICS.transactions.labels(self.service, "aborted").inc()
+        self.producer = self._new_producer()
+        try:
+            self._call(self.producer.init_transactions, self.config.call_timeout_s)
+        except _AbortTransaction as exc:
+            raise FatalKafkaError(f"init_transactions of the replacement producer failed: {exc}") from None
+        self._rewind()
+
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call a transactional API: retry retriable errors, escalate abortable and fatal ones."""
         for attempt in range(self.config.retries + 1):
@@ -311,6 +366,10 @@ class TransactionalLoop:
         except _AbortTransaction as exc:
             raise FatalKafkaError(f"abort failed: {exc}") from None
         self.in_transaction = False
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset and rebuild its state."""
         assignment = self.consumer.assignment()
         if not assignment:
             return

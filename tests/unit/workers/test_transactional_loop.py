@@ -198,3 +198,34 @@ def test_produce_errors_inside_the_transaction_are_classified_too() -> None:
     lp = loop(abortable)
     lp._run_batch(BATCH)
     assert abortable.calls == ["begin", "abort"] and lp.consumer.seeks == [(0, 40), (1, -2)]
+
+
+class HangingProducer(ScriptedProducer):
+    """send_offsets_to_transaction never returns (librdkafka issue 5456), until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def send_offsets_to_transaction(self, offsets, metadata, timeout) -> None:
+        self.calls.append("send_offsets")
+        self.release.wait(30)
+
+    def init_transactions(self, timeout) -> None:
+        self.calls.append("init")
+
+
+def test_a_hung_send_offsets_replaces_the_producer_and_rewinds() -> None:
+    hung, fresh = HangingProducer(), HangingProducer()
+    processor = EchoProcessor()
+    lp = loop(hung, processor)
+    lp.config = LoopConfig(input_topic="in", group_id="g", transactional_id="t", call_timeout_s=0.1, hang_grace_s=0.1)
+    lp._new_producer = lambda: fresh  # type: ignore[method-assign]
+    lp._run_batch(BATCH)
+    hung.release.set()
+    assert hung.calls == ["begin", "send_offsets"]  # never aborted or closed: it is inside a call
+    assert fresh.calls == ["init"]  # the new one fences the old transactional epoch
+    assert lp.producer is fresh and lp._wedged == [hung]
+    assert lp.consumer.seeks == [(0, 40), (1, -2)]
+    assert processor.revoked == [[0, 1]] and processor.restored == [[0, 1]]
+    assert lp.batches == 0 and not lp.in_transaction
