@@ -11,6 +11,7 @@ import polars as pl
 
 from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.read import snapshot_bounds
+from kstream_lab.schemas.serde import SerdeContext, value_decoder
 from tests.support.pipeline import (
     BackgroundProducer,
     Pipeline,
@@ -61,7 +62,32 @@ def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str
         f"sink: {len(sink)} rows, {len(off)} of {len(expected)} expected differ, e.g. "
         + "; ".join(f"{k}: want {expected[k]} got {sink.get(k)}" for k in off[:3])
     )
+    lines += _unexpected_late(pipe, truth)
     return "\n".join(lines)
+
+
+def _unexpected_late(pipe: Pipeline, truth: pl.DataFrame) -> list[str]:
+    """Records in orders_late the truth calls on time: where each sits in orders_enriched, and the
+    watermark (max event time before it in offset order) it met there."""
+    late_truth = set(truth.filter(pl.col("kind") == "late")["order_id"].to_list())
+    extra = {r.key.decode() for r in pipe.read("orders_late")} - late_truth
+    if not extra:
+        return []
+    window = pipe.spec.aggregation().window
+    name = pipe.topic("orders_enriched")
+    decode = value_decoder(pipe.settings, pipe.spec.topic(name))
+    wm: dict[int, int] = {}
+    out = [f"{len(extra)} records in orders_late that the truth calls on time, e.g.:"]
+    for r in sorted(pipe.read("orders_enriched"), key=lambda r: (r.partition, r.offset)):
+        ts = decode(r.value, SerdeContext(r.topic, r.partition, r.offset))["timestamp"]
+        if r.key.decode() in extra and len(out) < 6:
+            closes = ts - ts % window.size_ms + window.size_ms + window.grace_ms
+            out.append(
+                f"  {r.key.decode()} at {r.partition}@{r.offset}: ts {ts}, its window closes at {closes}, "
+                f"watermark before it {wm.get(r.partition)}"
+            )
+        wm[r.partition] = max(wm.get(r.partition, ts), ts)
+    return out
 
 
 def assert_read_committed_exactly_once(pipe: Pipeline, truth: pl.DataFrame) -> None:

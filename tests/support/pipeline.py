@@ -201,10 +201,15 @@ class Pipeline:
         return [(r.key, decode(r.value, SerdeContext(r.topic, r.partition, r.offset))) for r in self.read(role)]
 
     def aggregator_caught_up(self) -> bool:
-        """The aggregator's group has committed every offset of orders_enriched (a back-test sees it all)."""
+        """The aggregator's group has committed past the last record of orders_enriched (a back-test
+        sees it all). Not the end offset: a transactional writer's commit marker sits after its last
+        record, and a consumer commits the offset after the record, not after the marker."""
         topic = self.topic("orders_enriched")
-        ends = {p: b.end for p, b in snapshot_bounds(self.settings, topic).items()}
-        return committed_offsets(self.settings, self.workers.aggregator.group_id, topic, sorted(ends)) == ends
+        after_last: dict[int, int] = {p: 0 for p in snapshot_bounds(self.settings, topic)}
+        for r in read_records(self.settings, topic):
+            after_last[r.partition] = max(after_last[r.partition], r.offset + 1)
+        committed = committed_offsets(self.settings, self.workers.aggregator.group_id, topic, sorted(after_last))
+        return all(committed.get(p, 0) >= end for p, end in after_last.items())
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
         deadline = time.monotonic() + timeout

@@ -106,19 +106,6 @@ def test_every_poison_kind_is_dead_lettered_with_its_reason_and_nothing_else_is_
     )
 
 
-def aggregated_every_record(pipe: Pipeline) -> bool:
-    """The aggregator committed past the last record of every partition of orders_enriched. (Its end
-    offsets, which aggregator_caught_up compares with, count the enricher's commit markers too.)"""
-    last: dict[int, int] = {}
-    for r in pipe.read("orders_enriched"):
-        last[r.partition] = max(last.get(r.partition, -1), r.offset)
-    if not last:
-        return False
-    group, topic = pipe.workers.aggregator.group_id, pipe.topic("orders_enriched")
-    committed = committed_offsets(pipe.settings, group, topic, sorted(last))
-    return all(committed.get(p, -1) > o for p, o in last.items())
-
-
 def test_a_corrupt_changelog_record_stops_the_aggregator_with_one_line_and_commits_nothing(
     live_pipeline: Pipeline,
 ) -> None:
@@ -126,7 +113,7 @@ def test_a_corrupt_changelog_record_stops_the_aggregator_with_one_line_and_commi
     for name in ("customer-service", "enricher", "aggregator"):
         pipe.start(name)
     produce_truth(pipe, 500, seed=5, late_fraction=0.0, poison_fraction=0.0)
-    pipe.wait_for(lambda: aggregated_every_record(pipe), timeout=90, what="the aggregator to commit every record")
+    pipe.wait_for(pipe.aggregator_caught_up, timeout=90, what="the aggregator to commit every record")
     assert pipe.terminate("aggregator")[0] == 0
 
     changelog = pipe.workers.aggregator.changelog
