@@ -167,7 +167,7 @@ def run_worker(
     stop = stop_on_signals()
     configured = worker_component.port(spec.workers, instance)
     port = configured if metrics_port is None else metrics_port + instance
-    bound = start_metrics_server(port)
+    bound = start_metrics_server(port, worker_component.config(spec.workers).metrics_host)
     log.info("starting %s instance %d (metrics on port %s)", name, instance, bound)
     try:
         worker = build_when_registry_answers(worker_component.load(), settings, spec, stop, instance)
