@@ -32,12 +32,13 @@ system-deps:
 demo: setup
 	$(KL) demo
 
-## lint: ruff (lint and format check), mypy over kstream_lab, import layering
+## lint: ruff (lint and format check), mypy over kstream_lab, import layering, hadolint (the Dockerfile)
 lint: $(STAMP)
 	$(BIN)/ruff check kstream_lab apps tests bench
 	$(BIN)/ruff format --check kstream_lab apps tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 ## test: set-up, lint, then the unit suite and the integration, notebook and browser suites
 test: setup lint
