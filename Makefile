@@ -12,10 +12,11 @@ KL := $(BIN)/kstream-lab
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch and system tools; idempotent
+## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch, helm and system tools; idempotent
 setup: $(STAMP) system-deps
 	@$(KL) broker fetch
 	@$(BIN)/python -m kstream_lab.kafka.native
+	@bash scripts/install-helm.sh $(BIN)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11+)"; exit 2; }
@@ -32,13 +33,15 @@ system-deps:
 demo: setup
 	$(KL) demo
 
-## lint: ruff (lint and format check), mypy over kstream_lab, import layering, hadolint (the Dockerfile)
+## lint: ruff (lint and format check), mypy over kstream_lab, import layering, hadolint, the Helm chart (lint, template, schemas)
 lint: $(STAMP)
 	$(BIN)/ruff check kstream_lab apps tests bench
 	$(BIN)/ruff format --check kstream_lab apps tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	@bash scripts/install-helm.sh $(BIN)
+	$(BIN)/python -m tests.support.chart
 
 ## test: set-up, lint, then the unit suite and the integration, notebook and browser suites
 test: setup lint

@@ -19,6 +19,11 @@ def worker_cmd(
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P"),
     instance: int = typer.Option(0, "--instance", min=0, help="instance number (transactional id suffix)"),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="override the configured port"),
+    instance_name: str | None = typer.Option(
+        None,
+        "--instance-name",
+        help="transactional id suffix instead of the number, unique among live instances (a pod's name)",
+    ),
 ) -> None:
     """Run a worker (enricher, aggregator, sink) or app (customer-service, order-service) until SIGTERM."""
     spec = pipeline(pipeline_file)
@@ -31,4 +36,6 @@ def worker_cmd(
         return
     from kstream_lab.workers.runner import run_worker  # the Kafka loop, only for workers
 
-    raise typer.Exit(run_worker(name, s, spec, instance=instance, metrics_port=metrics_port))
+    raise typer.Exit(
+        run_worker(name, s, spec, instance=instance, metrics_port=metrics_port, instance_name=instance_name)
+    )

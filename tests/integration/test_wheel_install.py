@@ -209,8 +209,9 @@ IMAGE_ORDERS = 3000
 
 def test_each_worker_entrypoint_runs_the_pipeline(installed: Installed, kafka_settings, tmp_path: Path) -> None:
     """The chart's hook Job (`kstream-lab topics apply`) and each Deployment's command (the image's
-    ENTRYPOINT + NAME, found on the image's PATH) from the wheel: orders through the whole pipeline,
-    the sink to the cent, DLQ == poison, late == late; each process exits 0 on SIGTERM."""
+    ENTRYPOINT + NAME, found on the image's PATH, a pod name as --instance-name) from the wheel:
+    orders through the whole pipeline, the sink to the cent, DLQ == poison, late == late; each
+    process exits 0 on SIGTERM."""
     from tests.support.pipeline import write_pipeline
 
     pipe = Pipeline(kafka_settings, write_pipeline(tmp_path), tmp_path)
@@ -220,8 +221,9 @@ def test_each_worker_entrypoint_runs_the_pipeline(installed: Installed, kafka_se
     try:
         for name in ("customer-service", "enricher", "aggregator", "sink"):
             log = tmp_path / f"{name}.log"
+            pod = ["--instance-name", f"orders-kstream-lab-{name}-7d9f8-x2k4q"] if name != "customer-service" else []
             pipe.procs[name] = installed.start(
-                *entrypoint[1:], name, "--pipeline", pipe.file, log=log, argv0=entrypoint[0]
+                *entrypoint[1:], name, "--pipeline", pipe.file, *pod, log=log, argv0=entrypoint[0]
             )
             wait_http(component_url(pipe, name), pipe.procs[name], log)
         truth = produce_truth(pipe, IMAGE_ORDERS)
@@ -229,6 +231,8 @@ def test_each_worker_entrypoint_runs_the_pipeline(installed: Installed, kafka_se
         expected = expected_rows(truth, window.size_ms, window.grace_ms)
         pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=180, what="the sink to match the truth")
         assert_pipeline_results(pipe, truth, expected)
+        for name in ("enricher", "aggregator"):  # the chart's --instance-name=$(POD_NAME)
+            assert f"starting {name} instance orders-kstream-lab-{name}-7d9f8-x2k4q" in pipe.log(name)
         for name in reversed(list(pipe.procs)):
             assert pipe.terminate(name, timeout=60)[0] == 0, pipe.log(name)[-3000:]
     finally:
