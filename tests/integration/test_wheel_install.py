@@ -204,7 +204,7 @@ def test_the_order_service_accepts_an_order(installed: Installed, kafka_settings
         stop(proc, timeout=15)
 
 
-IMAGE_ORDERS = 3000
+IMAGE_ORDERS = 10_000  # 20 ms apart in event time: 200 s, so minute windows close (final)
 
 
 def test_each_worker_entrypoint_runs_the_pipeline(installed: Installed, kafka_settings, tmp_path: Path) -> None:
