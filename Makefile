@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-## system-deps: Java 17 + Maven for the broker (checked; installed with apt-get when root and missing)
+## system-deps: Java 17 + Maven for the broker, gcc, prometheus (checked; installed with apt-get when root and missing)
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -33,7 +33,7 @@ system-deps:
 demo: setup
 	$(KL) demo
 
-## lint: ruff (lint and format check), mypy over kstream_lab, import layering, hadolint, the Helm chart (lint, template, schemas)
+## lint: ruff, mypy, import layering, hadolint, the Helm chart (lint, template, schemas), promtool (rules and their tests)
 lint: $(STAMP)
 	$(BIN)/ruff check kstream_lab apps tests bench
 	$(BIN)/ruff format --check kstream_lab apps tests bench
@@ -42,6 +42,7 @@ lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 	@bash scripts/install-helm.sh $(BIN)
 	$(BIN)/python -m tests.support.chart
+	cd deploy/prometheus && promtool check config --syntax-only prometheus.yml && promtool check rules alerts.yml && promtool test rules alerts_test.yml
 
 ## test: set-up, lint, then the unit suite and the integration, notebook and browser suites
 test: setup lint
