@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from kstream_lab.cli.common import pipeline, settings
+from kstream_lab.observability.tracing import configure_tracing
 from kstream_lab.workers.components import component, names
 
 
@@ -31,6 +32,7 @@ def worker_cmd(
     if pipeline_file is not None:  # Avro schemas are read next to the pipeline file
         s = s.model_copy(update={"pipeline_file": pipeline_file})
     target = component(name)
+    configure_tracing(name, s)  # OTEL_TRACES_EXPORTER set: this process records spans
     if target.kind == "app":
         target.load()(s, spec)
         return

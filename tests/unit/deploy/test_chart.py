@@ -117,6 +117,15 @@ def test_secrets_are_mounted_files_named_by_the_file_settings(production: list[d
         assert {"KSTREAM_SSL_CA_LOCATION", "KSTREAM_SCHEMA_REGISTRY_PASSWORD_FILE"} <= set(files)
 
 
+def test_tracing_exports_over_otlp_when_asked(default: list[dict], production: list[dict]) -> None:
+    for docs, want in ((default, None), (production, "otlp")):
+        for dep in kinds(docs, "Deployment").values():
+            env = {e["name"]: e.get("value") for e in container(dep)["env"]}
+            assert env.get("OTEL_TRACES_EXPORTER") == want
+    prod = {e["name"]: e.get("value") for e in container(kinds(production, "Deployment")["sink"])["env"]}
+    assert prod["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4318"
+
+
 def test_lag_autoscaling_is_capped_at_the_partition_count(production: list[dict]) -> None:
     hpa = chart.render([str(chart.PRODUCTION)], ["autoscaling.mode=hpa"])
     for name in ("enricher", "aggregator"):

@@ -111,6 +111,14 @@ in (secrets as files, the *_FILE settings). Call with (dict "root" $ "user" "ord
 - name: KSTREAM_CLIENT_CONFIG
   value: {{ toJson $v.kafka.clientConfig | quote }}
 {{- end }}
+{{- if $v.tracing.exporter }}
+- name: OTEL_TRACES_EXPORTER
+  value: {{ $v.tracing.exporter | quote }}
+{{- if $v.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $v.tracing.otlpEndpoint | quote }}
+{{- end }}
+{{- end }}
 - name: KSTREAM_SCHEMA_REGISTRY_URL
   value: {{ $v.schemaRegistry.url | quote }}
 {{- if $v.schemaRegistry.user }}
