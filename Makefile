@@ -12,11 +12,12 @@ KL := $(BIN)/kstream-lab
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch, Toxiproxy (Go) and system tools; idempotent
+## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch, Toxiproxy and helm (Go) and system tools; idempotent
 setup: $(STAMP) system-deps
 	@$(KL) broker fetch
 	@$(BIN)/python -m kstream_lab.kafka.native
 	@bash scripts/toxiproxy.sh $(BIN)
+	@bash scripts/install-helm.sh $(BIN)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11+)"; exit 2; }
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-## system-deps: Java 17 + Maven for the broker (checked; installed with apt-get when root and missing)
+## system-deps: Java 17 + Maven for the broker, gcc, prometheus (checked; installed with apt-get when root and missing)
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -33,12 +34,16 @@ system-deps:
 demo: setup
 	$(KL) demo
 
-## lint: ruff (lint and format check), mypy over kstream_lab, import layering
+## lint: ruff, mypy, import layering, hadolint, the Helm chart (lint, template, schemas), promtool (rules and their tests)
 lint: $(STAMP)
 	$(BIN)/ruff check kstream_lab apps tests bench
 	$(BIN)/ruff format --check kstream_lab apps tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	@bash scripts/install-helm.sh $(BIN)
+	$(BIN)/python -m tests.support.chart
+	cd deploy/prometheus && promtool check config --syntax-only prometheus.yml && promtool check rules alerts.yml && promtool test rules alerts_test.yml
 
 ## test: set-up, lint, then the unit suite and the integration, notebook and browser suites
 test: setup lint

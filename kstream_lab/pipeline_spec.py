@@ -94,6 +94,14 @@ class _KafkaWorkerSpec(_WorkerSpec):
         return _principal(value)
 
 
+class _MetricsSpec(_KafkaWorkerSpec):
+    """A Kafka worker that serves /metrics: ``metrics_host`` is the address it binds, loopback unless a
+    scraper on another host must reach it (in a Kubernetes pod: ``0.0.0.0``, for the kubelet's probes
+    and Prometheus)."""
+
+    metrics_host: str = "127.0.0.1"
+
+
 class CustomerServiceConfig(_WorkerSpec):
     host: str = "127.0.0.1"
     port: int = 8601
@@ -118,7 +126,7 @@ class OrderServiceConfig(_KafkaWorkerSpec):
     retry_after_ms: int = Field(default=1000, gt=0, description="what Retry-After tells a refused client (whole s)")
 
 
-class EnricherConfig(_KafkaWorkerSpec):
+class EnricherConfig(_MetricsSpec):
     input: str = "orders_raw"
     output: str = "orders_enriched"
     dlq: str = "orders_dlq"
@@ -142,7 +150,7 @@ class EnricherConfig(_KafkaWorkerSpec):
     max_event_lead_ms: int | None = Field(default=3_600_000, ge=0)
 
 
-class AggregatorConfig(_KafkaWorkerSpec):
+class AggregatorConfig(_MetricsSpec):
     input: str = "orders_enriched"
     aggregation: str | None = Field(default=None, description="a name under `aggregations:`; default: the only one")
     output: str = "sales_aggregates"
@@ -156,7 +164,7 @@ class AggregatorConfig(_KafkaWorkerSpec):
     metrics_port: int | None = 9402
 
 
-class SinkConfig(_KafkaWorkerSpec):
+class SinkConfig(_MetricsSpec):
     input: str = "sales_aggregates"
     group_id: str = "order-sink"
     dlq: str = "orders_dlq"

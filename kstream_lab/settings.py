@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         default=None, description="Set by the notebook runner: replay appends the ranges it read here."
     )
     pipeline_file: Path = Path("pipelines/orders.yaml")
+    traces_file: Path | None = Field(
+        default=None, description="With OTEL_TRACES_EXPORTER=file: spans are appended here, one JSON object a line."
+    )
     read_group_prefix: str = Field(
         default=READ_GROUP_PREFIX,
         min_length=1,

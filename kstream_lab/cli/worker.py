@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from kstream_lab.cli.common import pipeline, settings
+from kstream_lab.observability.tracing import configure_tracing
 from kstream_lab.workers.components import component, names
 
 
@@ -19,6 +20,11 @@ def worker_cmd(
     pipeline_file: Path | None = typer.Option(None, "--pipeline", "-P"),
     instance: int = typer.Option(0, "--instance", min=0, help="instance number (transactional id suffix)"),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="override the configured port"),
+    instance_name: str | None = typer.Option(
+        None,
+        "--instance-name",
+        help="transactional id suffix instead of the number, unique among live instances (a pod's name)",
+    ),
 ) -> None:
     """Run a worker (enricher, aggregator, sink) or app (customer-service, order-service) until SIGTERM."""
     spec = pipeline(pipeline_file)
@@ -26,9 +32,12 @@ def worker_cmd(
     if pipeline_file is not None:  # Avro schemas are read next to the pipeline file
         s = s.model_copy(update={"pipeline_file": pipeline_file})
     target = component(name)
+    configure_tracing(name, s)  # OTEL_TRACES_EXPORTER set: this process records spans
     if target.kind == "app":
         target.load()(s, spec)
         return
     from kstream_lab.workers.runner import run_worker  # the Kafka loop, only for workers
 
-    raise typer.Exit(run_worker(name, s, spec, instance=instance, metrics_port=metrics_port))
+    raise typer.Exit(
+        run_worker(name, s, spec, instance=instance, metrics_port=metrics_port, instance_name=instance_name)
+    )

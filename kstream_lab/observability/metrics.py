@@ -52,9 +52,9 @@ METRICS = PipelineMetrics(
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 
-def start_metrics_server(port: int | None) -> int | None:
-    """Serve /metrics on ``port`` (0 picks a free one); returns the bound port, None when disabled."""
+def start_metrics_server(port: int | None, host: str = "127.0.0.1") -> int | None:
+    """Serve /metrics on ``host:port`` (0 picks a free one); returns the bound port, None when disabled."""
     if port is None:
         return None
-    server, _thread = start_http_server(port, addr="127.0.0.1")
+    server, _thread = start_http_server(port, addr=host)
     return server.server_address[1]

@@ -14,6 +14,7 @@ emitted exactly once per window, before any later update could be.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,7 @@ class AggregatorProcessor:
         self.group_columns = group_columns or {}
         self.states: dict[int, PartitionWindows] = {}
         self._metric_fields = metric_columns(spec)
+        self._started = 0  # time.time_ns() when the batch in hand started (its outputs' spans start there)
 
     @staticmethod
     def fields(spec: AggregationSpec) -> tuple[list[str], list[str]]:
@@ -95,6 +97,7 @@ class AggregatorProcessor:
         Per partition, in offset order: windows the run closed go out as they closed (final=true),
         then one update per window the run changed that is still open.
         """
+        self._started = time.time_ns()  # the batch's start: where each output's aggregate span starts
         parts, offsets = [m.partition() for m in messages], [m.offset() for m in messages]
         topic = messages[0].topic() if messages else ""
         decoded = self.decode_columns([m.value() for m in messages], topic, parts, offsets)
@@ -124,7 +127,11 @@ class AggregatorProcessor:
         for k in steps.late:
             m = messages[source[k]]
             out.send(
-                self.late, key=m.key(), value=m.value(), partition=partition, headers=child_trace_headers(m.headers())
+                self.late,
+                key=m.key(),
+                value=m.value(),
+                partition=partition,
+                headers=child_trace_headers(m.headers(), "late", self._started),
             )
         for k, result in steps.closed + steps.updated:
             self._emit(out, result, messages[source[k]])
@@ -144,5 +151,5 @@ class AggregatorProcessor:
             key=key,
             value=self.encode_aggregate(value),
             partition=result.source_partition,
-            headers=child_trace_headers(trigger.headers()),
+            headers=child_trace_headers(trigger.headers(), "aggregate", self._started),
         )

@@ -59,7 +59,10 @@ class Component:
         port = self.port(workers)
         if not port:
             return None
-        host = self.config(workers).host if self.kind == "app" else "127.0.0.1"
+        cfg = self.config(workers)
+        host = cfg.host if self.kind == "app" else cfg.metrics_host
+        if host in ("0.0.0.0", "::", ""):  # bound to every address: dial loopback
+            host = "127.0.0.1"
         return f"http://{host}:{port}/metrics"
 
     def health_url(self, workers: WorkersConfig) -> str | None:

@@ -11,6 +11,7 @@ transaction as the outputs and the input offsets, so a record is enriched or dea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,7 @@ class EnricherProcessor:
         return {}
 
     def process(self, messages: Sequence[Any], out: Output) -> None:
+        started = time.time_ns()  # each record's enrich span starts with its batch
         decoded: list[tuple[Any, dict]] = []
         rules = self.rules
         for m in messages:
@@ -83,9 +85,8 @@ class EnricherProcessor:
             except RecordError as exc:
                 self._dead_letter(out, m, exc)
                 continue
-            out.send(
-                self.output, key=m.key(), value=value, partition=m.partition(), headers=child_trace_headers(m.headers())
-            )
+            headers = child_trace_headers(m.headers(), "enrich", started)
+            out.send(self.output, key=m.key(), value=value, partition=m.partition(), headers=headers)
 
     def _dead_letter(self, out: Output, m: Any, exc: RecordError) -> None:
         METRICS.dlq.labels(self.service).inc()

@@ -45,7 +45,9 @@ def stop_on_signals() -> threading.Event:
     return processes.stop_on_signals(on_signal=lambda name: log.info("received %s, finishing the current batch", name))
 
 
-def build_enricher(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
+def build_enricher(
+    settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str
+) -> TransactionalLoop:
     wc = spec.workers
     cfg = wc.enricher
     tiers = TierClient(
@@ -100,7 +102,9 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
     )
 
 
-def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> TransactionalLoop:
+def build_aggregator(
+    settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str
+) -> TransactionalLoop:
     cfg = spec.workers.aggregator
     processor = aggregator_processor(settings, spec)
     loop_cfg = LoopConfig(
@@ -113,7 +117,7 @@ def build_aggregator(settings: Settings, spec: PipelineSpec, stop: threading.Eve
     return TransactionalLoop(settings, loop_cfg, processor, service="aggregator", stop=stop)
 
 
-def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int) -> SinkWorker:
+def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str) -> SinkWorker:
     cfg = spec.workers.sink
     return SinkWorker(
         settings,
@@ -135,7 +139,7 @@ class Worker(Protocol):
 
 
 def build_when_registry_answers(
-    build: Callable[..., Worker], settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int
+    build: Callable[..., Worker], settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str
 ) -> Worker | None:
     """Build a worker, waiting for the schema registry if it cannot be reached yet.
 
@@ -158,18 +162,32 @@ def build_when_registry_answers(
 
 
 def run_worker(
-    name: str, settings: Settings, spec: PipelineSpec, *, instance: int = 0, metrics_port: int | None = None
+    name: str,
+    settings: Settings,
+    spec: PipelineSpec,
+    *,
+    instance: int = 0,
+    metrics_port: int | None = None,
+    instance_name: str | None = None,
 ) -> int:
-    """Run worker ``name`` until SIGTERM/SIGINT/SIGHUP; return the process exit code."""
+    """Run worker ``name`` until SIGTERM/SIGINT/SIGHUP; return the process exit code.
+
+    ``instance`` numbers the processes one host runs (transactional id suffix, metrics port offset);
+    ``instance_name`` replaces it in the transactional id where each process has its own address and
+    a name unique among the live ones: a Kubernetes pod's name. Zombies are fenced by the consumer
+    group's generation (the offsets are sent with the group metadata), so the id need not be stable.
+    """
     worker_component = component(name, "worker")
     setup_logging(name)
     stop = stop_on_signals()
     configured = worker_component.port(spec.workers, instance)
     port = configured if metrics_port is None else metrics_port + instance
-    bound = start_metrics_server(port)
-    log.info("starting %s instance %d (metrics on port %s)", name, instance, bound)
+    bound = start_metrics_server(port, worker_component.config(spec.workers).metrics_host)
+    log.info("starting %s instance %s (metrics on port %s)", name, instance_name or instance, bound)
     try:
-        worker = build_when_registry_answers(worker_component.load(), settings, spec, stop, instance)
+        worker = build_when_registry_answers(
+            worker_component.load(), settings, spec, stop, instance if instance_name is None else instance_name
+        )
         if worker is None:
             log.info("%s stopped before it started", name)
             return 0

@@ -10,11 +10,14 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from kstream_lab.observability.tracing import traced_asgi
+
 
 def serve_http(app: Any, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, finish in-flight requests and lifespan shutdown, return."""
+    """Serve ``app`` until SIGTERM/SIGINT, finish in-flight requests and lifespan shutdown, return
+    (with a server span per request when tracing is configured)."""
     import uvicorn
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)  # what uvicorn restores and re-raises into after shutdown
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(traced_asgi(app), host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)

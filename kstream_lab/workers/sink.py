@@ -18,6 +18,7 @@ from kstream_lab.kafka.consuming import BatchConsumer
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.observability.metrics import METRICS
+from kstream_lab.observability.tracing import record_spans
 from kstream_lab.pipeline_spec import SinkConfig
 from kstream_lab.schemas.serde import Decoder, SerdeContext
 from kstream_lab.settings import Settings
@@ -63,7 +64,7 @@ class SinkWorker:
         dlq = BatchProducer(self.settings)
         try:
             for batch in consumer.batches(self.stop):
-                t0 = time.perf_counter()
+                t0, started = time.perf_counter(), time.time_ns()
                 rows = self._decode_with_retry(batch, dlq)
                 if rows is None:  # stopping while a dependency was down: the batch is re-read next time
                     return
@@ -71,6 +72,7 @@ class SinkWorker:
                 self.rows_written += self.sink.upsert(coalesce(rows))
                 consumer.commit()
                 METRICS.latency.labels(self.service).observe(time.perf_counter() - t0)
+                record_spans("sink", (r.headers for r in batch), started)  # decoded, written, committed
         finally:
             consumer.close()
             dlq.flush(10)

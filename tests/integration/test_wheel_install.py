@@ -1,11 +1,14 @@
-"""The package works from a built wheel, away from the source checkout.
+"""The package works from a built wheel, away from the source checkout, as the container image runs it.
 
 The wheel is built from a copy of the package's sources and installed, without dependencies, into a
-fresh venv. A full dependency install would take minutes, so the fresh venv borrows the third-party
-packages of the test venv through a ``.pth`` line naming its site-packages directory. Such a line only
-adds the directory to ``sys.path``: the ``.pth`` files inside it (among them the editable install's
-finder for the checkout) are not run, which the first test proves by where ``kstream_lab`` is
-imported from. Every command then runs from an empty directory holding only a copy of ``pipelines/``.
+fresh venv; then, as in the Dockerfile's build stage, replay's native fetch is built into the venv.
+A full dependency install would take minutes, so the fresh venv borrows the third-party packages of
+the test venv through a ``.pth`` line naming its site-packages directory. Such a line only adds the
+directory to ``sys.path``: the ``.pth`` files inside it (among them the editable install's finder for
+the checkout) are not run, which the first test proves by where ``kstream_lab`` is imported from.
+Every command then runs as in the runtime stage: from a directory holding only copies of
+``pipelines/`` and ``notebooks/``, with the Dockerfile's runtime environment (tests/support/dockerfile.py
+maps its paths here) and without a C compiler.
 """
 
 from __future__ import annotations
@@ -28,14 +31,18 @@ import typer
 import yaml
 
 from kstream_lab.cli import app
+from tests.support import dockerfile
 from tests.support.paths import ROOT, free_port
+from tests.support.pipeline import Pipeline, assert_pipeline_results, expected_rows, produce_truth, sink_matches
 from tests.support.processes import stop
+
+NO_COMPILER = "/nonexistent/cc"  # the runtime stage has none: the native fetch must be found prebuilt
 
 
 @dataclass(frozen=True)
 class Installed:
     venv: Path
-    work: Path  # an empty directory but for a copy of pipelines/
+    work: Path  # an empty directory but for a copy of pipelines/ and notebooks/
 
     @property
     def python(self) -> Path:
@@ -45,20 +52,32 @@ class Installed:
     def cli(self) -> Path:
         return self.venv / "bin" / "kstream-lab"
 
+    @property
+    def home(self) -> Path:
+        return self.venv.parent / "home"  # the image's /var/lib/kstream-lab
+
     def env(self) -> dict[str, str]:
-        """The test environment (KSTREAM_* of the session broker) without anything pointing at the checkout."""
+        """The test environment (KSTREAM_* of the session broker) without anything pointing at the
+        checkout, then the image's runtime environment over it (PATH, HOME, data and native dirs), and
+        no C compiler."""
         drop = ("PYTHONPATH", "VIRTUAL_ENV", "KSTREAM_PIPELINE_FILE")
-        return {k: v for k, v in os.environ.items() if k not in drop}
+        here = {k: v for k, v in os.environ.items() if k not in drop}
+        return {**here, **dockerfile.mapped_env(self.venv, self.home), "CC": NO_COMPILER}
 
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(a) for a in args], cwd=self.work, env=self.env(), capture_output=True, text=True, timeout=timeout
         )
 
-    def start(self, *args: str, log: Path) -> subprocess.Popen:
+    def start(self, *args: str | Path, log: Path, argv0: str | None = None) -> subprocess.Popen:
+        """``kstream-lab ARGS``; ``argv0`` a bare command name resolved on the image's PATH instead."""
         with log.open("ab") as out:
             return subprocess.Popen(
-                [str(self.cli), *args], cwd=self.work, env=self.env(), stdout=out, stderr=subprocess.STDOUT
+                [argv0 or str(self.cli), *map(str, args)],
+                cwd=self.work,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
 
@@ -103,8 +122,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     (site / "shared_dependencies.pth").write_text("".join(f"{d}\n" for d in sorted(shared)))
     work = root / "work"
     work.mkdir()
-    shutil.copytree(ROOT / "pipelines", work / "pipelines")
-    return Installed(venv, work)
+    for name in ("pipelines", "notebooks"):  # what the runtime stage copies into its WORKDIR
+        shutil.copytree(ROOT / name, work / name)
+    done = Installed(venv, work)
+    done.home.mkdir()
+    build_env = {**done.env(), **dockerfile.mapped_env(venv, done.home, stage=0)}
+    build_env.pop("CC")  # the build stage has gcc
+    native = subprocess.run(
+        [str(done.python), "-m", "kstream_lab.kafka.native"], env=build_env, capture_output=True, text=True, timeout=300
+    )
+    assert native.returncode == 0, native.stdout + native.stderr
+    return done
 
 
 def test_the_package_comes_from_the_wheel_with_all_its_files(installed: Installed) -> None:
@@ -119,6 +147,19 @@ def test_the_package_comes_from_the_wheel_with_all_its_files(installed: Installe
     }
     shipped = {p.relative_to(package) for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert source - shipped == set()  # C source, pom, properties, the dashboard page: every file
+
+
+def test_the_native_fetch_comes_prebuilt_from_the_build_stage(installed: Installed) -> None:
+    """The runtime stage has no compiler: the library built into the venv is found and loads."""
+    probe = installed.run(
+        installed.python,
+        "-c",
+        "from kstream_lab.kafka.native import load; from kstream_lab.settings import Settings;"
+        "import os; lib = load(Settings().native_cache_dir); print(lib._name, os.environ['CC'])",
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    library, cc = probe.stdout.split()
+    assert Path(library).parent == installed.venv / "native" and cc == NO_COMPILER
 
 
 def command_paths(group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -161,6 +202,50 @@ def test_the_order_service_accepts_an_order(installed: Installed, kafka_settings
         assert proc.wait(30) == 0, log.read_text()[-3000:]
     finally:
         stop(proc, timeout=15)
+
+
+IMAGE_ORDERS = 10_000  # 20 ms apart in event time: 200 s, so minute windows close (final)
+
+
+def test_each_worker_entrypoint_runs_the_pipeline(installed: Installed, kafka_settings, tmp_path: Path) -> None:
+    """The chart's hook Job (`kstream-lab topics apply`) and each Deployment's command (the image's
+    ENTRYPOINT + NAME, found on the image's PATH, a pod name as --instance-name) from the wheel:
+    orders through the whole pipeline, the sink to the cent, DLQ == poison, late == late; each
+    process exits 0 on SIGTERM."""
+    from tests.support.pipeline import write_pipeline
+
+    pipe = Pipeline(kafka_settings, write_pipeline(tmp_path), tmp_path)
+    applied = installed.run(installed.cli, "topics", "apply", pipe.file)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    entrypoint = dockerfile.exec_form(dockerfile.stages()[-1], "ENTRYPOINT")
+    try:
+        for name in ("customer-service", "enricher", "aggregator", "sink"):
+            log = tmp_path / f"{name}.log"
+            pod = ["--instance-name", f"orders-kstream-lab-{name}-7d9f8-x2k4q"] if name != "customer-service" else []
+            pipe.procs[name] = installed.start(
+                *entrypoint[1:], name, "--pipeline", pipe.file, *pod, log=log, argv0=entrypoint[0]
+            )
+            wait_http(component_url(pipe, name), pipe.procs[name], log)
+        truth = produce_truth(pipe, IMAGE_ORDERS)
+        window = pipe.spec.aggregation().window
+        expected = expected_rows(truth, window.size_ms, window.grace_ms)
+        pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=180, what="the sink to match the truth")
+        assert_pipeline_results(pipe, truth, expected)
+        for name in ("enricher", "aggregator"):  # the chart's --instance-name=$(POD_NAME)
+            assert f"starting {name} instance orders-kstream-lab-{name}-7d9f8-x2k4q" in pipe.log(name)
+        for name in reversed(list(pipe.procs)):
+            assert pipe.terminate(name, timeout=60)[0] == 0, pipe.log(name)[-3000:]
+    finally:
+        pipe.stop_all()
+        pipe.delete_topics()
+
+
+def component_url(pipe: Pipeline, name: str) -> str:
+    from kstream_lab.workers.components import component
+
+    url = component(name).health_url(pipe.workers)
+    assert url is not None
+    return url
 
 
 def test_the_dashboard_becomes_healthy(installed: Installed) -> None:

@@ -53,6 +53,19 @@ def test_ports_and_urls_come_from_the_workers_config(tmp_path) -> None:
     assert c.component("sink").port(no_metrics) is None and c.component("sink").health_url(no_metrics) is None
 
 
+def test_a_worker_bound_to_every_address_is_dialled_on_loopback(tmp_path) -> None:
+    """In a pod the chart sets metrics_host 0.0.0.0 (probes and Prometheus dial the pod's IP); the local
+    scraper still dials 127.0.0.1, and a specific address is dialled as given."""
+    data = yaml.safe_load(SPEC.path.read_text())
+    data["workers"]["enricher"]["metrics_host"] = "0.0.0.0"
+    data["workers"]["sink"]["metrics_host"] = "10.1.2.3"
+    (tmp_path / "orders.yaml").write_text(yaml.safe_dump(data))
+    wc = load_pipeline(tmp_path / "orders.yaml").workers
+    assert wc.enricher.metrics_host == "0.0.0.0" and WC.enricher.metrics_host == "127.0.0.1"
+    assert c.component("enricher").metrics_url(wc) == "http://127.0.0.1:9401/metrics"
+    assert c.component("sink").metrics_url(wc) == "http://10.1.2.3:9403/metrics"
+
+
 def test_supervisor_and_scraper_derive_from_the_list(tmp_path) -> None:
     sup = Supervisor(Settings(data_dir=tmp_path), SPEC)
     assert [st.name for st in sup.status()] == list(c.names())
