@@ -264,28 +264,33 @@ class TransactionalLoop:
 
     # ---- error handling ------------------------------------------------------------------------
     def _bounded(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """:meth:`_call` in a helper thread, given up on ``hang_grace_s`` after its own timeout.
+        """:meth:`_call` with every attempt run in a helper thread and given up on ``hang_grace_s``
+        after its own timeout (:class:`_ProducerWedged`).
 
-        librdkafka's ``send_offsets_to_transaction`` can block forever, past its timeout, when the
-        group coordinator's connection is cut at the wrong moment (librdkafka issue 5456: the
-        coordinator request's timeout is never checked); the chaos tests' connection resets hit it.
-        Nothing can make that call return, so the caller replaces the producer instead of hanging.
+        librdkafka's ``send_offsets_to_transaction`` can block far past its timeout, or forever, when
+        the group coordinator goes away mid-call (librdkafka issues 5456 and 5511: the coordinator
+        request's timeout is never checked; a broker restart or a connection cut hits it). Nothing
+        makes that call return, so the caller replaces the producer instead of hanging. One attempt
+        per thread: a call declared hung is never retried on the producer being replaced.
         """
+        return self._call(fn, *args, runner=self._attempt_in_thread)
+
+    def _attempt_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         box: list[tuple[bool, Any]] = []
 
         def run() -> None:
             try:
-                box.append((True, self._call(fn, *args)))
+                box.append((True, fn(*args)))
             except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
                 box.append((False, exc))
 
         thread = threading.Thread(target=run, name=f"{self.service}-{fn.__name__}", daemon=True)
         thread.start()
-        thread.join(self.config.call_timeout_s + self.config.hang_grace_s)
+        limit = self.config.call_timeout_s + self.config.hang_grace_s
+        thread.join(limit)
         if not box:
             METRICS.errors.labels(self.service, "hung").inc()
-            hung_s = self.config.call_timeout_s + self.config.hang_grace_s
-            raise _ProducerWedged(f"{fn.__name__} has not returned after {hung_s:.0f}s")
+            raise _ProducerWedged(f"{fn.__name__} has not returned after {limit:.0f}s")
         ok, value = box[0]
         if not ok:
             raise value
@@ -305,11 +310,14 @@ class TransactionalLoop:
             raise FatalKafkaError(f"init_transactions of the replacement producer failed: {exc}") from None
         self._rewind()
 
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call a transactional API: retry retriable errors, escalate abortable and fatal ones."""
+    def _call(self, fn: Callable[..., Any], *args: Any, runner: Callable[..., Any] | None = None) -> Any:
+        """Call a transactional API: retry retriable errors, escalate abortable and fatal ones.
+
+        ``runner`` runs each try (default: a plain call; :meth:`_bounded` passes a bounded one)."""
+        run = runner or (lambda f, *a: f(*a))
         for attempt in range(self.config.retries + 1):
             try:
-                return fn(*args)
+                return run(fn, *args)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 retry = err.retriable() and not err.fatal() and not err.txn_requires_abort()

@@ -229,3 +229,24 @@ def test_a_hung_send_offsets_replaces_the_producer_and_rewinds() -> None:
     assert lp.consumer.seeks == [(0, 40), (1, -2)]
     assert processor.revoked == [[0, 1]] and processor.restored == [[0, 1]]
     assert lp.batches == 0 and not lp.in_transaction
+
+
+def test_a_slow_retriable_send_offsets_is_retried_on_the_same_producer_not_replaced() -> None:
+    """Each attempt gets its own time limit: a first attempt that fails retriably close to the limit
+    is followed by a second one on the same producer (the old code timed all attempts together)."""
+
+    class SlowThenOk(ScriptedProducer):
+        def send_offsets_to_transaction(self, offsets, metadata, timeout) -> None:
+            if "send_offsets" not in self.calls:
+                threading.Event().wait(0.15)  # most of the 0.2 s limit
+                self.calls.append("send_offsets")
+                raise KafkaException(KafkaError(KafkaError._TRANSPORT, "transport", retriable=True))
+            super().send_offsets_to_transaction(offsets, metadata, timeout)
+
+    slow = SlowThenOk()
+    lp = loop(slow)
+    lp.config = LoopConfig(input_topic="in", group_id="g", transactional_id="t", call_timeout_s=0.1, hang_grace_s=0.1)
+    lp._new_producer = lambda: pytest.fail("the producer must not be replaced")  # type: ignore[method-assign]
+    lp._run_batch(BATCH)
+    assert slow.calls == ["begin", "send_offsets", "send_offsets", "commit"]
+    assert lp.producer is slow and lp._wedged == [] and lp.batches == 1
