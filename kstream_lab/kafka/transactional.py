@@ -141,13 +141,8 @@ class TransactionalLoop:
         self.producer = self._new_producer()
         self._wedged: list[Any] = []  # producers stuck in a call: kept, never closed (see _bounded)
         self._fatal_cause: str | None = None
-        tuning: dict[str, Any] = {
-            "session.timeout.ms": config.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, config.session_timeout_ms // 6),
-            "max.poll.interval.ms": 300000,
-            "fetch.wait.max.ms": 100,
-        }
-        self.consumer = make_consumer(settings, config.group_id, **tuning)
+        self.consumer = self._new_consumer()
+        self._consumer_lost = False  # set by on_lost: the consumer is renewed before the next batch
         self.in_transaction = False
         self.batches = 0
         self._retry_delay = 0.0
@@ -164,6 +159,37 @@ class TransactionalLoop:
             },
         )
 
+    def _new_consumer(self) -> Any:
+        tuning: dict[str, Any] = {
+            "session.timeout.ms": self.config.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 6),
+            "max.poll.interval.ms": 300000,
+            "fetch.wait.max.ms": 100,
+        }
+        return make_consumer(self.settings, self.config.group_id, **tuning)
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _renew_consumer(self) -> None:
+        """A fresh consumer after the group session was lost (the broker restarted, or was cut off).
+
+        librdkafka's consumer can keep a stale handle of a broker that went away and restarted, and
+        then never fetch again for its partitions while it looks healthy (seen after broker SIGKILLs in
+        the chaos tests: assigned, restored, nothing consumed for minutes). The partitions' state was
+        already dropped by ``on_lost`` and is restored on the new assignment; no transaction is open
+        between batches, so swapping the consumer here loses and repeats nothing."""
+        log.warning("renewing the consumer after its group session was lost")
+        old, self.consumer = self.consumer, self._new_consumer()
+        self._consumer_lost = False
+        try:
+            old.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the old consumer: %s", exc)
+        self._subscribe()
+
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
         """Initialise the transactional id (fencing any zombie), subscribe, loop, then close cleanly.
@@ -178,11 +204,11 @@ class TransactionalLoop:
             raise
         except _AbortTransaction:
             raise FatalKafkaError("init_transactions failed") from None
-        self.consumer.subscribe(
-            [self.config.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        self._subscribe()
         try:
             while not self.stop.is_set():
+                if self._consumer_lost:
+                    self._renew_consumer()
                 batch = self._consume()
                 if batch:
                     self._run_batch(batch)
@@ -426,6 +452,7 @@ class TransactionalLoop:
         log.warning("lost partitions %s", parts)
         self._abort_quietly()
         self.processor.revoke(parts)
+        self._consumer_lost = True
 
     def close(self) -> None:
         """End any open transaction, leave the group, flush the producer."""

@@ -250,3 +250,30 @@ def test_a_slow_retriable_send_offsets_is_retried_on_the_same_producer_not_repla
     lp._run_batch(BATCH)
     assert slow.calls == ["begin", "send_offsets", "send_offsets", "commit"]
     assert lp.producer is slow and lp._wedged == [] and lp.batches == 1
+
+
+def test_a_lost_group_session_renews_the_consumer_before_the_next_batch() -> None:
+    """After on_lost (a broker restart), the state is dropped and the next loop turn swaps in a fresh
+    consumer, closing the old one and subscribing the new with the same callbacks."""
+
+    class Closing(ScriptedConsumer):
+        closed = False
+        subscribed: list[str] = []
+
+        def close(self) -> None:
+            self.closed = True
+
+        def subscribe(self, topics, **callbacks) -> None:
+            self.subscribed = list(topics)
+            self.callbacks = callbacks
+
+    processor = EchoProcessor()
+    lp = loop(ScriptedProducer(), processor)
+    old, fresh = Closing(), Closing()
+    lp.consumer = old
+    lp._new_consumer = lambda: fresh  # type: ignore[method-assign]
+    lp._on_lost(old, [TopicPartition("in", 0), TopicPartition("in", 1)])
+    assert processor.revoked == [[0, 1]] and lp._consumer_lost
+    lp._renew_consumer()
+    assert old.closed and not fresh.closed and lp.consumer is fresh and not lp._consumer_lost
+    assert fresh.subscribed == ["in"] and fresh.callbacks["on_lost"] == lp._on_lost
