@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,4 +29,5 @@ def chaos_pipeline(chaos_kafka: ChaosKafka, tmp_path: Path) -> Iterator:
     pipe.stop_all()
     if chaos_kafka.broker.pid() is None:  # a test that failed with the broker down leaves it restarted
         chaos_kafka.restart_broker()
-    pipe.delete_topics()
+    if not os.environ.get("KSTREAM_TEST_KEEP_TOPICS"):  # kept: inspect the logs (kafka DumpLogSegments)
+        pipe.delete_topics()

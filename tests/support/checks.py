@@ -62,6 +62,15 @@ def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str
         f"sink: {len(sink)} rows, {len(off)} of {len(expected)} expected differ, e.g. "
         + "; ".join(f"{k}: want {expected[k]} got {sink.get(k)}" for k in off[:3])
     )
+    seen: dict[bytes, list[str]] = defaultdict(list)
+    for r in pipe.read("orders_enriched"):
+        seen[r.key].append(f"{r.partition}@{r.offset}")
+    doubled = {k: v for k, v in seen.items() if len(v) > 1}
+    if doubled:
+        lines.append(
+            f"{len(doubled)} keys twice in orders_enriched, e.g. "
+            + "; ".join(f"{k.decode()}: {v}" for k, v in list(doubled.items())[:6])
+        )
     lines += _unexpected_late(pipe, truth)
     return "\n".join(lines)
 
