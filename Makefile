@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KL := $(BIN)/kstream-lab
 
-.PHONY: help setup system-deps demo test test-unit lint format bench clean
+.PHONY: help setup system-deps demo test test-unit chaos lint format bench clean
 
 ## help: this list of targets
 help:
@@ -53,6 +53,10 @@ test: setup lint
 ## test-unit: the unit tests only (no broker)
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit -q
+
+## chaos: the chaos suite with the million-order scale run; its figures go to bench/results/chaos_scale.json
+chaos: setup
+	KSTREAM_CHAOS_SCALE_ORDERS=1000000 KSTREAM_CHAOS_RESULTS=bench/results/chaos_scale.json $(BIN)/pytest -m chaos -q
 
 ## format: apply ruff format and ruff's import sorting
 format: $(STAMP)

@@ -434,7 +434,34 @@ class TransactionalLoop:
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s", parts)
+        if self.config.changelog_topic is not None:
+            self._await_stable_offsets(partitions)
         self.processor.assign(parts, self._restore)
+
+    def _await_stable_offsets(self, partitions: list[TopicPartition]) -> None:
+        """Wait until no transaction of a previous owner still holds offsets of these partitions.
+
+        A previous owner paused (a zombie) after ``send_offsets_to_transaction`` cannot be fenced:
+        its offsets were valid when sent, and its commit goes through when it wakes. The consumer's
+        own offset fetch waits for that (read_committed requires stable offsets, KIP-447), but the
+        state would already have been restored from the changelog without the zombie's last batch,
+        and the batch's records never come again: its windows would stay short. So the restore waits
+        too. ``committed()`` of a read_committed consumer is refused while offsets are pending; a
+        transaction that never ends is aborted by the broker after ``transaction.timeout.ms``. (A
+        zombie paused *before* sending its offsets holds none; it is fenced when it sends them.)
+        """
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        while not self.stop.is_set():
+            try:
+                self.consumer.committed(tps, timeout=self.config.call_timeout_s)
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal() or not (err.retriable() or err.code() == KafkaError._TIMED_OUT):
+                    raise self._classify_consumer_error(err) from None
+                log.warning(
+                    "offsets of partitions %s not stable yet (%s): waiting", [tp.partition for tp in tps], err.str()
+                )
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in partitions)

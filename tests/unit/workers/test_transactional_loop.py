@@ -277,3 +277,35 @@ def test_a_lost_group_session_renews_the_consumer_before_the_next_batch() -> Non
     lp._renew_consumer()
     assert old.closed and not fresh.closed and lp.consumer is fresh and not lp._consumer_lost
     assert fresh.subscribed == ["in"] and fresh.callbacks["on_lost"] == lp._on_lost
+
+
+def test_an_assignment_restores_state_only_once_the_offsets_are_stable() -> None:
+    """A previous owner's transaction still holds offsets of the partitions (a zombie paused after
+    send_offsets_to_transaction): committed() times out while they are pending; the changelog is read
+    only after it answers, so the zombie's last batch, which commits when it wakes, is in the state."""
+    events: list[str] = []
+    pending = KafkaError(KafkaError._TIMED_OUT, "UNSTABLE_OFFSET_COMMIT", retriable=True)
+
+    class PendingConsumer(ScriptedConsumer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refusals = 2
+
+        def committed(self, partitions, timeout) -> list[TopicPartition]:
+            if self.refusals:
+                self.refusals -= 1
+                events.append("pending")
+                raise KafkaException(pending)
+            events.append("stable")
+            return super().committed(partitions, timeout)
+
+    class Restoring(EchoProcessor):
+        def assign(self, partitions, restore) -> None:
+            events.append("restore")
+            super().assign(partitions, restore)
+
+    lp = loop(ScriptedProducer(), Restoring())
+    lp.config = LoopConfig(input_topic="in", group_id="g", transactional_id="t", changelog_topic="cl")
+    lp.consumer = PendingConsumer()
+    lp._on_assign(None, [TopicPartition("in", 0), TopicPartition("in", 1)])
+    assert events == ["pending", "pending", "stable", "restore"]
