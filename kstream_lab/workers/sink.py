@@ -100,7 +100,9 @@ class SinkWorker:
                 METRICS.errors.labels(self.service, "sink_write").inc()
                 if attempts == 1:
                     down_since = time.monotonic()
-                    log.warning("%s; holding the batch of %d rows, its offsets uncommitted, retrying", exc, len(rows))
+                    log.warning(
+                        "%s; holding the batch of %d rows, its offsets uncommitted, retrying", exc.message, len(rows)
+                    )
                 if self.stop.wait(delay):
                     log.info("stopping during the database outage: the held batch is re-read at the next start")
                     return False
