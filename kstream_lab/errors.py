@@ -35,6 +35,16 @@ class WriterSchemaUnavailable(KStreamLabError):
         )
 
 
+class DatabaseUnavailable(KStreamLabError):
+    """The sink's database could not be reached, or dropped the connection, while a batch was written.
+
+    Not the rows' fault and not a configuration error: the sink holds the batch, commits no offset
+    past it and writes it again once the database answers (upserts make a half-written or
+    written-but-unacknowledged batch harmless). A refusal (wrong password, no such database) is not
+    this: it stays the driver's error and stops the worker.
+    """
+
+
 class ConfigError(KStreamLabError):
     """Bad settings or a malformed pipeline file (carries file and line where known)."""
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from kstream_lab import processes
-from kstream_lab.errors import AuthorizationError, KStreamLabError, SecurityError, StateError
+from kstream_lab.errors import AuthorizationError, DatabaseUnavailable, KStreamLabError, SecurityError, StateError
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
@@ -128,7 +128,7 @@ def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, in
     )
 
 
-# Back-off while the schema registry cannot be reached at start: doubling from 1 s up to 30 s.
+# Back-off while the schema registry or the sink's database cannot be reached at start: doubling from 1 s up to 30 s.
 START_RETRY_S, START_RETRY_MAX_S = 1.0, 30.0
 
 
@@ -138,15 +138,17 @@ class Worker(Protocol):
     def run(self) -> None: ...
 
 
-def build_when_registry_answers(
+def build_when_dependencies_answer(
     build: Callable[..., Worker], settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str
 ) -> Worker | None:
-    """Build a worker, waiting for the schema registry if it cannot be reached yet.
+    """Build a worker, waiting for the schema registry or the sink's database if it cannot be reached yet.
 
     Building registers the output topic's Avro schema, so a registry that is down or restarting at
     that moment (it starts after the broker, and may come up after the workers) used to make the
-    worker exit. Unreachable or 5xx: wait and retry, logging each attempt, until it answers or a
-    SIGTERM comes (then None). A refusal (an incompatible schema, 4xx) is a real error and raised.
+    worker exit; so did the sink when its PostgreSQL was down (it creates the table at start).
+    Unreachable or 5xx: wait and retry, logging each attempt, until it answers or a SIGTERM comes
+    (then None). A refusal (an incompatible schema, 4xx, a wrong database password) is a real error
+    and raised.
     """
     delay = START_RETRY_S
     while True:
@@ -156,6 +158,8 @@ def build_when_registry_answers(
             if not exc.unavailable:
                 raise
             log.warning("schema registry unavailable at start (%s); retrying in %.0f s", exc.message, delay)
+        except DatabaseUnavailable as exc:
+            log.warning("sink database unavailable at start (%s); retrying in %.0f s", exc.message, delay)
         if stop.wait(delay):
             return None
         delay = min(delay * 2, START_RETRY_MAX_S)
@@ -185,7 +189,7 @@ def run_worker(
     bound = start_metrics_server(port, worker_component.config(spec.workers).metrics_host)
     log.info("starting %s instance %s (metrics on port %s)", name, instance_name or instance, bound)
     try:
-        worker = build_when_registry_answers(
+        worker = build_when_dependencies_answer(
             worker_component.load(), settings, spec, stop, instance if instance_name is None else instance_name
         )
         if worker is None:

@@ -5,6 +5,14 @@ is coalesced to one row per key, written in one database transaction, and only t
 committed; a crash in between replays the batch, and the upserts (which never touch final rows)
 make the replay a no-op. Together with the aggregator's transactions this is end-to-end exactly-once
 in effect, without a two-phase commit between Kafka and the database.
+
+A database that stops or restarts mid-run (:class:`~kstream_lab.errors.DatabaseUnavailable`) used to
+end the worker with a traceback. Now the batch in hand is held and written again with backoff until
+the database answers, and only then are its offsets committed: no offset ever moves past an
+unwritten row. One warning when the outage starts and one line when it ends, not one per attempt.
+An outage longer than the consumer's ``max.poll.interval.ms`` (5 min) costs the group membership:
+the commit after the write then fails harmlessly and the rejoined consumer re-reads from the last
+committed offset into the same upserts.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import logging
 import threading
 import time
 
-from kstream_lab.errors import RecordError
+from kstream_lab.errors import DatabaseUnavailable, RecordError
 from kstream_lab.kafka.consuming import BatchConsumer
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.transactional import RetryBatch
@@ -27,6 +35,8 @@ from kstream_lab.workers.codec import require
 from kstream_lab.workers.dlq import dlq_headers
 
 log = logging.getLogger(__name__)
+# Back-off between writes while the database is unavailable: doubling from 0.2 s up to 5 s.
+WRITE_RETRY_S, WRITE_RETRY_MAX_S = 0.2, 5.0
 AGGREGATE_FIELDS = {
     "window_start": int,
     "window_end": int,
@@ -69,7 +79,8 @@ class SinkWorker:
                 if rows is None:  # stopping while a dependency was down: the batch is re-read next time
                     return
                 dlq.flush()
-                self.rows_written += self.sink.upsert(coalesce(rows))
+                if not self._write_with_retry(coalesce(rows)):  # stopped during an outage: re-read next time
+                    return
                 consumer.commit()
                 METRICS.latency.labels(self.service).observe(time.perf_counter() - t0)
                 record_spans("sink", (r.headers for r in batch), started)  # decoded, written, committed
@@ -77,6 +88,33 @@ class SinkWorker:
             consumer.close()
             dlq.flush(10)
             self.sink.close()
+
+    def _write_with_retry(self, rows: list[dict]) -> bool:
+        """Upsert ``rows``, waiting out a database outage; False when stopped before they were written."""
+        delay, attempts, down_since = WRITE_RETRY_S, 0, 0.0
+        while True:
+            try:
+                self.rows_written += self.sink.upsert(rows)
+            except DatabaseUnavailable as exc:
+                attempts += 1
+                METRICS.errors.labels(self.service, "sink_write").inc()
+                if attempts == 1:
+                    down_since = time.monotonic()
+                    log.warning(
+                        "%s; holding the batch of %d rows, its offsets uncommitted, retrying", exc.message, len(rows)
+                    )
+                if self.stop.wait(delay):
+                    log.info("stopping during the database outage: the held batch is re-read at the next start")
+                    return False
+                delay = min(WRITE_RETRY_MAX_S, delay * 2)
+                continue
+            if attempts:
+                log.info(
+                    "database answers again after %.1f s and %d failed writes; the held batch is written",
+                    time.monotonic() - down_since,
+                    attempts,
+                )
+            return True
 
     def _decode_with_retry(self, batch: list, dlq: BatchProducer) -> list[dict] | None:
         delay = 0.2

@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 import httpx
 import polars as pl
 
+from kstream_lab.generator.customers import UNKNOWN_TIER
 from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.schemas.serde import SerdeContext, value_decoder
@@ -32,18 +33,38 @@ def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | 
     return float(m.group(1)) if m else None
 
 
-def assert_exact_and_once(pipe: Pipeline, producer: BackgroundProducer, when: str) -> None:
+def assert_exact_and_once(
+    pipe: Pipeline, producer: BackgroundProducer, when: str, *, tier_of: dict[str, str] | None = None
+) -> None:
     """Once the producer is done: the sink equals the truth to the cent, DLQ and late topics match,
-    and a read_committed reader sees everything exactly once."""
+    and a read_committed reader sees everything exactly once. ``tier_of`` (order id -> tier) replaces
+    the truth's tiers where the enricher fell back (see :func:`enriched_tiers`)."""
     truth = producer.truth()
     window = pipe.spec.aggregation().window
-    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    expected = expected_rows(truth, window.size_ms, window.grace_ms, tier_of=tier_of)
     try:
         pipe.wait_for(lambda: sink_matches(pipe, expected), timeout=240, what=f"the sink to match the truth {when}")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{where_it_stopped(pipe, truth, expected)}") from None
     assert_pipeline_results(pipe, truth, expected)
     assert_read_committed_exactly_once(pipe, truth)
+
+
+def enriched_tiers(pipe: Pipeline, truth: pl.DataFrame, timeout: float = 240) -> dict[str, str]:
+    """Order id -> the tier the enricher gave it, once every non-poison order is enriched; each is the
+    truth's tier or UNKNOWN_TIER (its fallback while the customer service could not answer)."""
+    want = truth.filter(pl.col("kind") != "poison")
+    enriched = pipe.wait_for(
+        lambda: (got := pipe.decoded("orders_enriched")) and len(got) >= want.height and got,
+        timeout=timeout,
+        what="every order to be enriched",
+    )
+    tiers = {key.decode(): value["loyalty_tier"] for key, value in enriched}
+    true_tier = dict(want.select("order_id", "tier").iter_rows())
+    assert tiers.keys() == true_tier.keys()
+    wrong = {oid: t for oid, t in tiers.items() if t not in (true_tier[oid], UNKNOWN_TIER)}
+    assert not wrong, f"{len(wrong)} orders got a tier that is neither theirs nor {UNKNOWN_TIER}"
+    return tiers
 
 
 def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str:

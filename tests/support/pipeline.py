@@ -121,8 +121,12 @@ class Pipeline:
         self.file.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def set_sink_target(self, target: str) -> None:
+        self.set_worker("sink", target=target)
+
+    def set_worker(self, name: str, **fields) -> None:
+        """Change fields of ``workers.<name>`` (before it starts), e.g. the enricher's ``cache_ttl_ms``."""
         data = yaml.safe_load(self.file.read_text())
-        data["workers"]["sink"]["target"] = target
+        data["workers"][name].update(fields)
         self.file.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def create_topics(self) -> None:
@@ -188,6 +192,17 @@ class Pipeline:
 
     # ---- reading results ------------------------------------------------------------------------
     def sink_rows(self) -> list[dict]:
+        """The sink's table, from DuckDB or from PostgreSQL as ``workers.sink.target`` says."""
+        target = self.workers.sink.target or ""
+        if target.startswith(("postgresql://", "postgres://")):
+            from psycopg.errors import UndefinedTable
+
+            from kstream_lab.sinks.postgres import read_aggregates as read_postgres
+
+            try:
+                return read_postgres(target)
+            except UndefinedTable:  # the sink has not started yet
+                return []
         path = self.tmp / "sales.duckdb"
         return read_aggregates(path) if path.exists() else []
 

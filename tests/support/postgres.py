@@ -57,7 +57,12 @@ class PostgresProcess:
         )
 
     def start(self) -> None:
+        """initdb, then start the server."""
         self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "--encoding=UTF8")
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server over the existing data dir (again, after :meth:`stop_server`): same port, same data."""
         self._run(
             "pg_ctl",
             "-D",
@@ -75,12 +80,13 @@ class PostgresProcess:
         """pg_ctl stop; if that cannot work (e.g. the temp dir was already cleaned up), SIGTERM the
         postmaster -- a fast shutdown too -- and wait for it. Then the copied binaries go."""
         try:
-            self._stop_server()
+            self.stop_server()
         finally:
             if self._copy is not None:
                 shutil.rmtree(self._copy, ignore_errors=True)
 
-    def _stop_server(self) -> None:
+    def stop_server(self) -> None:
+        """A fast shutdown (open connections are terminated); :meth:`start_server` brings it back."""
         try:
             self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
             return

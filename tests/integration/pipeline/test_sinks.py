@@ -151,3 +151,35 @@ def test_postgres_sinks_starting_together_all_start(postgres_dsn: str) -> None:
         assert sink.read() == []
     finally:
         sink.close()
+
+
+def test_postgres_sink_rides_out_a_restart_of_its_server(tmp_path: Path) -> None:
+    """A server stopped under the sink: the write in flight and those during the outage raise
+    DatabaseUnavailable (not the driver's error, which ended the worker), and the first write after
+    it restarts connects anew; a sink started while it is down says the same."""
+    import pytest
+
+    from kstream_lab.errors import DatabaseUnavailable
+    from tests.support.postgres import PostgresProcess
+
+    server = PostgresProcess(tmp_path / "data")
+    server.start()
+    try:
+        sink = PostgresSink(server.dsn)
+        sink.upsert([row(0, "gold", 1, 100, 1, False)])
+        server.stop_server()
+        with pytest.raises(DatabaseUnavailable, match=rf"127\.0\.0\.1:{server.port}/postgres unavailable"):
+            sink.upsert([row(0, "gold", 1, 250, 2, False)])
+        with pytest.raises(DatabaseUnavailable, match="Connection refused"):
+            sink.upsert([row(0, "gold", 1, 250, 2, False)])
+        with pytest.raises(DatabaseUnavailable):
+            PostgresSink(server.dsn)
+        server.start_server()
+        assert sink.upsert([row(0, "gold", 1, 250, 2, False), row(0, "gold", 2, 70, 1, True)]) == 2
+        assert [(r["source_partition"], r["total_cents"], r["final"]) for r in sink.read()] == [
+            (1, 250, False),
+            (2, 70, True),
+        ]
+        sink.close()
+    finally:
+        server.stop()

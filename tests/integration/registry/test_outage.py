@@ -73,7 +73,7 @@ def test_a_worker_started_before_the_registry_waits_for_it(kafka_settings, tmp_p
     stop = threading.Event()
     thread = threading.Thread(
         target=lambda: built.append(
-            runner.build_when_registry_answers(
+            runner.build_when_dependencies_answer(
                 lambda s, sp, st, i: runner.aggregator_processor(s, sp), settings, spec, stop, 0
             )
         )
