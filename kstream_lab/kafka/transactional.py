@@ -29,7 +29,7 @@ from kstream_lab.kafka.consuming import update_lag
 from kstream_lab.kafka.denials import denied, is_denial
 from kstream_lab.kafka.failures import await_metadata
 from kstream_lab.kafka.producing import produce_kwargs, produce_waiting
-from kstream_lab.kafka.read import read_records
+from kstream_lab.kafka.read import read_records, snapshot_bounds
 from kstream_lab.observability.metrics import METRICS
 from kstream_lab.settings import Settings
 
@@ -50,6 +50,26 @@ def read_changelog(settings: Settings, topic: str, partitions: list[int]) -> Cha
     for r in read_records(settings, topic, partitions):
         out[r.partition].append((cast(bytes, r.key), r.value))  # the workers write every entry with a key
     return out
+
+
+def settle_changelog(settings: Settings, topic: str, partitions: list[int], wait_s: float = 3.0) -> None:
+    """Give a just-committed transaction's markers a moment to reach the changelog before a restore.
+
+    The broker writes a commit's markers to each partition separately: the offsets of a batch can be
+    stable (``committed()`` answered) a moment before the marker on its changelog partition is
+    written, and a read_committed restore stops short of it (the batch's state would be missing
+    while its offsets count it). So wait, briefly, until no transaction is open on these changelog
+    partitions (last stable offset == high watermark). A transaction that stays open longer is a
+    live zombie's, not yet sent its offsets: it will be fenced or aborted, never committed, so the
+    restore goes on without it.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        stable = snapshot_bounds(settings, topic, partitions, read_committed=True)
+        high = snapshot_bounds(settings, topic, partitions, read_committed=False)
+        if all(stable[p].end == high[p].end for p in partitions) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 class FatalKafkaError(BrokerError):
@@ -403,17 +423,43 @@ class TransactionalLoop:
         self._rewind()
 
     def _rewind(self) -> None:
-        """Seek every assigned partition back to its committed offset and rebuild its state."""
+        """Seek every assigned partition back to its committed offset and rebuild its state.
+
+        A partition whose committed offset could not be read (its ``error``, e.g. the coordinator
+        still loading after a broker restart) is asked again: taking the missing offset for "never
+        committed" would seek to the beginning and write the partition's records a second time."""
         assignment = self.consumer.assignment()
         if not assignment:
             return
-        committed = self.consumer.committed(assignment, timeout=self.config.call_timeout_s)
-        for tp in committed:
+        for tp in self._committed(assignment):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
         partitions = sorted(tp.partition for tp in assignment)
         self.processor.revoke(partitions)
         self.processor.assign(partitions, self._restore)
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The committed offsets of ``partitions``, retried until every partition has an answer."""
+        for attempt in range(self.config.retries + 1):
+            try:
+                committed = self.consumer.committed(partitions, timeout=self.config.call_timeout_s)
+            except KafkaException as exc:
+                if exc.args[0].fatal() or attempt == self.config.retries:
+                    raise self._classify_consumer_error(exc.args[0]) from None
+                log.warning("reading committed offsets: %s (retrying)", exc.args[0].str())
+            else:
+                failed = [tp for tp in committed if tp.error is not None]
+                if not failed:
+                    return committed
+                if attempt == self.config.retries:
+                    raise FatalKafkaError(
+                        f"committed offsets of {failed[0].topic}[{failed[0].partition}]: {failed[0].error}"
+                    )
+                log.warning(
+                    "committed offset of partition %d unreadable: %s (retrying)", failed[0].partition, failed[0].error
+                )
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
 
     def _abort_quietly(self) -> None:
         if not self.in_transaction:
@@ -429,6 +475,7 @@ class TransactionalLoop:
     def _restore(self, partitions: list[int]) -> ChangelogEntries:
         if self.config.changelog_topic is None or not partitions:
             return {p: [] for p in partitions}
+        settle_changelog(self.settings, self.config.changelog_topic, partitions)
         return read_changelog(self.settings, self.config.changelog_topic, partitions)
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:

@@ -6,6 +6,7 @@ without dead-lettering; and the happy path commits outputs and offsets in one tr
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -309,3 +310,25 @@ def test_an_assignment_restores_state_only_once_the_offsets_are_stable() -> None
     lp.consumer = PendingConsumer()
     lp._on_assign(None, [TopicPartition("in", 0), TopicPartition("in", 1)])
     assert events == ["pending", "pending", "stable", "restore"]
+
+
+def test_a_committed_offset_that_could_not_be_read_is_asked_again_not_taken_as_the_beginning() -> None:
+    """After a broker restart committed() can answer a partition with an error (offset -1001): the
+    rewind asks again instead of seeking that partition to its beginning (which would write it twice)."""
+
+    class FlakyCommitted(ScriptedConsumer):
+        asked = 0
+
+        def committed(self, partitions, timeout):
+            self.asked += 1
+            if self.asked == 1:  # TopicPartition.error is read-only: a stand-in with the same fields
+                broken = SimpleNamespace(
+                    topic="in", partition=0, offset=-1001, error=KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS)
+                )
+                return [broken, TopicPartition("in", 1, 7)]
+            return [TopicPartition("in", 0, 40), TopicPartition("in", 1, 7)]
+
+    lp = loop(ScriptedProducer())
+    lp.consumer = FlakyCommitted()
+    lp._rewind()
+    assert lp.consumer.asked == 2 and lp.consumer.seeks == [(0, 40), (1, 7)]
