@@ -42,6 +42,22 @@ class ProduceSummary:
         ]
 
 
+def truth_schema() -> dict:
+    """The truth frame's columns and types (the generator's, and any test truth built like it)."""
+    import polars as pl
+
+    return {
+        "order_id": pl.Utf8,
+        "partition": pl.Int32,
+        "kind": pl.Utf8,
+        "timestamp": pl.Int64,
+        "window_start": pl.Int64,
+        "tier": pl.Utf8,
+        "customer_id": pl.Utf8,
+        "total_cents": pl.Int64,
+    }
+
+
 def truth_frame(records: list[GeneratedOrder]):
     import polars as pl
 
@@ -56,16 +72,7 @@ def truth_frame(records: list[GeneratedOrder]):
             "customer_id": [r.value["customer_id"] if r.value else None for r in records],
             "total_cents": [r.value["total_cents"] if r.value else None for r in records],
         },
-        schema={
-            "order_id": pl.Utf8,
-            "partition": pl.Int32,
-            "kind": pl.Utf8,
-            "timestamp": pl.Int64,
-            "window_start": pl.Int64,
-            "tier": pl.Utf8,
-            "customer_id": pl.Utf8,
-            "total_cents": pl.Int64,
-        },
+        schema=truth_schema(),
     )
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from kstream_lab.settings import Settings
-from tests.support.checks import assert_exact_and_once
+from tests.support.chaos import ChaosKafka
+from tests.support.checks import assert_backtest_matches, assert_exact_and_once
 from tests.support.kafka_wire import END_TXN, RequestTap
 from tests.support.paths import free_port
 from tests.support.pipeline import BackgroundProducer, Pipeline, write_pipeline
-from tests.support.processes import run_cli
 from tests.support.toxiproxy import STREAMS, Proxy, Toxiproxy
 
 WORKERS = ("customer-service", "enricher", "aggregator", "sink")
@@ -53,9 +53,6 @@ class Net:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     """Toxiproxy, then a broker advertising its two proxies (the aggregator's behind a request tap),
     then a registry, all on free ports."""
-    from kstream_lab.broker import LocalBroker
-    from kstream_lab.local_registry import LocalRegistry
-
     home = tmp_path_factory.mktemp("kstream-chaos")
     toxiproxy = Toxiproxy(home, seed=17)
     toxiproxy.up()
@@ -65,27 +62,18 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         "kafka-aggregator": toxiproxy.proxy("kafka-aggregator", f"127.0.0.1:{aggregator_at}"),
     }
     tap = RequestTap(("127.0.0.1", proxies["kafka-aggregator"].port))
-    settings = Settings(
-        bootstrap_servers=None,
-        schema_registry_url=None,
-        data_dir=home,
-        broker_port=free_port(),
-        controller_port=free_port(),
-        registry_port=free_port(),
-        broker_extra_listeners={
-            workers_at: f"127.0.0.1:{proxies['kafka'].port}",
-            aggregator_at: f"127.0.0.1:{tap.port}",
-        },
-    )
-    broker, registry = LocalBroker(settings), LocalRegistry(settings)
     try:
-        broker.up(timeout=120)
+        kafka = ChaosKafka.start(
+            home,
+            broker_extra_listeners={
+                workers_at: f"127.0.0.1:{proxies['kafka'].port}",
+                aggregator_at: f"127.0.0.1:{tap.port}",
+            },
+        )
         try:
-            registry.up(timeout=60)
-            yield Net(settings, proxies["kafka"], proxies["kafka-aggregator"], tap)
+            yield Net(kafka.settings, proxies["kafka"], proxies["kafka-aggregator"], tap)
         finally:
-            registry.down(timeout=15)
-            broker.down(timeout=30)
+            kafka.stop()
     finally:
         tap.close()
         toxiproxy.down()
@@ -120,9 +108,7 @@ def run_with_faults(
     assert_exact_and_once(pipe, producer, "after the network faults")
     assert all(proc.poll() is None for proc in pipe.procs.values()), {k: p.poll() for k, p in pipe.procs.items()}
     # the sink matched: the aggregator's finals and its input offsets commit in one transaction
-    res = run_cli("backtest", env={**net.env(), "KSTREAM_PIPELINE_FILE": str(pipe.file)}, timeout=120)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert "verdict: MATCH" in res.stdout
+    assert_backtest_matches(pipe, net.env(), timeout=120, caught_up_s=None)
 
 
 def at(t0: float, offset: float) -> None:

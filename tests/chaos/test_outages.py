@@ -23,9 +23,8 @@ from kstream_lab.kafka.read import snapshot_bounds
 from kstream_lab.kafka.schema_registry import SchemaRegistry
 from kstream_lab.workers.dlq import DeadLetter
 from tests.support.chaos import ChaosKafka
-from tests.support.checks import assert_exact_and_once, enriched_tiers
+from tests.support.checks import assert_backtest_matches, assert_exact_and_once, enriched_tiers
 from tests.support.pipeline import BackgroundProducer, Pipeline
-from tests.support.processes import run_cli
 
 WORKERS = ("customer-service", "enricher", "aggregator", "sink")
 
@@ -50,10 +49,7 @@ def say(t0: float, what: str) -> None:
 def finish(pipe: Pipeline, kafka: ChaosKafka, producer: BackgroundProducer, t0: float) -> None:
     """After the exact checks: no worker exited, and the back-test agrees with the live finals."""
     assert all(proc.poll() is None for proc in pipe.procs.values()), "a worker exited"
-    pipe.wait_for(pipe.aggregator_caught_up, 120, "the aggregator to commit every offset")
-    res = run_cli("backtest", env={**kafka.env, "KSTREAM_PIPELINE_FILE": str(pipe.file)}, timeout=180)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert "verdict: MATCH" in res.stdout
+    assert_backtest_matches(pipe, kafka.env, timeout=180, caught_up_s=120)
     kinds = producer.truth()["kind"].value_counts()
     say(
         t0,

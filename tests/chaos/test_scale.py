@@ -21,9 +21,8 @@ import polars as pl
 
 from kstream_lab.kafka.read import snapshot_bounds
 from tests.support.chaos import ChaosKafka
-from tests.support.checks import assert_exact_and_once
+from tests.support.checks import assert_backtest_matches, assert_exact_and_once
 from tests.support.pipeline import BackgroundProducer, Pipeline
-from tests.support.processes import run_cli
 from tests.support.results import record_result
 
 WORKERS = ("customer-service", "enricher", "aggregator", "sink")
@@ -67,10 +66,7 @@ def test_scale_with_worker_and_broker_kills(chaos_kafka: ChaosKafka, chaos_pipel
 
     assert_exact_and_once(pipe, producer, f"after {len(faults)} kills")
     assert all(proc.poll() is None for proc in pipe.procs.values()), "a worker exited"
-    pipe.wait_for(pipe.aggregator_caught_up, 180, "the aggregator to commit every offset")
-    res = run_cli("backtest", env={**chaos_kafka.env, "KSTREAM_PIPELINE_FILE": str(pipe.file)}, timeout=600)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert "verdict: MATCH" in res.stdout
+    assert_backtest_matches(pipe, chaos_kafka.env, timeout=600, caught_up_s=180)
     wall_s = time.monotonic() - t0
     print(f"{ORDERS:,} orders, {len(faults)} faults: exact after {wall_s:.0f}s")
     record_result(figures(pipe, producer.truth(), faults, wall_s))

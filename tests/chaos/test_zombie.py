@@ -33,9 +33,8 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaExcep
 
 from kstream_lab.kafka.clients import make_admin, make_consumer
 from tests.support.chaos import ChaosKafka
-from tests.support.checks import assert_exact_and_once
+from tests.support.checks import assert_backtest_matches, assert_exact_and_once
 from tests.support.pipeline import BackgroundProducer, Pipeline
-from tests.support.processes import run_cli
 
 WORKERS = ("customer-service", "enricher", "aggregator", "sink")
 ALL = "[0, 1, 2, 3, 4, 5]"  # the pipeline's six partitions of orders_enriched
@@ -104,10 +103,7 @@ def _pause_past_the_session_timeout(chaos_kafka: ChaosKafka, pipe: Pipeline, *, 
     assert_exact_and_once(pipe, producer, "after the zombie woke up")
     assert all(proc.poll() is None for proc in pipe.procs.values()), "a worker exited"
     assert "Traceback" not in pipe.log("aggregator")
-    pipe.wait_for(pipe.aggregator_caught_up, 120, "the aggregators to commit every offset")
-    res = run_cli("backtest", env={**chaos_kafka.env, "KSTREAM_PIPELINE_FILE": str(pipe.file)}, timeout=180)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert "verdict: MATCH" in res.stdout
+    assert_backtest_matches(pipe, chaos_kafka.env, timeout=180, caught_up_s=120)
     return Pause(open_on, woke_at, pipe.log("aggregator")[mark:], pipe.log("aggregator-1")[other:])
 
 

@@ -12,6 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kstream_lab.broker import LocalBroker
 from kstream_lab.local_registry import LocalRegistry
@@ -26,7 +27,9 @@ class ChaosKafka:
     registry: LocalRegistry
 
     @classmethod
-    def start(cls, data_dir: Path) -> ChaosKafka:
+    def start(cls, data_dir: Path, **settings_overrides: Any) -> ChaosKafka:
+        """Broker, then registry, on free ports in ``data_dir``; ``settings_overrides`` (e.g.
+        ``broker_extra_listeners``) go into its :class:`Settings`."""
         settings = Settings(
             bootstrap_servers=None,
             schema_registry_url=None,
@@ -34,6 +37,7 @@ class ChaosKafka:
             broker_port=free_port(),
             controller_port=free_port(),
             registry_port=free_port(),
+            **settings_overrides,
         )
         broker = LocalBroker(settings)
         broker.up(timeout=120)
@@ -46,8 +50,10 @@ class ChaosKafka:
         return cls(settings, broker, registry)
 
     def stop(self) -> None:
-        self.registry.down(timeout=15)
-        self.broker.down(timeout=30)
+        try:
+            self.registry.down(timeout=15)
+        finally:
+            self.broker.down(timeout=30)
 
     @property
     def env(self) -> dict[str, str]:

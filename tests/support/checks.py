@@ -21,6 +21,7 @@ from tests.support.pipeline import (
     sink_by_key,
     sink_matches,
 )
+from tests.support.processes import run_cli
 
 
 def metric(pipe: Pipeline, worker: str, name: str, labels: str = "") -> float | None:
@@ -67,11 +68,24 @@ def enriched_tiers(pipe: Pipeline, truth: pl.DataFrame, timeout: float = 240) ->
     return tiers
 
 
+def assert_backtest_matches(
+    pipe: Pipeline, env: dict[str, str], *, timeout: float = 180, caught_up_s: float | None = 120
+) -> None:
+    """``kstream-lab backtest`` (with ``env``: the broker the pipeline runs on) exits 0 with MATCH, once
+    the aggregator has committed every record (``caught_up_s``; None: the caller knows it has)."""
+    if caught_up_s is not None:
+        pipe.wait_for(pipe.aggregator_caught_up, caught_up_s, "the aggregator to commit every offset")
+    res = run_cli("backtest", env={**env, "KSTREAM_PIPELINE_FILE": str(pipe.file)}, timeout=timeout)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "verdict: MATCH" in res.stdout
+
+
 def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str:
     """Which hop fell short: records per topic (distinct keys), committed offsets, sink rows off."""
     lines = [f"truth: {truth.height} orders, {truth.filter(pl.col('kind') == 'poison').height} poison"]
+    enriched = pipe.read("orders_enriched")
     for role in ("orders_raw", "orders_enriched", "orders_dlq", "orders_late", "sales_aggregates"):
-        records = pipe.read(role)
+        records = enriched if role == "orders_enriched" else pipe.read(role)
         lines.append(f"{role}: {len(records)} committed records, {len({r.key for r in records})} keys")
     topic = pipe.topic("orders_enriched")
     ends = {p: b.end for p, b in snapshot_bounds(pipe.settings, topic).items()}
@@ -84,7 +98,7 @@ def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str
         + "; ".join(f"{k}: want {expected[k]} got {sink.get(k)}" for k in off[:3])
     )
     seen: dict[bytes, list[str]] = defaultdict(list)
-    for r in pipe.read("orders_enriched"):
+    for r in enriched:
         seen[r.key].append(f"{r.partition}@{r.offset}")
     doubled = {k: v for k, v in seen.items() if len(v) > 1}
     if doubled:
@@ -92,11 +106,11 @@ def where_it_stopped(pipe: Pipeline, truth: pl.DataFrame, expected: dict) -> str
             f"{len(doubled)} keys twice in orders_enriched, e.g. "
             + "; ".join(f"{k.decode()}: {v}" for k, v in list(doubled.items())[:6])
         )
-    lines += _unexpected_late(pipe, truth)
+    lines += _unexpected_late(pipe, truth, enriched)
     return "\n".join(lines)
 
 
-def _unexpected_late(pipe: Pipeline, truth: pl.DataFrame) -> list[str]:
+def _unexpected_late(pipe: Pipeline, truth: pl.DataFrame, enriched: list) -> list[str]:
     """Records in orders_late the truth calls on time: where each sits in orders_enriched, and the
     watermark (max event time before it in offset order) it met there."""
     late_truth = set(truth.filter(pl.col("kind") == "late")["order_id"].to_list())
@@ -108,7 +122,7 @@ def _unexpected_late(pipe: Pipeline, truth: pl.DataFrame) -> list[str]:
     decode = value_decoder(pipe.settings, pipe.spec.topic(name))
     wm: dict[int, int] = {}
     out = [f"{len(extra)} records in orders_late that the truth calls on time, e.g.:"]
-    for r in sorted(pipe.read("orders_enriched"), key=lambda r: (r.partition, r.offset)):
+    for r in enriched:  # by partition, then offset
         ts = decode(r.value, SerdeContext(r.topic, r.partition, r.offset))["timestamp"]
         if r.key.decode() in extra and len(out) < 6:
             closes = ts - ts % window.size_ms + window.size_ms + window.grace_ms

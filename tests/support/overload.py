@@ -22,6 +22,7 @@ import yaml
 
 from kstream_lab.aggregations.spec import WindowSpec
 from kstream_lab.generator.customers import loyalty_tier_for
+from kstream_lab.generator.produce import truth_schema
 from tests.support.paths import ROOT
 
 LOCUSTFILE = ROOT / "tests" / "support" / "locust_orders.py"
@@ -131,15 +132,5 @@ def accepted_truth(answers: list[dict], window: WindowSpec) -> pl.DataFrame:
                 "total_cents": a["total_cents"],
             }
         )
-    schema = {
-        "order_id": pl.Utf8,
-        "partition": pl.Int32,
-        "offset": pl.Int64,
-        "kind": pl.Utf8,
-        "timestamp": pl.Int64,
-        "window_start": pl.Int64,
-        "tier": pl.Utf8,
-        "customer_id": pl.Utf8,
-        "total_cents": pl.Int64,
-    }
+    schema = {**truth_schema(), "offset": pl.Int64}  # and where its 202 said it was stored
     return pl.DataFrame(out, schema=schema)

@@ -217,14 +217,13 @@ class Pipeline:
 
     def aggregator_caught_up(self) -> bool:
         """The aggregator's group has committed past the last record of orders_enriched (a back-test
-        sees it all). Not the end offset: a transactional writer's commit marker sits after its last
-        record, and a consumer commits the offset after the record, not after the marker."""
+        sees it all): no committed record is left after its committed offsets. Not a comparison with
+        the end offset: a transactional writer's commit marker sits after its last record, and a
+        consumer commits the offset after the record, not after the marker. Reads only the tail."""
         topic = self.topic("orders_enriched")
-        after_last: dict[int, int] = {p: 0 for p in snapshot_bounds(self.settings, topic)}
-        for r in read_records(self.settings, topic):
-            after_last[r.partition] = max(after_last[r.partition], r.offset + 1)
-        committed = committed_offsets(self.settings, self.workers.aggregator.group_id, topic, sorted(after_last))
-        return all(committed.get(p, 0) >= end for p, end in after_last.items())
+        partitions = sorted(snapshot_bounds(self.settings, topic))
+        committed = committed_offsets(self.settings, self.workers.aggregator.group_id, topic, partitions)
+        return not read_records(self.settings, topic, start=committed)
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
         deadline = time.monotonic() + timeout
