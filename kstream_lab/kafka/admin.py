@@ -151,3 +151,22 @@ def committed_offsets(
     except KafkaException as exc:
         raise BrokerError(f"cannot read committed offsets of group {group_id!r}: {exc}") from None
     return {tp.partition: tp.offset for tp in res.topic_partitions if tp.offset >= 0}
+
+
+def authorized_operations(settings: Settings, topic: str, timeout: float = 10.0) -> set[str] | None:
+    """What the settings' principal may do to ``topic``, as the broker's ACLs say (``{"READ", ...}``).
+
+    Kafka answers this for the caller itself (no DESCRIBE_ACLS needed), so a denied client can name the
+    operation it lacks even when librdkafka lost the refusal's error code. None when the broker does
+    not say (an older broker, the topic unknown or not even describable).
+    """
+    from confluent_kafka import TopicCollection
+
+    admin = make_admin(settings)
+    try:
+        futures = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True)
+        desc = futures[topic].result(timeout=timeout)
+    except (KafkaException, TimeoutError):
+        return None
+    ops = getattr(desc, "authorized_operations", None)
+    return None if ops is None else {op.name for op in ops}

@@ -39,11 +39,16 @@ def denied(
     id says so even when the call was a produce).
     """
     kind = kind or DENIALS.get(err.code(), "resource")
-    what = f"{operation} the cluster" if kind == "cluster" else f"{operation} {kind} {resource}"
     try:
         reason = err.str()
     except SystemError:  # confluent-kafka, inside a callback after a fatal error
         reason = err.name()
+    return refusal(settings, operation, kind, resource, reason)
+
+
+def refusal(settings: Settings, operation: str, kind: str, resource: str, reason: str) -> AuthorizationError:
+    """The one line of every denial, whether it came with an error code or was learnt otherwise."""
+    what = f"{operation} the cluster" if kind == "cluster" else f"{operation} {kind} {resource}"
     return AuthorizationError(
         f"{principal(settings)} may not {what} on {settings.bootstrap} ({reason})",
         hint="grant it in the pipeline file and run `kstream-lab acls apply`, or use another principal",

@@ -9,8 +9,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from kstream_lab.errors import AuthorizationError, BrokerError
+from kstream_lab.kafka.admin import authorized_operations
 from kstream_lab.kafka.clients import make_producer
-from kstream_lab.kafka.denials import denied, is_denial, principal
+from kstream_lab.kafka.denials import denied, is_denial, principal, refusal
 from kstream_lab.settings import Settings
 
 
@@ -106,9 +107,15 @@ class BatchProducer:
             return denied(self._settings, err, "WRITE", topic, kind="topic")
         return BrokerError(f"produce to {topic} failed: {exc}")
 
-    def _lost_fatal(self) -> BrokerError:
+    def _lost_fatal(self) -> Exception:
         """confluent-kafka can lose a fatal error's detail when Python code (a callback, a log handler)
-        runs while it is pending; still one line naming who could not write where."""
+        runs while it is pending. The broker still answers what this principal may do to the topic:
+        without WRITE (or ALL) it is the denial, named as such; otherwise one line naming who could not
+        write where."""
+        ops = authorized_operations(self._settings, self._topic) if self._topic else None
+        if ops is not None and not ops & {"WRITE", "ALL"}:
+            reason = "its ACLs grant " + (", ".join(sorted(ops)) or "nothing") + ", not WRITE"
+            return refusal(self._settings, "WRITE", "topic", self._topic or "?", reason)
         return BrokerError(
             f"{principal(self._settings)} could not produce to {self._topic or '?'} on {self._settings.bootstrap}: "
             "the producer hit a fatal error (its log line above says which)",

@@ -19,6 +19,7 @@ class PipelineMetrics:
     dlq: Counter
     late: Counter
     latency: Histogram
+    end_to_end: Histogram
     lag: Gauge
     breaker_state: Gauge
     transactions: Counter
@@ -36,6 +37,12 @@ METRICS = PipelineMetrics(
         "Processing time of one batch (or request)",
         ["service"],
         buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    ),
+    end_to_end=Histogram(
+        "kstream_end_to_end_seconds",
+        "From an order's POST to the sink's commit of the aggregate update it triggered",
+        ["service"],
+        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
     ),
     lag=Gauge(
         "kstream_consumer_lag",

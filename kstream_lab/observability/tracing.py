@@ -29,6 +29,7 @@ from kstream_lab.errors import ConfigError
 from kstream_lab.settings import Settings
 
 Headers = list[tuple[str, bytes]]
+ORIGIN = "kstream-origin-ms"  # when the order entered the pipeline (its POST arrived), epoch ms
 _rng = random.SystemRandom()
 _tracer: trace.Tracer | None = None  # set by configure_tracing: spans are recorded
 
@@ -122,13 +123,37 @@ def new_trace_headers() -> Headers:
     return _headers_for(ctx)
 
 
+def origin_headers(origin_ms: int) -> Headers:
+    """The header that lets the last hop measure end-to-end latency (``kstream_end_to_end_seconds``):
+    the order service sets it, every hop's :func:`child_trace_headers` carries it on."""
+    return [(ORIGIN, str(origin_ms).encode())]
+
+
+def origin_ms(headers: Iterable[tuple[str, bytes | str | None]] | None) -> int | None:
+    """The ``kstream-origin-ms`` header's value, None when absent or not a number."""
+    for k, v in headers or ():
+        if k == ORIGIN and v is not None:
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
 def child_trace_headers(
     headers: Iterable[tuple[str, bytes | str | None]] | None, span: str | None = None, start_ns: int | None = None
 ) -> Headers:
     """Continue the trace in ``headers`` with a new span id; start a new trace if there is none.
 
     With tracing on and ``span`` named, the new span is recorded: from ``start_ns`` (the batch's
-    start) to now."""
+    start) to now. The origin header (:func:`origin_headers`) travels on unchanged."""
+    headers = list(headers or ())
+    origin = origin_ms(headers)
+    child = _child_trace(headers, span, start_ns)
+    return child if origin is None else child + origin_headers(origin)
+
+
+def _child_trace(headers: list[tuple[str, bytes | str | None]], span: str | None, start_ns: int | None) -> Headers:
     if _tracer is not None and span is not None:
         recorded = _tracer.start_span(span, context=extract(_carrier(headers)), start_time=start_ns)
         recorded.end()

@@ -36,7 +36,7 @@ from kstream_lab.kafka.chatter import RepeatFilter
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import METRICS
-from kstream_lab.observability.tracing import new_trace_headers, trace_id_of
+from kstream_lab.observability.tracing import new_trace_headers, origin_headers, trace_id_of
 from kstream_lab.pipeline_spec import OrderServiceConfig
 from kstream_lab.workers.codec import value_encoder
 from kstream_lab.workers.serving import serve_http
@@ -126,7 +126,7 @@ def create_app(settings, spec) -> FastAPI:
         t0 = time.perf_counter()
         order_id = str(uuid.uuid4())
         record = {"order_id": order_id, **order.model_dump(), "timestamp": int(time.time() * 1000)}
-        headers = new_trace_headers()
+        headers = new_trace_headers() + origin_headers(record["timestamp"])
         try:
             value = (await encoder())(record)
             future = app.state.producer.produce(

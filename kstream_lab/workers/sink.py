@@ -26,7 +26,7 @@ from kstream_lab.kafka.consuming import BatchConsumer
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.kafka.transactional import RetryBatch
 from kstream_lab.observability.metrics import METRICS
-from kstream_lab.observability.tracing import record_spans
+from kstream_lab.observability.tracing import origin_ms, record_spans
 from kstream_lab.pipeline_spec import SinkConfig
 from kstream_lab.schemas.serde import Decoder, SerdeContext
 from kstream_lab.settings import Settings
@@ -84,10 +84,19 @@ class SinkWorker:
                 consumer.commit()
                 METRICS.latency.labels(self.service).observe(time.perf_counter() - t0)
                 record_spans("sink", (r.headers for r in batch), started)  # decoded, written, committed
+                self._observe_end_to_end(batch)
         finally:
             consumer.close()
             dlq.flush(10)
             self.sink.close()
+
+    def _observe_end_to_end(self, batch: list) -> None:
+        """POST → committed here, for each update whose trigger carried the order service's origin."""
+        now_ms = time.time() * 1000
+        for r in batch:
+            origin = origin_ms(r.headers)
+            if origin is not None:
+                METRICS.end_to_end.labels(self.service).observe(max(0.0, now_ms - origin) / 1000)
 
     def _write_with_retry(self, rows: list[dict]) -> bool:
         """Upsert ``rows``, waiting out a database outage; False when stopped before they were written."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.checks import metric
 from tests.support.pipeline import Pipeline
 
 
@@ -35,6 +36,9 @@ def test_one_order_is_one_trace_through_every_process(live_pipeline: Pipeline, t
         return [s for s in spans(files[name]) if s["context"]["trace_id"] == trace_id]
 
     pipe.wait_for(lambda: of_trace("sink"), timeout=120, what="the sink's span of the order")
+    # the one update the order triggered, timed from its POST (the kstream-origin-ms header)
+    assert metric(pipe, "sink", "kstream_end_to_end_seconds_count") == 1
+    assert 0 < metric(pipe, "sink", "kstream_end_to_end_seconds_sum") < 120
     got = {name: of_trace(name) for name in files}
     (server,) = [s for s in got["order-service"] if s["parent_id"] is None]
     (produce,) = [s for s in got["order-service"] if s["name"] == "produce order"]

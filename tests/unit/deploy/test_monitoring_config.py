@@ -69,6 +69,7 @@ def test_the_alerts_the_issue_lists_exist_and_name_existing_metrics() -> None:
         "KStreamAggregatorNotCommitting",
         "KStreamNoOrdersAccepted",
         "KStreamLatencyP99High",
+        "KStreamEndToEndP99High",
     ]
     names = exported_names()
     for r in rules:

@@ -98,3 +98,15 @@ def test_json_logs_carry_service_level_and_event_id() -> None:
         "enriched",
     )
     logging.getLogger().handlers.clear()
+
+
+def test_the_origin_header_travels_through_every_hop() -> None:
+    """The order service's ``kstream-origin-ms`` reaches the sink unchanged, next to the trace."""
+    from kstream_lab.observability.tracing import ORIGIN, origin_headers, origin_ms
+
+    root = new_trace_headers() + origin_headers(1_700_000_000_123)
+    hop2 = child_trace_headers(child_trace_headers(root, "enrich"), "aggregate")
+    assert origin_ms(hop2) == 1_700_000_000_123
+    assert [k for k, _ in hop2].count(ORIGIN) == 1
+    assert origin_ms(child_trace_headers(new_trace_headers())) is None  # generated orders carry none
+    assert origin_ms([(ORIGIN, b"not-a-number")]) is None
