@@ -137,6 +137,10 @@ def test_lag_autoscaling_is_capped_at_the_partition_count(production: list[dict]
         assert trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable"
         auth = kinds(production, "TriggerAuthentication")[f"{name}-kafka"]["spec"]
         assert {r["parameter"] for r in auth["secretTargetRef"]} == {"password", "ca"}
+        # KEDA's Kafka scaler reads username/password/ca only from the TriggerAuthentication and refuses
+        # sasl or tls set in both places (pkg/scalers/kafka_scaler.go, parseKafkaAuthParams)
+        assert [(e["parameter"], e["name"]) for e in auth["env"]] == [("username", "KSTREAM_SASL_USERNAME")]
+        assert not {"username", "password", "ca"} & set(trigger["metadata"])
         assert "replicas" not in kinds(production, "Deployment")[name]["spec"]  # the autoscaler owns it
         h = kinds(hpa, "HorizontalPodAutoscaler")[name]["spec"]
         assert (
