@@ -16,12 +16,14 @@ from importlib import import_module
 
 _API = ("backtest", "export", "register", "resolve", "sql", "to_duckdb", "to_parquet")
 
-__all__ = ["replay", "table", *_API]
+__all__ = ["readable", "replay", "table", *_API]
 
 
 def __getattr__(name: str):
     if name == "replay":  # the subpackage, which is callable (see kstream_lab/replay/__init__.py)
         return import_module("kstream_lab.replay")
+    if name == "readable":
+        return import_module("kstream_lab.display").readable
     if name == "table":
         return import_module("kstream_lab.replay.table").table
     if name in _API:
