@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         default=None, description="Set by the notebook runner: replay appends the ranges it read here."
     )
     pipeline_file: Path = Path("pipelines/orders.yaml")
+    replay_cache: bool | None = Field(
+        default=None,
+        description="Keep replayed ranges as Parquet under data_dir/replay-cache and read them back exactly; "
+        "unset: on inside a Jupyter kernel (and notebook runs), off elsewhere (workers, CLI).",
+    )
+    replay_cache_max_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Size cap of the replay cache; least recently used segments go first."
+    )
     traces_file: Path | None = Field(
         default=None, description="With OTEL_TRACES_EXPORTER=file: spans are appended here, one JSON object a line."
     )

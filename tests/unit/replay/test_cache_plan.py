@@ -1,0 +1,41 @@
+"""The replay cache's planning (kept segments and holes) and its size cap, without a broker."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from kstream_lab.replay.cache import CacheEntry, Segment, Step, enforce_cap, entries, plan
+from kstream_lab.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def seg(start: int, end: int) -> Segment:
+    return Segment(0, start, end, end - start, f"{start}-{end}", 0)
+
+
+def test_plan_covers_the_range_with_segments_and_holes_in_offset_order() -> None:
+    a, b, c = seg(10, 20), seg(30, 40), seg(35, 60)
+    assert plan([], 0, 5) == [Step(0, 5)]
+    assert plan([a], 0, 50) == [Step(0, 10), Step(10, 20, a), Step(20, 50)]
+    assert plan([c, a, b], 12, 55) == [Step(12, 20, a), Step(20, 30), Step(30, 40, b), Step(40, 55, c)]
+    assert plan([a], 12, 18) == [Step(12, 18, a)]
+    assert plan([a], 20, 30) == [Step(20, 30)]  # a segment's end is exclusive
+    assert plan([a], 7, 7) == []
+
+
+def test_the_cap_evicts_least_recently_used_segments_first(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    frame = pl.DataFrame({"offset": list(range(1000)), "v": [b"x" * 50] * 1000})
+    entry = CacheEntry(settings, {"topic": "t", "n": 1})
+    with entry.locked():
+        for i in range(3):
+            entry.add(0, i * 1000, (i + 1) * 1000, frame, {})
+        entry.segments[0][0].used, entry.segments[0][1].used, entry.segments[0][2].used = 3.0, 1.0, 2.0
+    size = entries(settings)[0].bytes
+    capped = settings.model_copy(update={"replay_cache_max_bytes": size * 2 // 3})
+    assert enforce_cap(capped) > 0
+    with entry.locked():
+        assert [s.start for s in entry.segments[0]] == [0, 2000]  # the one used longest ago went
+    assert len(list(entry.dir.glob("*.parquet"))) == 2
