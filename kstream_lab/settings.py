@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     replay_cache_max_bytes: int = Field(
         default=4 * 1024**3, ge=0, description="Size cap of the replay cache; least recently used segments go first."
     )
+    replay_cache_memory_bytes: int = Field(
+        default=1024**3, ge=0, description="Frames of the replay cache also kept in this process's memory (re-runs)."
+    )
     traces_file: Path | None = Field(
         default=None, description="With OTEL_TRACES_EXPORTER=file: spans are appended here, one JSON object a line."
     )

@@ -25,14 +25,18 @@ serialises processes sharing the cache; the size cap evicts least recently used 
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -126,21 +130,117 @@ class CacheEntry:
         self.segments[seg.partition].remove(seg)
         (self.dir / seg.file).unlink(missing_ok=True)
 
+    def kept(self, partition: int) -> list[Segment]:
+        """The partition's segments: those on disk and those this process is still writing."""
+        with _lock:
+            pending = [seg for d, seg, _f in _pending if d == self.dir and seg.partition == partition]
+        return self.segments.get(partition, []) + pending
+
     def read(self, seg: Segment, start: int, end: int) -> pl.DataFrame:
         seg.used = time.time()
-        frame = pl.read_parquet(self.dir / seg.file)
+        frame = _recall(self.dir, seg.file)
+        if frame is None:
+            frame = pl.read_parquet(self.dir / seg.file)
+            _remember(self.settings, self.dir, seg.file, frame)
         if (start, end) == (seg.start, seg.end):
             return frame
         off = "kafka_offset" if "kafka_offset" in frame.columns else "offset"
         return frame.filter(pl.col(off).is_between(start, end - 1))
 
     def add(self, partition: int, start: int, end: int, frame: pl.DataFrame, schemas: dict[str, str]) -> None:
+        """Keep a fetched piece: in memory at once, on disk by the background writer (the read that
+        fetched it does not wait for Parquet; :func:`flush` does)."""
         name = f"p{partition}-{start}-{end}-{uuid.uuid4().hex[:6]}.parquet"
-        tmp = self.dir / f".{name}.tmp"
-        frame.write_parquet(tmp, statistics=True)
-        os.replace(tmp, self.dir / name)
-        seg = Segment(partition, start, end, frame.height, name, (self.dir / name).stat().st_size, schemas, time.time())
-        self.segments.setdefault(partition, []).append(seg)
+        seg = Segment(partition, start, end, frame.height, name, 0, schemas, time.time())
+        _remember(self.settings, self.dir, name, frame)
+        with _lock:
+            _pending.append((self.dir, seg, frame))
+        _writer().put((self.settings, self.dir, seg, frame))
+
+
+# ---- the in-process tier and the background writer ----------------------------------------------
+# A notebook re-runs a cell in the same kernel: frames kept in memory (up to replay_cache_memory_bytes)
+# are served without reading Parquet at all; Polars frames are immutable, so handing out the same
+# one is safe. Disk segments outlive the kernel.
+_lock = threading.Lock()
+_memory: OrderedDict[tuple[Path, str], pl.DataFrame] = OrderedDict()
+_memory_bytes = [0]
+_pending: list[tuple[Path, Segment, pl.DataFrame]] = []  # handed to the writer, not yet on disk
+_queue: queue.Queue | None = None
+
+
+def _remember(settings: Settings, directory: Path, name: str, frame: pl.DataFrame) -> None:
+    size = int(frame.estimated_size())
+    with _lock:
+        if (directory, name) in _memory or size > settings.replay_cache_memory_bytes:
+            return
+        _memory[(directory, name)] = frame
+        _memory_bytes[0] += size
+        while _memory_bytes[0] > settings.replay_cache_memory_bytes and _memory:
+            _key, old = _memory.popitem(last=False)
+            _memory_bytes[0] -= int(old.estimated_size())
+
+
+def _recall(directory: Path, name: str) -> pl.DataFrame | None:
+    with _lock:
+        frame = _memory.get((directory, name))
+        if frame is not None:
+            _memory.move_to_end((directory, name))
+        if frame is None:  # pinned while the writer has it
+            frame = next((f for d, seg, f in _pending if d == directory and seg.file == name), None)
+        return frame
+
+
+def forget_memory() -> None:
+    """Empty the in-process tier (benchmarks: the disk tier alone)."""
+    with _lock:
+        _memory.clear()
+        _memory_bytes[0] = 0
+
+
+def _writer() -> queue.Queue:
+    global _queue
+    with _lock:
+        if _queue is None:
+            _queue = queue.Queue()
+            threading.Thread(target=_write_loop, args=(_queue,), name="replay-cache-writer", daemon=True).start()
+            atexit.register(flush)
+        return _queue
+
+
+def _write_loop(jobs: queue.Queue) -> None:
+    while True:
+        settings, directory, seg, frame = jobs.get()
+        try:
+            _persist(directory, seg, frame)
+            enforce_cap(settings)
+        except Exception:  # a full disk must not break the read that already returned
+            log.exception("replay cache: could not keep %s", seg.file)
+        finally:
+            with _lock:
+                _pending[:] = [job for job in _pending if job[1] is not seg]
+            jobs.task_done()
+
+
+def _persist(directory: Path, seg: Segment, frame: pl.DataFrame) -> None:
+    tmp = directory / f".{seg.file}.tmp"
+    frame.write_parquet(tmp, compression="lz4", statistics=False)
+    with (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            os.replace(tmp, directory / seg.file)
+            seg.bytes = (directory / seg.file).stat().st_size
+            segments = _load(directory)
+            segments.setdefault(seg.partition, []).append(seg)
+            _save(directory, segments)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def flush() -> None:
+    """Wait until every kept piece is on disk (at exit, and before listing or measuring)."""
+    if _queue is not None:
+        _queue.join()
 
 
 def _load(directory: Path) -> dict[int, list[Segment]]:
@@ -178,6 +278,12 @@ class EntrySummary:
 
 
 def entries(settings: Settings) -> list[EntrySummary]:
+    """Every kept entry, once this process's pending writes are on disk."""
+    flush()
+    return _entries(settings)
+
+
+def _entries(settings: Settings) -> list[EntrySummary]:
     root = cache_root(settings)
     out = []
     for d in sorted(root.iterdir()) if root.exists() else []:
@@ -204,6 +310,9 @@ def clear(settings: Settings, topic: str | None = None) -> int:
     gone = [e for e in entries(settings) if topic is None or e.topic == topic]
     for e in gone:
         shutil.rmtree(e.directory, ignore_errors=True)
+    with _lock:
+        for k in [k for k in _memory if any(k[0] == e.directory for e in gone)]:
+            _memory_bytes[0] -= int(_memory.pop(k).estimated_size())
     return len(gone)
 
 
@@ -211,7 +320,7 @@ def enforce_cap(settings: Settings) -> int:
     """Evict least recently used segments until the cache fits ``replay_cache_max_bytes``; returns
     the bytes freed. Each entry is edited under its own lock."""
     cap = settings.replay_cache_max_bytes
-    listed = entries(settings)
+    listed = _entries(settings)  # not entries(): the writer thread calls this, flush() would wait for it
     excess = sum(e.bytes for e in listed) - cap
     if excess <= 0:
         return 0
@@ -261,9 +370,7 @@ def read_cached(
         return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema)
     entry = CacheEntry(settings, key)
     with entry.locked():
-        frame = _serve(entry, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema)
-    enforce_cap(settings)
-    return frame
+        return _serve(entry, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema)
 
 
 def _key(settings: Settings, topic: str, value_format: str, errors: str, schema: SchemaArg) -> dict | None:
@@ -285,15 +392,15 @@ def _key(settings: Settings, topic: str, value_format: str, errors: str, schema:
 
 def _serve(entry: CacheEntry, rng: ReplayRange, **read: Any) -> pl.DataFrame:
     settings = entry.settings
+    unchanged = _SchemaCheck(settings)
     steps: dict[int, list[Step]] = {}
     for p, r in sorted(rng.partitions.items()):
-        kept = entry.segments.get(p, [])
-        for seg in list(kept):
+        for seg in list(entry.segments.get(p, [])):
             if seg.end <= r.low:
                 entry.drop(seg, "below the low watermark")
-            elif not _schemas_unchanged(settings, seg):
+            elif not unchanged(seg):
                 entry.drop(seg, "a writer schema id now names another schema")
-        steps[p] = plan(entry.segments.get(p, []), r.start, r.end)
+        steps[p] = plan(entry.kept(p), r.start, r.end)
     fetched = _fetch_holes(entry, rng, steps, read)
     pieces: list[pl.DataFrame] = []
     cached_reads: list[RangeRead] = []
@@ -367,5 +474,16 @@ def _fingerprint(registry: SchemaRegistry, schema_id: int) -> str:
         raise
 
 
-def _schemas_unchanged(settings: Settings, seg: Segment) -> bool:
-    return not seg.schemas or _fingerprints(settings, {int(i) for i in seg.schemas}) == seg.schemas
+class _SchemaCheck:
+    """Whether a segment's writer schemas are still what they were; one registry client per read, each
+    id asked once (a read checks every segment it serves)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.known: dict[str, str] = {}
+
+    def __call__(self, seg: Segment) -> bool:
+        missing = {int(i) for i in seg.schemas if i not in self.known}
+        if missing:
+            self.known.update(_fingerprints(self.settings, missing))
+        return all(self.known[i] == fp for i, fp in seg.schemas.items())

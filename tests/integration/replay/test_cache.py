@@ -80,6 +80,12 @@ def test_cached_reads_equal_fresh_reads_and_hits_fetch_nothing(kafka_settings: S
     reads = load_reads(lineage)
     assert reads and {r["source"] for r in reads} == {"cache"}
     assert sum(r["records"] for r in reads) == fresh_all.height
+    # the disk tier alone (a new kernel): the same rows from Parquet
+    cache.flush()
+    cache.forget_memory()
+    lineage.unlink(missing_ok=True)
+    assert_frame_equal(kstream_lab.replay(name, settings=settings, cache=True), fresh_all)
+    assert {r["source"] for r in load_reads(lineage)} == {"cache"}
     # new records after the cached range: only the tail is fetched
     fill(settings, spec, 300, seed=7)
     lineage.unlink(missing_ok=True)
