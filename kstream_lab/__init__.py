@@ -19,6 +19,11 @@ _API = ("backtest", "export", "register", "resolve", "sql", "to_duckdb", "to_par
 __all__ = ["readable", "replay", "table", *_API]
 
 
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext kstream_lab``: the ``%%ksql`` and ``%kreplay`` magics (kstream_lab/magics.py)."""
+    import_module("kstream_lab.magics").load_ipython_extension(ipython)
+
+
 def __getattr__(name: str):
     if name == "replay":  # the subpackage, which is callable (see kstream_lab/replay/__init__.py)
         return import_module("kstream_lab.replay")
