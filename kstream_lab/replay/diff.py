@@ -137,6 +137,7 @@ def what_if(
     by_group = by_group.with_columns(pl.exclude(groups).fill_null(0)).rename(
         {g: group_columns.get(g, g) for g in groups}
     )
-    same_keys = spec.window.size_ms == base.window.size_ms and spec.group_by == base.group_by
+    same_windows = spec.window.model_copy(update={"grace_ms": 0}) == base.window.model_copy(update={"grace_ms": 0})
+    same_keys = same_windows and spec.group_by == base.group_by
     windows = compare_windows(spec, result, live, group_columns, {}, set()) if same_keys else None
     return WhatIf(spec, base, by_group, windows, base_result.late.height, result.late.height)
