@@ -1,6 +1,6 @@
 """The aggregation's inputs: ``filter:`` and derived ``fields:`` compiled once, evaluated per batch.
 
-docs/semantics.md §7.4. Both engines prepare their input here, so they see identical values: the
+docs/semantics.md §7.5. Both engines prepare their input here, so they see identical values: the
 live aggregator evaluates the compiled expressions vectorised over each consumed batch
 (:func:`evaluate_columns`), the back-test over its frame (:meth:`CompiledInputs.prepare`). The
 expressions are SQL (``polars.sql_expr``); a derived field may use the fields declared before it.

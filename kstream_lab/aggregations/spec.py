@@ -77,7 +77,7 @@ class WindowSpec(BaseModel):
 
 
 class MetricSpec(BaseModel):
-    """One output column: exactly one of the ops (docs/semantics.md §3.6, §7.5)."""
+    """One output column: exactly one of the ops (docs/semantics.md §3.6, §7.6)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     sum: str | None = None
@@ -108,7 +108,7 @@ class MetricSpec(BaseModel):
 
 class AggregationSpec(BaseModel):
     """Per-partition windowed group-by (docs/semantics.md §3), with an optional filter and derived
-    fields: SQL expressions over the record's fields (§7.4), compiled by kstream_lab.aggregations.inputs."""
+    fields: SQL expressions over the record's fields (§7.5), compiled by kstream_lab.aggregations.inputs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: str = ""
