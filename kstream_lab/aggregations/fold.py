@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from itertools import count
+from math import gcd
 from typing import Any
 
 from kstream_lab.aggregations.spec import AggregationSpec
@@ -178,6 +181,9 @@ class PartitionWindows:
     dirty_groups: set[tuple] = field(default_factory=set)
     seq: int = 0
     _written_watermark: int | None = field(default=None, repr=False)
+    _through: int | None = field(default=None, repr=False)
+    _heap: list[tuple[int, int, Key]] = field(default_factory=list, repr=False)
+    _order: Iterator[int] = field(default_factory=count, repr=False)
 
     def __post_init__(self) -> None:
         w = self.spec.window
@@ -187,6 +193,7 @@ class PartitionWindows:
         self.length = w.size_ms + 1 if w.type == "sliding" else w.size_ms
         self.gap = w.gap_ms or 0
         self.hop = w.hop_ms
+        self.pane = gcd(self.size, self.hop) if w.type == "hopping" else self.hop  # divides size and advance
         fields = metric_columns(self.spec)
         self._plan = [(n, m.op, fields.index(m.field) if m.field else None) for n, m in self.spec.metrics.items()]
 
@@ -221,6 +228,10 @@ class PartitionWindows:
         the others are folded into their open windows, the watermark advances, and windows the new
         watermark reaches are closed.
         """
+        if self.kind == "hopping":
+            steps = self._hopping(times, groups, values, keep)
+            self.seq += len(times)
+            return steps
         if self.kind == "tumbling":
             steps, touched = self._tumbling(times, groups, values, keep)
         else:
@@ -272,7 +283,7 @@ class PartitionWindows:
     ) -> tuple[BatchSteps, dict[Key, int]]:
         fields = metric_columns(self.spec)
         columns = [values[f] for f in fields]
-        fold = {"hopping": self._fold_hopping, "sliding": self._fold_sliding, "session": self._fold_session}[self.kind]
+        fold = self._fold_sliding if self.kind == "sliding" else self._fold_session
         steps, touched = BatchSteps(), dict[Key, int]()
         wm = self.watermark
         next_close = self._next_close()
@@ -316,20 +327,120 @@ class PartitionWindows:
             self.closed_keys.discard(key)
         return acc
 
-    def _fold_hopping(
-        self, ts: int, group: tuple, vals: tuple, seq: int, wm: int | None, touched: dict, i: int
-    ) -> int | None:
-        """Into each window [s, s + size) holding ts (s a multiple of advance) that is still open."""
-        hop, length, grace = self.hop, self.length, self.grace
-        start, earliest = ts - ts % hop, None
-        while start + length > ts:
-            if wm is None or start + length + grace > wm:
-                key = (start, group)
-                self._fold_into(self._open(key), vals, seq)
+    # ---- hopping windows: folded into panes of `advance`, combined when emitted -------------------
+    def _hopping(
+        self, times: Sequence[int], groups: Sequence[tuple], values: Mapping[str, Sequence[Any]], keep: Any
+    ) -> BatchSteps:
+        """Hopping windows as panes: ``windows`` holds one accumulator per (pane start, group), the
+        pane ``[k·advance, (k+1)·advance)``; a window is the merge of the panes it covers, computed
+        when it is emitted. Folding a record once (not into each of its ⌈size/advance⌉ windows) keeps
+        this at the speed of tumbling windows. It is the per-window rule exactly: a window that
+        closed was emitted from its panes as they were, so a record folded into a pane later counts
+        only in the pane's windows still open; a pane is dropped when its last window closes."""
+        hop, pane_len, span = self.hop, self.pane, self.size + self.grace
+        plan = [(name, m.op, values[m.field] if m.field else None) for name, m in self.spec.metrics.items()]
+        panes, steps, touched = self.windows, BatchSteps(), dict[Key, int]()
+        wm = self.watermark
+        next_close = self._next_hop_close()
+        seq = self.seq
+        for i, ts in enumerate(times):
+            if keep is None or keep[i]:
+                if wm is not None and ts - ts % hop + span <= wm:  # even its latest window had closed
+                    steps.late.append(i)
+                    continue
+                key = (ts - ts % pane_len, groups[i])
+                acc = panes.get(key)
+                if acc is None:
+                    acc = panes[key] = {name: initial_value(op) for name, op, _ in plan}
+                    self.closed_keys.discard(key)
+                    close = self._hop_close_for(key[0], wm)
+                    if next_close is None or close < next_close:
+                        next_close = close
+                for name, op, column in plan:
+                    acc[name] = fold_value(op, acc[name], None if column is None else column[i], seq + i)
                 touched[key] = i
-                earliest = start + length + grace
-            start -= hop
-        return earliest
+            if wm is None or ts > wm:
+                before, wm = wm, ts
+                if next_close is not None and next_close <= wm:
+                    self.watermark = wm
+                    self._close_hopping(i, steps, touched, self._closed_through(before))
+                    next_close = self._next_hop_close()
+        self.watermark = wm
+        self._through = self._closed_through()
+        self.dirty.update(touched)
+        latest: dict[Key, int] = {}
+        for (pane, group), i in touched.items():
+            for start in self._open_windows_of(pane):
+                latest[(start, group)] = max(i, latest.get((start, group), -1))
+        steps.updated = [
+            (i, self._hop_result(k, final=False)) for k, i in sorted(latest.items(), key=lambda kv: _sort_key(kv[0]))
+        ]
+        return steps
+
+    def _closed_through(self, watermark: int | None | bool = False) -> int | None:
+        """The latest window start whose window has closed at ``watermark`` (default: the current
+        one); windows close in start order."""
+        wm = self.watermark if watermark is False else watermark
+        if wm is None:
+            return None
+        edge = wm - self.size - self.grace
+        return edge - edge % self.hop
+
+    def _next_hop_close(self) -> int | None:
+        """The watermark at which the next window closes (None when no pane is held)."""
+        if not self.windows:
+            return None
+        return self._hop_close_for(min(k[0] for k in self.windows), self.watermark)
+
+    def _hop_close_for(self, pane: int, watermark: int | None) -> int:
+        """The watermark at which the earliest still open window holding ``pane`` closes."""
+        start = self._first_window_of(pane)
+        if watermark is not None:
+            edge = watermark - self.size - self.grace
+            start = max(start, edge - edge % self.hop + self.hop)
+        return start + self.size + self.grace
+
+    def _first_window_of(self, pane: int) -> int:
+        """The earliest window start (a multiple of advance) whose window holds the pane."""
+        low = pane - self.size + 1
+        return low + (-low) % self.hop
+
+    def _open_windows_of(self, pane: int) -> range:
+        """Starts of the windows holding ``pane`` that are still open."""
+        low, through = self._first_window_of(pane), self._through
+        if through is not None and through + self.hop > low:
+            low = through + self.hop
+        return range(low, pane - pane % self.hop + 1, self.hop)
+
+    def _close_hopping(self, trigger: int, steps: BatchSteps, touched: dict, before: int | None) -> None:
+        """Emit every window the watermark reached that holds a pane (those after ``before``, the
+        last start closed at the previous watermark); drop panes no open window holds."""
+        through = self._closed_through()
+        assert through is not None
+        closing: set[Key] = set()
+        for pane, group in self.windows:
+            low = self._first_window_of(pane)
+            if before is not None and before + self.hop > low:
+                low = before + self.hop
+            closing.update((s, group) for s in range(low, min(pane - pane % self.hop, through) + 1, self.hop))
+        for key in sorted(closing, key=_sort_key):
+            steps.closed.append((trigger, self._hop_result(key, final=True)))
+        for key in [k for k in self.windows if k[0] - k[0] % self.hop <= through]:  # its last window closed
+            del self.windows[key]
+            touched.pop(key, None)
+            self.dirty.discard(key)
+            self.closed_keys.add(key)
+        self._through = through
+
+    def _hop_result(self, key: Key, *, final: bool) -> WindowResult:
+        start, group = key
+        acc = self._new_acc()
+        for pane in range(start, start + self.size, self.pane):
+            part = self.windows.get((pane, group))
+            if part is not None:
+                acc = {n: merge_value(m.op, acc[n], part[n]) for n, m in self.spec.metrics.items()}
+        metrics = {n: output_value(m.op, acc[n]) for n, m in self.spec.metrics.items()}
+        return WindowResult(self.partition, start, start + self.size, group, metrics, final)
 
     def _fold_session(
         self, ts: int, group: tuple, vals: tuple, seq: int, wm: int | None, touched: dict, i: int
@@ -350,6 +461,7 @@ class PartitionWindows:
         self._fold_into(acc, vals, seq)
         key = (start, group)
         self.windows[key], self.last[key] = acc, last
+        self._push(key)
         self.closed_keys.discard(key)
         starts.add(start)
         touched[key] = i
@@ -384,6 +496,7 @@ class PartitionWindows:
             if acc is None:
                 acc = self._from_buffer(s, buf) or self._new_acc()
                 self.windows[key] = acc
+                self._push(key)
                 self.closed_keys.discard(key)
             self._fold_into(acc, vals, seq)
             touched[key] = i
@@ -394,6 +507,7 @@ class PartitionWindows:
                 acc = self._from_buffer(s, buf)
                 if acc is not None:
                     self.windows[key] = acc
+                    self._push(key)
                     self.closed_keys.discard(key)
                     touched[key] = i
                     earliest = s + length + grace if earliest is None else min(earliest, s + length + grace)
@@ -434,9 +548,23 @@ class PartitionWindows:
             return self.last[key] + self.gap + self.grace
         return key[0] + self.length + self.grace
 
+    def _push(self, key: Key) -> None:
+        """Session and sliding windows: remember when the window closes (a heap; stale entries of
+        merged or extended sessions are skipped when they surface)."""
+        heappush(self._heap, (self._close_point(key), next(self._order), key))
+
     def _close(self, watermark: int, trigger: int, steps: BatchSteps, touched: dict) -> int | None:
         """Close every window the watermark reached; return the next window end + grace (or None)."""
-        for k in sorted((k for k in self.windows if self._close_point(k) <= watermark), key=_sort_key):
+        if self.kind == "tumbling":
+            ready = [k for k in self.windows if self._close_point(k) <= watermark]
+        else:
+            heap, found = self._heap, set()
+            while heap and heap[0][0] <= watermark:
+                cp, _, k = heappop(heap)
+                if k in self.windows and self._close_point(k) == cp:
+                    found.add(k)
+            ready = list(found)
+        for k in sorted(ready, key=_sort_key):
             steps.closed.append((trigger, self._result(k, final=True)))
             del self.windows[k]
             if self.kind == "session":
@@ -451,11 +579,17 @@ class PartitionWindows:
         """The watermark at which the earliest open window closes (None when none is open)."""
         if not self.windows:
             return None
-        if self.kind == "session":
-            return min(self.last.values()) + self.gap + self.grace
-        return min(k[0] for k in self.windows) + self.length + self.grace
+        if self.kind == "tumbling":
+            return min(k[0] for k in self.windows) + self.length + self.grace
+        heap = self._heap
+        while heap and (heap[0][2] not in self.windows or self._close_point(heap[0][2]) != heap[0][0]):
+            heappop(heap)
+        return heap[0][0] if heap else None
 
     def open_results(self) -> list[WindowResult]:
+        if self.kind == "hopping":
+            keys = {(s, g) for p, g in self.windows for s in self._open_windows_of(p)}
+            return [self._hop_result(k, final=False) for k in sorted(keys, key=_sort_key)]
         return [self._result(k, final=False) for k in sorted(self.windows, key=_sort_key)]
 
     def _result(self, key: Key, *, final: bool) -> WindowResult:
@@ -484,7 +618,7 @@ class PartitionWindows:
             out.append((tag, None if value is None else json.dumps(value).encode()))
         if self.dirty or self.closed_keys or self.dirty_groups or self.watermark != self._written_watermark:
             meta: dict[str, Any] = {"watermark": self.watermark, "spec": self.spec.state_key()}
-            if self.kind == "session":
+            if self.kind in ("session", "hopping"):  # their accumulators merge: first/last compare seqs
                 meta["seq"] = self.seq
             out.append((f"{self.partition}:{WATERMARK_KEY}".encode(), json.dumps(meta).encode()))
             self._written_watermark = self.watermark
@@ -538,7 +672,10 @@ class PartitionWindows:
         for start, group in state.windows:
             if state.kind == "session":
                 state.sessions.setdefault(group, set()).add(start)
+            if state.kind in ("session", "sliding"):
+                state._push((start, group))
         state._written_watermark = state.watermark
+        state._through = state._closed_through() if state.kind == "hopping" else None
         return state
 
     def _restore_meta(self, value: bytes | None) -> None:

@@ -5,6 +5,8 @@ batches) with the batch plan."""
 
 from __future__ import annotations
 
+import os
+
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -299,7 +301,11 @@ records = st.lists(
 
 
 @pytest.mark.parametrize("kind", list(WINDOWS))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("KSTREAM_PARITY_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     data=st.data(),
     parts=st.dictionaries(st.integers(0, 3), records, min_size=1, max_size=3),
