@@ -86,9 +86,10 @@ class WhatIf:
 
     def summary(self) -> list[str]:
         w, b = self.spec.window, self.base.window
+        ws, bs = (x.gap_ms if x.type == "session" else x.size_ms for x in (w, b))
         lines = [
-            f"what-if window {w.size_ms / 1000:g}s grace {w.grace_ms / 1000:g}s "
-            f"(live: {b.size_ms / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
+            f"what-if window {(ws or 0) / 1000:g}s grace {w.grace_ms / 1000:g}s "
+            f"(live: {(bs or 0) / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
             f"{self.late_what_if:,}"
         ]
         for row in self.by_group.iter_rows(named=True):
