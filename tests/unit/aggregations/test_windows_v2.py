@@ -416,3 +416,19 @@ def test_a_bad_v2_aggregation_fails_the_load_naming_file_line_and_key(tmp_path, 
     with pytest.raises(ConfigError, match=problem) as exc:
         load_pipeline(path)
     assert str(exc.value).startswith(f"{path}:{line}: {key}: ")
+
+
+def test_tumbling_changelog_bytes_are_those_before_spec_v2():
+    sp = spec({"size": "60s", "grace": "10s"}, group_by=["loyalty_tier"])
+    state = PartitionWindows(sp, 2)
+    state.process(rec(61_000, 100))
+    state.process(rec(130_000, 5, "silver"))  # closes [60 s, 120 s)
+    assert state.changelog_entries() == [
+        (b'[2, 120000, ["silver"]]', b'{"total_cents": 5, "count": 1}'),
+        (b'[2, 60000, ["gold"]]', None),
+        (
+            b"2:__watermark__",
+            b'{"watermark": 130000, "spec": "v2|timestamp|60000|10000|loyalty_tier|count=count:None,'
+            b'total_cents=sum:total_cents"}',
+        ),
+    ]
