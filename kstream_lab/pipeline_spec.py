@@ -327,10 +327,26 @@ def _reference_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
             (("workers", "aggregator", "aggregation"), f"no aggregation named {name!r} (declared: {declared})")
         )
     problems += _changelog_partition_problems(spec)
+    problems += _expression_problems(spec)
     for reader, access in spec.readers.items():
         for i, topic in enumerate(access.topics if access.topics != "all" else []):
             if topic not in spec.topics:
                 problems.append((("readers", reader, "topics", i), f"no topic named {topic!r} is declared"))
+    return problems
+
+
+def _expression_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
+    """Filters and derived fields are compiled at load, so a bad expression names its key and line."""
+    problems: list[tuple[tuple, str]] = []
+    for name, agg in spec.aggregations.items():
+        if agg.filter is None and not agg.fields:
+            continue
+        from kstream_lab.aggregations.inputs import ExpressionError, compile_inputs  # Polars only when needed
+
+        try:
+            compile_inputs(agg)
+        except ExpressionError as exc:
+            problems.append((("aggregations", name, *exc.key), str(exc)))
     return problems
 
 
