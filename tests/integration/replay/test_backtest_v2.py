@@ -12,11 +12,8 @@ import yaml
 
 import kstream_lab
 from kstream_lab.aggregations.spec import WindowSpec
-from kstream_lab.generator import loyalty_tier_for
-from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.admin import committed_offsets
-from kstream_lab.schemas.serde import SerdeContext, value_serializer
-from tests.support.pipeline import Pipeline, write_pipeline
+from tests.support.backtest import aggregate_across_a_kill
+from tests.support.pipeline import Pipeline
 from tests.support.processes import run_cli
 
 AGGREGATIONS = {
@@ -42,13 +39,7 @@ AGGREGATIONS = {
 }
 
 
-@pytest.fixture
-def pipe(kafka_settings, tmp_path):
-    p = Pipeline(kafka_settings, write_pipeline(tmp_path, value_format="avro"), tmp_path)
-    p.create_topics()
-    yield p
-    p.stop_all()
-    p.delete_topics()
+GENERATOR_WINDOW = WindowSpec.model_validate({"size": "60s", "grace": "10s"})  # the generator's notion of late
 
 
 def use_aggregation(pipe: Pipeline, body: dict) -> None:
@@ -60,42 +51,11 @@ def use_aggregation(pipe: Pipeline, body: dict) -> None:
     pipe.file.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def produce(pipe: Pipeline, count: int, seed: int, start_ms: int) -> None:
-    topic = pipe.spec.topic(pipe.topic("orders_enriched"))
-    inner = value_serializer(pipe.settings, topic)
-
-    def serialize(obj: dict, ctx: SerdeContext) -> bytes:
-        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, ctx)
-
-    window = WindowSpec.model_validate({"size": "60s", "grace": "10s"})  # the generator's notion of late
-    produce_orders(
-        pipe.settings,
-        topic,
-        serialize,
-        window,
-        count=count,
-        seed=seed,
-        start_ms=start_ms,
-        late_fraction=0.02,
-        poison_fraction=0.005,
-        progress=False,
-    )
-
-
 @pytest.mark.parametrize("kind", list(AGGREGATIONS))
 def test_backtest_reproduces_a_v2_aggregation_across_a_kill(pipe, kind):
     use_aggregation(pipe, AGGREGATIONS[kind])
     t0 = (int(time.time()) - 3_600) * 1000
-    produce(pipe, 6_000, seed=31, start_ms=t0)
-    pipe.start("aggregator")
-    group, topic = pipe.spec.workers.aggregator.group_id, pipe.topic("orders_enriched")
-    pipe.wait_for(
-        lambda: committed_offsets(pipe.settings, group, topic, list(range(6))), 60, "a first commit", interval=0.05
-    )
-    pipe.kill("aggregator")
-    produce(pipe, 6_000, seed=32, start_ms=t0 + 6_000 * 20)
-    pipe.start("aggregator")
-    pipe.wait_for(pipe.aggregator_caught_up, 120, "the aggregator to commit every offset")
+    aggregate_across_a_kill(pipe, 6_000, (31, 32), t0, window=GENERATOR_WINDOW)
 
     report = kstream_lab.backtest(spec=pipe.file, settings=pipe.settings)
     assert report.verdict is True, report.diff
