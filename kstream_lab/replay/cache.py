@@ -45,6 +45,7 @@ from typing import Any
 
 import polars as pl
 
+from kstream_lab.errors import AuthorizationError, TopicError
 from kstream_lab.kafka.admin import topic_identity
 from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
 from kstream_lab.lineage import RangeRead, record_reads
@@ -373,8 +374,17 @@ def read_cached(
         return _serve(entry, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema)
 
 
+_UNIDENTIFIED: set[str] = set()  # topics already warned about, once per process
+
+
 def _key(settings: Settings, topic: str, value_format: str, errors: str, schema: SchemaArg) -> dict | None:
-    ident = topic_identity(settings, topic)
+    try:
+        ident = topic_identity(settings, topic)
+    except (TopicError, AuthorizationError) as exc:  # e.g. no DESCRIBE_CONFIGS: the read may still be allowed
+        if topic not in _UNIDENTIFIED:
+            log.warning("replay cache: %s is read without the cache: %s", topic, exc)
+            _UNIDENTIFIED.add(topic)
+        return None
     if "compact" in ident.cleanup_policy:
         log.info("replay cache: %s is compacted (records can vanish from any closed segment): not cached", topic)
         return None

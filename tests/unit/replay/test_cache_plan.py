@@ -43,3 +43,30 @@ def test_the_cap_evicts_least_recently_used_segments_first(tmp_path) -> None:
     with entry.locked():
         assert sorted(s.start for s in entry.segments[0]) == [0, 2000]  # the one used longest ago went
     assert len(list(entry.dir.glob("*.parquet"))) == 2
+
+
+def test_a_topic_whose_identity_is_denied_is_read_without_the_cache(tmp_path, monkeypatch, caplog) -> None:
+    """A principal without DESCRIBE_CONFIGS may still READ: the read goes straight to the broker,
+    nothing is kept, and one warning names the topic and the reason."""
+    from kstream_lab.kafka.denials import refusal
+    from kstream_lab.replay import cache
+    from kstream_lab.replay.reader import PartitionRange, ReplayRange
+
+    def denied(settings, topic):
+        raise refusal(settings, "DESCRIBE_CONFIGS", "topic", topic, "Broker: Topic authorization failed")
+
+    frame = pl.DataFrame({"offset": [0, 1, 2]})
+    monkeypatch.setattr(cache, "topic_identity", denied)
+    monkeypatch.setattr(cache, "read_range", lambda settings, rng, **read: frame)
+    settings = Settings(data_dir=tmp_path, sasl_username="analyst")
+    rng = ReplayRange("t-denied", {0: PartitionRange(0, 0, 3, 0, 3)}, 0)
+    for _ in range(2):
+        got = cache.read_cached(settings, rng, value_format="avro", errors="raise", batch_size=100, schema=None)
+        assert got.equals(frame)
+    assert entries(settings) == []
+    warned = [r.getMessage() for r in caplog.records if "without the cache" in r.getMessage()]
+    assert warned == [
+        "replay cache: t-denied is read without the cache: User:analyst may not DESCRIBE_CONFIGS topic t-denied"
+        f" on {settings.bootstrap} (Broker: Topic authorization failed)"
+        " (grant it in the pipeline file and run `kstream-lab acls apply`, or use another principal)"
+    ]
