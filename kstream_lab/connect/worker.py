@@ -89,16 +89,24 @@ def java_security(settings: Settings) -> dict[str, str]:
 class LocalConnect:
     """The local Connect worker for one data dir."""
 
-    def __init__(self, settings: Settings, *, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        home: Path | None = None,
+        name: str = "connect",
+        pid_file: Path | None = None,
+        log_file: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.home = home or settings.data_dir.resolve() / "connect"
         self.url = f"http://127.0.0.1:{settings.connect_port}"
         self.client = ConnectClient(self.url)
         self.process = ManagedProcess(
-            "connect",
-            command=(),  # set by ``up``: the classpath is known once the jars are fetched
-            pid_file=self.home / "connect.pid",
-            log_file=self.home / "connect.log",
+            name,
+            command=(),  # set by ``prepare``: the classpath is known once the jars are fetched
+            pid_file=pid_file or self.home / "connect.pid",
+            log_file=log_file or self.home / "connect.log",
             ready=http_probe(f"{self.url}/connectors"),  # 200 only once the worker joined its group
             cwd=self.home,
             error=ConnectError,
@@ -125,6 +133,16 @@ class LocalConnect:
                 f"port {self.settings.connect_port} on 127.0.0.1 is already in use",
                 hint="stop whatever listens there or set KSTREAM_CONNECT_PORT to a free port",
             )
+        self.prepare(java)
+        self.process.up(timeout, owner=owner)
+        return self.url
+
+    def prepare(self, java: str | None = None) -> ManagedProcess:
+        """Jars fetched, worker properties written, the command set: the process, ready to start
+        (the pipeline's supervisor starts it this way when ``workers.sink.kind`` is connect)."""
+        java = java or shutil.which("java")
+        if java is None:
+            raise ConnectError("Java not found on PATH; Kafka Connect needs Java 17+", hint="install openjdk-17")
         fetch_connect(self.settings.kafka_cache_dir)
         self.home.mkdir(parents=True, exist_ok=True)
         props = self.write_properties()
@@ -141,8 +159,7 @@ class LocalConnect:
             "org.apache.kafka.connect.cli.ConnectDistributed",
             str(props),
         ]
-        self.process.up(timeout, owner=owner)
-        return self.url
+        return self.process
 
     def write_properties(self) -> Path:
         text = WORKER_PROPERTIES.format(
@@ -158,6 +175,7 @@ class LocalConnect:
             for prefix in ("", "producer.", "consumer.", "admin."):
                 lines += [f"{prefix}{k}={v}\n" for k, v in security.items()]
         props = self.home / "connect-distributed.properties"
+        self.home.mkdir(parents=True, exist_ok=True)
         props.touch(mode=0o600, exist_ok=True)
         props.chmod(0o600)
         props.write_text("".join(lines))
