@@ -232,3 +232,21 @@ def test_supervisor_runs_the_connect_worker_as_the_sink(tmp_path: Path) -> None:
     process = sup.process("sink")
     assert (process.name, process.pid_file, process.log_file) == ("sink", sup.pid_file("sink"), sup.log_file("sink"))
     assert sup.process("aggregator").command[-2] == "--pipeline"
+
+
+def test_cli_bad_connector_file_and_no_worker(tmp_path: Path) -> None:
+    from tests.support.processes import run_cli
+
+    bad = tmp_path / "c.yaml"
+    bad.write_text("- just a string\n")
+    env = {"KSTREAM_DATA_DIR": str(tmp_path), "KSTREAM_CONNECT_PORT": "1"}
+    out = run_cli("connect", "apply", str(bad), env=env, inherit_kstream=False)
+    assert out.returncode == 2 and "connector 1 must be {name: ..., config:" in out.stderr
+    out = run_cli("connect", "apply", str(tmp_path / "missing.json"), env=env, inherit_kstream=False)
+    assert out.returncode == 2 and "cannot read" in out.stderr
+    good = tmp_path / "ok.json"
+    good.write_text(json.dumps({"name": "a", "config": {"connector.class": "X"}}))
+    out = run_cli("connect", "apply", str(good), env=env, inherit_kstream=False)
+    assert out.returncode == 2 and "Kafka Connect at http://127.0.0.1:1 does not answer" in out.stderr
+    out = run_cli("connect", "status", env=env, inherit_kstream=False)
+    assert out.returncode == 1 and "running:    no" in out.stdout
