@@ -41,9 +41,12 @@ def down(timeout: float = typer.Option(30.0, help="seconds to wait before SIGKIL
 
 @app.command()
 def status() -> None:
-    """pid, REST URL, Kafka version and each connector's state; exit 1 when not running."""
+    """pid, REST URL, Kafka version and each connector's state; exit 1 when no worker answers."""
     st = LocalConnect(settings()).status()
-    typer.echo(f"running:    {'yes' if st.running else 'no'}" + (f" (pid {st.pid})" if st.pid else ""))
+    if st.running:
+        typer.echo(f"running:    yes (pid {st.pid})")
+    else:
+        typer.echo("running:    " + ("not from this data dir, but the REST API answers" if st.answers else "no"))
     typer.echo(f"url:        {st.url}")
     typer.echo(f"version:    {st.version or '-'}")
     if st.connectors:
@@ -52,7 +55,7 @@ def status() -> None:
     else:
         typer.echo("connectors: -")
     typer.echo(f"log:        {st.log_file}")
-    if not st.running:
+    if not st.answers:
         raise typer.Exit(1)
 
 

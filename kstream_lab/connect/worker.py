@@ -55,6 +55,11 @@ class ConnectStatus:
     connectors: dict[str, str]  # name -> "RUNNING", "FAILED: <trace's first line>", ...
     log_file: Path
 
+    @property
+    def answers(self) -> bool:
+        """Its REST API answered (a worker serves ``url``, started here or not)."""
+        return self.version is not None
+
 
 def java_security(settings: Settings) -> dict[str, str]:
     """The Kafka Java clients' security properties for the connection ``settings`` describe.
@@ -186,14 +191,15 @@ class LocalConnect:
         return self.process.stop(timeout) != "killed"
 
     def status(self) -> ConnectStatus:
+        """This data dir's worker (pid), and what the REST API on ``connect_port`` answers -- also when
+        another data dir's worker, or the pipeline's Connect sink, serves it."""
         pid = self.pid()
         version, connectors = None, {}
-        if pid is not None:
-            try:
-                version = self.client.version()
-                connectors = self.client.states()
-            except ConnectError:
-                pass
+        try:
+            version = self.client.version()
+            connectors = self.client.states()
+        except ConnectError:
+            pass
         return ConnectStatus(pid is not None, pid, self.url, version, connectors, self.log_file)
 
     def log_tail(self, lines: int = 50) -> str:

@@ -22,6 +22,7 @@ from kstream_lab.processes import pid_alive, port_free
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from kstream_lab.sinks.postgres import read_aggregates
 from kstream_lab.workers.dlq import DeadLetter
+from tests.support.paths import free_port
 from tests.support.pipeline import (
     BackgroundProducer,
     Pipeline,
@@ -30,6 +31,7 @@ from tests.support.pipeline import (
     produce_truth,
     sink_by_key,
 )
+from tests.support.processes import run_cli
 
 
 def new_database(admin_dsn: str, name: str) -> str:
@@ -196,3 +198,35 @@ class FinalWatcher(threading.Thread):
                     self.changed.append((key, self.finals[key], value))
                 elif value["final"]:
                     self.finals.setdefault(key, value)
+
+
+def test_pipeline_up_runs_the_connect_sink_and_the_cli_applies_it(live_pipeline, postgres_dsn) -> None:
+    """`pipeline up` with kind: connect starts a Connect worker as the `sink` component and applies the
+    connector; `connect apply <pipeline>` again is `unchanged`; `pipeline down` stops all five."""
+    pipe = live_pipeline
+    suffix = pipe.topic("orders_raw").rsplit("-", 1)[1]
+    dsn = new_database(postgres_dsn, f"cli_{suffix}")
+    pipe.set_worker("sink", kind="connect", target=dsn, connector_name=f"cli-{suffix}")
+    port = free_port()
+    env = {
+        "KSTREAM_DATA_DIR": str(pipe.tmp / "data"),
+        "KSTREAM_CONNECT_PORT": str(port),
+        "KSTREAM_CONNECT_GROUP_ID": f"cli-{suffix}",
+    }
+    truth = produce_truth(pipe, count=3000, seed=31)
+    window = pipe.spec.aggregation().window
+    expected = expected_rows(truth, window.size_ms, window.grace_ms)
+    up = run_cli("pipeline", "up", "--pipeline", str(pipe.file), "--timeout", "240", env=env, timeout=400)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"http://127.0.0.1:{port}/connectors" in up.stdout
+        pipe.wait_for(lambda: rows(dsn) == expected, timeout=180, what="the Connect sink to match the truth")
+        again = run_cli("connect", "apply", str(pipe.file), env=env)
+        assert again.returncode == 0 and again.stdout.strip() == f"cli-{suffix}: unchanged (running)", again.stdout
+        status = run_cli("connect", "status", env={**env, "KSTREAM_DATA_DIR": str(pipe.tmp / "other")})
+        assert f"connector:  cli-{suffix}: RUNNING" in status.stdout, status.stdout  # REST answers, whoever started it
+        refused = run_cli("worker", "sink", "--pipeline", str(pipe.file), env=env)
+        assert refused.returncode == 2 and "workers.sink.kind is connect" in refused.stderr
+    finally:
+        down = run_cli("pipeline", "down", "--pipeline", str(pipe.file), "--timeout", "30", env=env)
+    assert down.returncode == 0 and down.stdout.count("stopped") == 5, down.stdout + down.stderr
