@@ -18,6 +18,7 @@ from kstream_lab.connect import LocalConnect
 from kstream_lab.connect.sink import apply_sink
 from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.producing import BatchProducer
+from kstream_lab.monitoring.sales import load_minute_totals, sink_target
 from kstream_lab.processes import pid_alive, port_free
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
 from kstream_lab.sinks.postgres import read_aggregates
@@ -30,6 +31,7 @@ from tests.support.pipeline import (
     expected_rows,
     produce_truth,
     sink_by_key,
+    totals_per_window_tier,
 )
 from tests.support.processes import run_cli
 
@@ -71,6 +73,10 @@ def test_connect_sink_writes_the_pipeline_into_postgres(live_pipeline, postgres_
     assert sum(v["count"] for v in got.values()) == truth.filter(truth["kind"] == "ok").height
     assert sum(v["total_cents"] for v in got.values()) == truth.filter(truth["kind"] == "ok")["total_cents"].sum()
     assert any(v["final"] for v in got.values()) and any(not v["final"] for v in got.values())
+    # the dashboard reads the Connect sink's table as it reads the Python sink's
+    minutes = load_minute_totals(sink_target(pipe.settings, pipe.spec), last_minutes=10_000)
+    by_window = totals_per_window_tier(got, final_only=False)
+    assert {(r["window_start"], r["tier"]): r["total_cents"] for r in minutes.iter_rows(named=True)} == by_window
 
 
 def test_an_older_update_never_overwrites_a_final_and_bad_records_are_dead_lettered(
