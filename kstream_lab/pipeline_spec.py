@@ -173,6 +173,19 @@ class SinkConfig(_MetricsSpec):
     )
     batch_size: int = Field(default=5000, gt=0)
     metrics_port: int | None = 9403
+    # Who writes the target: this Python worker, or Kafka Connect's JDBC sink (a PostgreSQL target
+    # only; kstream_lab/connect/sink.py builds the connector from these settings, docs/connect.md).
+    kind: Literal["python", "connect"] = "python"
+    connector_name: str = Field(default="sales-aggregates-jdbc", pattern=r"^[A-Za-z0-9_.-]+$")
+    connector_config: dict[str, str] = Field(
+        default_factory=dict, description="Connect config keys added to or replacing the built connector's"
+    )
+
+    @model_validator(mode="after")
+    def _connect_needs_postgres(self) -> SinkConfig:
+        if self.kind == "connect" and not (self.target or "").startswith(("postgresql://", "postgres://")):
+            raise ValueError("kind: connect writes PostgreSQL through the JDBC sink: set target: postgresql://...")
+        return self
 
 
 class WorkersConfig(BaseModel):

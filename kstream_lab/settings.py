@@ -123,6 +123,17 @@ class Settings(BaseSettings):
         "(a proxy or NAT in front of it); broker_port stays as it is. Plaintext broker only.",
     )
     kafka_cache_dir: Path = Path.home() / ".cache" / "kstream_lab" / f"kafka-{KAFKA_VERSION}"
+    connect_url: str | None = Field(
+        default=None, description="Kafka Connect REST URL; default: the local Connect worker on connect_port."
+    )
+    connect_port: int = 8083
+    connect_group_id: str = Field(
+        default="kstream-lab-connect",
+        min_length=1,
+        description="The local Connect worker's group; its config, offset and status topics are "
+        "<group>-configs, <group>-offsets and <group>-status.",
+    )
+    connect_heap_mb: int = Field(default=512, ge=256, le=2048)
     replay_fetch: Literal["auto", "native", "python"] = Field(
         default="auto",
         description="How replay fetches: the native C loop (built on first use), confluent-kafka's "
@@ -189,6 +200,11 @@ class Settings(BaseSettings):
         """The schema registry clients talk to."""
         scheme = "https" if self.registry_tls_cert else "http"
         return (self.schema_registry_url or f"{scheme}://127.0.0.1:{self.registry_port}").rstrip("/")
+
+    @property
+    def connect_rest_url(self) -> str:
+        """The Kafka Connect REST API clients talk to."""
+        return (self.connect_url or f"http://127.0.0.1:{self.connect_port}").rstrip("/")
 
     @property
     def uses_local_broker(self) -> bool:

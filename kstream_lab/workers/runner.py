@@ -19,7 +19,14 @@ from typing import Protocol
 
 from kstream_lab import processes
 from kstream_lab.aggregations.spec import AggregationSpec
-from kstream_lab.errors import AuthorizationError, DatabaseUnavailable, KStreamLabError, SecurityError, StateError
+from kstream_lab.errors import (
+    AuthorizationError,
+    ConfigError,
+    DatabaseUnavailable,
+    KStreamLabError,
+    SecurityError,
+    StateError,
+)
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
@@ -137,6 +144,12 @@ def build_aggregator(
 
 def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str) -> SinkWorker:
     cfg = spec.workers.sink
+    if cfg.kind == "connect":
+        raise ConfigError(
+            f"{spec.path}: workers.sink.kind is connect: Kafka Connect's JDBC sink writes the target, not this worker",
+            hint="`kstream-lab pipeline up` starts it, or `kstream-lab connect up` and `kstream-lab connect apply "
+            "<pipeline file>`; set kind: python to run this worker",
+        )
     return SinkWorker(
         settings,
         cfg,
