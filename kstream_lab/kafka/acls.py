@@ -9,7 +9,7 @@ file does not mention are never touched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -23,7 +23,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from kstream_lab.acls import AclBinding
+from kstream_lab.acls import AclBinding, Operation
 from kstream_lab.errors import BrokerError
 from kstream_lab.kafka.clients import make_admin
 from kstream_lab.kafka.denials import denied, is_denial
@@ -68,7 +68,7 @@ def _from_kafka(k: KafkaAclBinding) -> AclBinding | None:
     names = (_name(k.restype), _name(k.resource_pattern_type), _name(k.operation))
     if names[0] not in ("TOPIC", "GROUP", "TRANSACTIONAL_ID") or names[1] not in ("LITERAL", "PREFIXED"):
         return None
-    if names[2] not in ("READ", "WRITE", "DESCRIBE"):
+    if names[2] not in get_args(Operation):  # the operations we declare, one list
         return None
     return AclBinding(k.principal, names[0], k.name, names[1], names[2])  # type: ignore[arg-type]
 

@@ -138,3 +138,16 @@ def test_a_producer_denied_a_topic_raises_the_denial_at_once():
     producer._on_delivery(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), FakeMsg())
     with pytest.raises(AuthorizationError, match=r"^User:analyst may not WRITE topic orders_raw on 127.0.0.1:1"):
         producer.flush(0.1)
+
+
+def test_every_declared_operation_survives_the_round_trip_through_the_broker_binding():
+    """A binding the broker lists must read back as the one we declared, or a second apply
+    creates it again (CI: the DESCRIBE_CONFIGS grants were re-created on every apply)."""
+    from typing import get_args
+
+    from kstream_lab.acls import AclBinding, Operation
+    from kstream_lab.kafka.acls import _from_kafka, _to_kafka
+
+    for op in get_args(Operation):
+        declared = AclBinding("User:analyst", "TOPIC", "orders_raw", "LITERAL", op)
+        assert _from_kafka(_to_kafka(declared)) == declared
