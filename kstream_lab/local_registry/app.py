@@ -140,12 +140,15 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
         return SchemaJSON({"error_code": exc.code, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> SchemaJSON:
-        """Unknown paths and methods (e.g. contexts, metadata, modes): Confluent's error shape."""
-        return SchemaJSON(
-            {"error_code": exc.status_code, "message": f"HTTP {exc.status_code} {exc.detail}"},
-            status_code=exc.status_code,
-        )
+    async def _http(request: Request, exc: StarletteHTTPException) -> SchemaJSON:
+        """Unknown paths and methods (e.g. contexts, metadata, modes): Confluent's error shape.
+
+        Subject names may hold slashes (Protobuf imports are registered under their file path), so
+        ``/subjects/{subject}`` matches any deeper path too; a 405 there is an unknown path (404)."""
+        status, detail = exc.status_code, exc.detail
+        if status == 405 and request.url.path.startswith(("/subjects/", "/config/", "/compatibility/")):
+            status, detail = 404, "Not Found"
+        return SchemaJSON({"error_code": status, "message": f"HTTP {status} {detail}"}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> SchemaJSON:
@@ -260,7 +263,7 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
     def get_config(subject: str, request: Request) -> dict:
         if subject not in state.config and not _flag(request, "defaultToGlobal"):
             raise RegistryProblem(
-                404, 40408, f"Subject '{subject:path}' does not have subject-level compatibility configured"
+                404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured"
             )
         return {"compatibilityLevel": state.level(subject)}
 

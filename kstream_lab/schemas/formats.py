@@ -396,7 +396,7 @@ def _guard(serialize: Callable[[Any, str], bytes], default_topic: str | None, wh
         except RegistryError:
             raise
         except Exception as exc:  # jsonschema's ValidationError, protobuf's TypeError, ...
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             err = SerializationError(f"value for topic {topic} does not match its {what} schema: {message}")
             err.topic = topic
             raise err from None
