@@ -11,7 +11,8 @@ does not fit its column) is bisected down to the bad records by the JSON batch d
 
 Protobuf ("the repeated-field trick"): for each (schema id, message indexes) group, the bodies are
 laid out as the encoding of a wrapper message ``Batch { repeated M items = 1; }`` -- each body
-preceded by the tag byte 0x0A and its length as a varint, built with NumPy -- and parsed by the
+preceded by the tag byte 0x0A and its length as a varint, the prefixes built with NumPy and joined to
+the header-stripped bodies in Arrow -- and parsed by the
 protobuf runtime (upb, C) in one ``FromString``. The columns are then read field by field
 (``map(attrgetter(name), items)``: a C loop, one value object per field value but no dict per
 record); nested messages become structs, enums their names, repeated fields lists. A group that
@@ -51,14 +52,49 @@ from kstream_lab.schemas.quiet import rust_panics_muted
 CHUNK = 65_536
 
 
-def _prepare(values: list[bytes | None] | PackedValues) -> tuple[list[bytes | None], pa.Array]:
+class _ArrowValues:
+    """Value ``i`` as bytes (None for a null), read from the Arrow array: failure paths only."""
+
+    __slots__ = ("arr",)
+
+    def __init__(self, arr: pa.Array) -> None:
+        self.arr = arr
+
+    def __getitem__(self, i: int) -> bytes | None:
+        value: bytes | None = self.arr[i].as_py()
+        return value
+
+
+def packed_array(values: PackedValues) -> pa.Array:
+    """The packed values as an Arrow large_binary array without a Python object per value: the
+    buffer as it stands with each value's separator, then the separators cut off in Arrow."""
+    n = len(values)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.asarray(values.lengths, dtype=np.int64) + 1, out=offsets[1:])
+    validity = None
+    if values.nulls:
+        valid = np.ones(n, dtype=bool)
+        valid[values.nulls] = False
+        validity = pa.array(valid).buffers()[1]
+    whole = pa.Array.from_buffers(
+        pa.large_binary(),
+        n,
+        [validity, pa.py_buffer(offsets), pa.py_buffer(values.data)],
+        null_count=len(values.nulls),
+    )
+    return pc.binary_slice(whole, 0, -1)
+
+
+def _prepare(values: list[bytes | None] | PackedValues) -> tuple[Any, pa.Array]:
+    """Values indexable one by one (for failures) and as one Arrow array (for the bulk path)."""
     if isinstance(values, PackedValues):
-        values = values.values()
+        arr = packed_array(values)
+        return _ArrowValues(arr), arr
     return values, pa.array(values, type=pa.large_binary())
 
 
 def _groups(
-    values: list[bytes | None], arr: pa.Array, writers: WriterCache, kind: str, fmt: str
+    values: Any, arr: pa.Array, writers: WriterCache, kind: str, fmt: str
 ) -> tuple[list[tuple[Writer, np.ndarray]], list[DecodeFailure]]:
     """Framed values grouped by schema id (input order kept), and the failures of the rest."""
     ok, ids, _ = _headers(arr)
@@ -225,6 +261,7 @@ def _enum_names(f: FieldDescriptor, ints: list[int]) -> pl.Series:
 def message_columns(items: Any, desc: Descriptor) -> dict[str, pl.Series]:
     """One Series per field of ``desc`` over the parsed messages ``items``."""
     out: dict[str, pl.Series] = {}
+    items = list(items)  # one wrapper object per message, made once (each field reads them all)
     n = len(items)
     for f in desc.fields:
         name = f.name
@@ -283,34 +320,33 @@ class _ProtoGroup:
             wrapper = pool.FindMessageTypeByName(f"kstream_lab_bulk__.{label}")
         self.batch = message_class(wrapper)
 
-    def parse(self, data: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> Any:
-        """The wrapper message over the bodies at ``starts``/``lens`` of ``data``; DecodeError if any is bad."""
-        return self.batch.FromString(_repeated_field(data, starts, lens)).items
+    def parse(self, bodies: pa.Array) -> Any:
+        """The wrapper message over ``bodies``; DecodeError if any is bad."""
+        return self.batch.FromString(repeated_field(bodies)).items
 
 
-def _repeated_field(data: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> bytes:
-    """Each body as field 1 (wire type 2) of a message: 0x0A, varint length, body -- in NumPy."""
-    nv = np.ones(len(lens), dtype=np.int64)
+def repeated_field(bodies: pa.Array) -> bytes:
+    """Each body as field 1 (wire type 2) of one message -- 0x0A, varint length, body -- built in
+    NumPy (the prefixes) and Arrow (prefix and body joined element-wise), no Python per value."""
+    n = len(bodies)
+    offsets = np.frombuffer(bodies.buffers()[1], dtype=np.int64)[bodies.offset : bodies.offset + n + 1]
+    lens = np.diff(offsets)
+    nv = np.ones(n, dtype=np.int64)
     for bits in (7, 14, 21, 28):
         nv += lens >= (1 << bits)
-    head = 1 + nv
-    sizes = head + lens
-    dst = np.zeros(len(lens) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=dst[1:])
-    out = np.empty(int(dst[-1]), dtype=np.uint8)
-    out[dst[:-1]] = 0x0A
+    poff = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(1 + nv, out=poff[1:])
+    pdata = np.empty(int(poff[-1]), dtype=np.uint8)
+    pdata[poff[:-1]] = 0x0A
     for k in range(5):
         m = nv > k
         byte = ((lens >> (7 * k)) & 0x7F) | np.where(nv > k + 1, 0x80, 0)
-        out[dst[:-1][m] + 1 + k] = byte[m]
-    total = int(lens.sum())
-    if total:
-        body_dst = dst[:-1] + head
-        compact = np.zeros(len(lens), dtype=np.int64)
-        np.cumsum(lens[:-1], out=compact[1:])
-        step = np.arange(total, dtype=np.int64)
-        out[step + np.repeat(body_dst - compact, lens)] = data[step + np.repeat(starts - compact, lens)]
-    return out.tobytes()
+        pdata[poff[:-1][m] + 1 + k] = byte[m]
+    prefixes = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(poff), pa.py_buffer(pdata)])
+    joined = pc.binary_join_element_wise(prefixes, bodies, pa.scalar(b"", pa.large_binary()))
+    jo = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset : joined.offset + n + 1]
+    buf = joined.buffers()[2]
+    return b"" if buf is None else buf.slice(int(jo[0]), int(jo[-1] - jo[0])).to_pybytes()
 
 
 def decode_protobuf_batch(
@@ -328,10 +364,12 @@ def decode_protobuf_batch(
     for writer, idx in groups:
         starts, ends = offsets[idx], offsets[idx + 1]
         simple = (ends > starts + HEADER) & (data[np.minimum(starts + HEADER, len(data) - 1)] == 0)
-        by_index: dict[tuple[int, ...], list[int]] = {(0,): np.flatnonzero(simple).tolist()}
-        body_start = starts + HEADER + 1
-        for j in np.flatnonzero(~simple).tolist():  # other message indexes, or none: record by record
-            i = int(idx[j])
+        parts: dict[tuple[int, ...], tuple[np.ndarray, pa.Array]] = {}
+        if simple.any():  # message index [0], a single 0 byte: the bodies start 6 bytes in
+            where = idx[simple]
+            parts[(0,)] = (where, pc.binary_slice(arr.take(pa.array(where)), HEADER + 1, 2**31 - 1))
+        others: dict[tuple[int, ...], tuple[list[int], list[bytes]]] = {}
+        for i in idx[~simple].tolist():  # other message indexes, or none: record by record
             value = plain[i] or b""
             if len(value) == HEADER:
                 failures.append(DecodeFailure.of(i, Problem("truncated", "no message indexes after the header")))
@@ -341,11 +379,16 @@ def decode_protobuf_batch(
             except (IndexError, ValueError) as exc:
                 failures.append(DecodeFailure.of(i, Problem("bad_message_index", f"unreadable message indexes: {exc}")))
                 continue
-            body_start[j] = starts[j] + start
-            by_index.setdefault(tuple(found), []).append(j)
-        for indexes, js in by_index.items():
-            if not js:
-                continue
+            got = others.setdefault(tuple(found), ([], []))
+            got[0].append(i)
+            got[1].append(value[start:])
+        for key, (where_list, bodies) in others.items():
+            if key in parts:
+                prev_where, prev_bodies = parts[key]
+                where_list = [*prev_where.tolist(), *where_list]
+                bodies = [*prev_bodies.to_pylist(), *bodies]
+            parts[key] = (np.asarray(where_list, dtype=np.int64), pa.array(bodies, type=pa.large_binary()))
+        for indexes, (where, bodies_arr) in parts.items():
             try:
                 group = _ProtoGroup(writer, indexes)
             except IndexError:
@@ -353,35 +396,33 @@ def decode_protobuf_batch(
                     "bad_message_index",
                     f"message indexes {list(indexes)} name no message of schema id {writer.schema_id}",
                 )
-                failures += [DecodeFailure.of(int(idx[j]), problem) for j in js]
+                failures += [DecodeFailure.of(int(i), problem) for i in where.tolist()]
                 continue
-            sel = np.asarray(js, dtype=np.int64)
-            for c in range(0, len(sel), CHUNK):
-                part = sel[c : c + CHUNK]
-                good = _proto_parts(group, data, body_start[part], ends[part] - body_start[part], idx[part], failures)
-                for items, where in good:
-                    frames.append(pl.DataFrame(message_columns(items, group.desc), height=len(where)))
-                    kept.append(where)
+            for c in range(0, len(where), CHUNK):
+                good = _proto_parts(group, bodies_arr.slice(c, CHUNK), where[c : c + CHUNK], failures)
+                for items, rows in good:
+                    frames.append(pl.DataFrame(message_columns(items, group.desc), height=len(rows)))
+                    kept.append(rows)
     batch = _assemble(frames, kept, failures, True)
     batch.schema_ids = [w.schema_id for w, _ in groups]
     return batch
 
 
 def _proto_parts(
-    group: _ProtoGroup, data: np.ndarray, starts: np.ndarray, lens: np.ndarray, where: np.ndarray, failures: list
+    group: _ProtoGroup, bodies: pa.Array, where: np.ndarray, failures: list
 ) -> list[tuple[Any, np.ndarray]]:
     """Parse in one go; on DecodeError split in 16 and retry, down to single records (each with its reason)."""
     try:
-        return [(group.parse(data, starts, lens), where)]
+        return [(group.parse(bodies), where)]
     except DecodeError as exc:
         if len(where) == 1:
-            body = data[int(starts[0]) : int(starts[0]) + int(lens[0])].tobytes()
+            body = bodies[0].as_py() or b""
             failures.append(DecodeFailure.of(int(where[0]), body_problem(group.writer.schema_id, body, exc)))
             return []
     out = []
     for piece in np.array_split(np.arange(len(where)), min(16, len(where))):
         if len(piece):
-            out += _proto_parts(group, data, starts[piece], lens[piece], where[piece], failures)
+            out += _proto_parts(group, bodies.take(pa.array(piece)), where[piece], failures)
     return out
 
 
