@@ -12,9 +12,10 @@ KL := $(BIN)/kstream-lab
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
-## setup: .venv with kstream_lab[dev], the Kafka jars (Maven), replay's native fetch, Toxiproxy and helm (Go) and system tools; idempotent
+## setup: .venv with kstream_lab[dev], the Kafka and Kafka Connect jars (Maven; our converter built), replay's native fetch, Toxiproxy and helm (Go) and system tools; idempotent
 setup: $(STAMP) system-deps
 	@$(KL) broker fetch
+	@$(KL) connect fetch
 	@$(BIN)/python -m kstream_lab.kafka.native
 	@bash scripts/toxiproxy.sh $(BIN)
 	@bash scripts/install-helm.sh $(BIN)
@@ -69,6 +70,7 @@ bench: setup
 
 ## clean: stop the local services and remove .venv and local data
 clean:
+	-$(KL) connect down 2>/dev/null
 	-$(KL) registry down 2>/dev/null
 	-$(KL) broker down 2>/dev/null
 	rm -rf $(VENV) .kstream_lab reports .pytest_cache .ruff_cache

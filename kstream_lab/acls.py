@@ -1,5 +1,6 @@
 """The ACLs a pipeline needs, derived from its file: each service's principal gets exactly what its
-typed worker config names (topics, group, transactional id), readers get READ and nothing to write.
+typed worker config names (topics, group, transactional id), readers get READ and nothing to write
+(plus DESCRIBE_CONFIGS on what they read: the replay cache must know whether a topic is compacted).
 
 Pure data, no Kafka: `kstream-lab acls apply` hands these bindings to kafka/acls.py, and unit tests
 check them without a broker. READ and WRITE imply DESCRIBE in Kafka's authorizer, so DESCRIBE is
@@ -16,7 +17,7 @@ from kstream_lab.settings import READ_GROUP_PREFIX
 
 ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
 Pattern = Literal["LITERAL", "PREFIXED"]
-Operation = Literal["READ", "WRITE", "DESCRIBE"]
+Operation = Literal["READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"]
 
 
 @dataclass(frozen=True, order=True)
@@ -72,7 +73,7 @@ def derive_acls(spec: PipelineSpec) -> list[AclBinding]:
         out += [*_topic(p, "READ", w.sink.input), _group(p, w.sink.group_id), *_topic(p, "WRITE", w.sink.dlq)]
     for reader in spec.readers.values():
         topics = list(spec.topics) if reader.topics == "all" else reader.topics
-        out += _topic(reader.principal, "READ", *topics)
+        out += _topic(reader.principal, "READ", *topics) + _topic(reader.principal, "DESCRIBE_CONFIGS", *topics)
         out.append(AclBinding(reader.principal, "GROUP", reader.group_prefix, "PREFIXED", "READ"))
         out += [_group(reader.principal, getattr(w, name).group_id, "DESCRIBE") for name in reader.describe_groups]
     return sorted(set(out))

@@ -53,6 +53,10 @@ class BrokerError(KStreamLabError):
     """The local broker cannot be started, stopped or reached."""
 
 
+class ConnectError(KStreamLabError):
+    """Kafka Connect: the worker cannot start or answer, or a connector is refused or fails."""
+
+
 class ProducerQueueFull(BrokerError):
     """The producer already holds as many unacknowledged records as its queue bound allows: the broker
     (or the pipeline behind it) takes them more slowly than they come. Nothing was enqueued, so the

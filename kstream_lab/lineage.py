@@ -25,6 +25,7 @@ class RangeRead:
     end: int
     records: int
     schema_ids: list[int] = field(default_factory=list)
+    source: str = "broker"  # or "cache": the exact replay cache served it, nothing was fetched
 
 
 def record_reads(settings: Settings, reads: Iterable[RangeRead]) -> None:

@@ -173,6 +173,19 @@ class SinkConfig(_MetricsSpec):
     )
     batch_size: int = Field(default=5000, gt=0)
     metrics_port: int | None = 9403
+    # Who writes the target: this Python worker, or Kafka Connect's JDBC sink (a PostgreSQL target
+    # only; kstream_lab/connect/sink.py builds the connector from these settings, docs/connect.md).
+    kind: Literal["python", "connect"] = "python"
+    connector_name: str = Field(default="sales-aggregates-jdbc", pattern=r"^[A-Za-z0-9_.-]+$")
+    connector_config: dict[str, str] = Field(
+        default_factory=dict, description="Connect config keys added to or replacing the built connector's"
+    )
+
+    @model_validator(mode="after")
+    def _connect_needs_postgres(self) -> SinkConfig:
+        if self.kind == "connect" and not (self.target or "").startswith(("postgresql://", "postgres://")):
+            raise ValueError("kind: connect writes PostgreSQL through the JDBC sink: set target: postgresql://...")
+        return self
 
 
 class WorkersConfig(BaseModel):
@@ -327,10 +340,26 @@ def _reference_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
             (("workers", "aggregator", "aggregation"), f"no aggregation named {name!r} (declared: {declared})")
         )
     problems += _changelog_partition_problems(spec)
+    problems += _expression_problems(spec)
     for reader, access in spec.readers.items():
         for i, topic in enumerate(access.topics if access.topics != "all" else []):
             if topic not in spec.topics:
                 problems.append((("readers", reader, "topics", i), f"no topic named {topic!r} is declared"))
+    return problems
+
+
+def _expression_problems(spec: PipelineSpec) -> list[tuple[tuple, str]]:
+    """Filters and derived fields are compiled at load, so a bad expression names its key and line."""
+    problems: list[tuple[tuple, str]] = []
+    for name, agg in spec.aggregations.items():
+        if agg.filter is None and not agg.fields:
+            continue
+        from kstream_lab.aggregations.inputs import ExpressionError, compile_inputs  # Polars only when needed
+
+        try:
+            compile_inputs(agg)
+        except ExpressionError as exc:
+            problems.append((("aggregations", name, *exc.key), str(exc)))
     return problems
 
 

@@ -92,6 +92,17 @@ class Settings(BaseSettings):
         default=None, description="Set by the notebook runner: replay appends the ranges it read here."
     )
     pipeline_file: Path = Path("pipelines/orders.yaml")
+    replay_cache: bool | None = Field(
+        default=None,
+        description="Keep replayed ranges as Parquet under data_dir/replay-cache and read them back exactly; "
+        "unset: on inside a Jupyter kernel (and notebook runs), off elsewhere (workers, CLI).",
+    )
+    replay_cache_max_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Size cap of the replay cache; least recently used segments go first."
+    )
+    replay_cache_memory_bytes: int = Field(
+        default=1024**3, ge=0, description="Frames of the replay cache also kept in this process's memory (re-runs)."
+    )
     traces_file: Path | None = Field(
         default=None, description="With OTEL_TRACES_EXPORTER=file: spans are appended here, one JSON object a line."
     )
@@ -112,6 +123,17 @@ class Settings(BaseSettings):
         "(a proxy or NAT in front of it); broker_port stays as it is. Plaintext broker only.",
     )
     kafka_cache_dir: Path = Path.home() / ".cache" / "kstream_lab" / f"kafka-{KAFKA_VERSION}"
+    connect_url: str | None = Field(
+        default=None, description="Kafka Connect REST URL; default: the local Connect worker on connect_port."
+    )
+    connect_port: int = 8083
+    connect_group_id: str = Field(
+        default="kstream-lab-connect",
+        min_length=1,
+        description="The local Connect worker's group; its config, offset and status topics are "
+        "<group>-configs, <group>-offsets and <group>-status.",
+    )
+    connect_heap_mb: int = Field(default=512, ge=256, le=2048)
     replay_fetch: Literal["auto", "native", "python"] = Field(
         default="auto",
         description="How replay fetches: the native C loop (built on first use), confluent-kafka's "
@@ -178,6 +200,11 @@ class Settings(BaseSettings):
         """The schema registry clients talk to."""
         scheme = "https" if self.registry_tls_cert else "http"
         return (self.schema_registry_url or f"{scheme}://127.0.0.1:{self.registry_port}").rstrip("/")
+
+    @property
+    def connect_rest_url(self) -> str:
+        """The Kafka Connect REST API clients talk to."""
+        return (self.connect_url or f"http://127.0.0.1:{self.connect_port}").rstrip("/")
 
     @property
     def uses_local_broker(self) -> bool:

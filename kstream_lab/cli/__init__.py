@@ -11,7 +11,8 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from kstream_lab.cli import acls, broker, local_registry, notebooks, schemas, topics, users
+from kstream_lab.cli import acls, broker, cache, local_registry, notebooks, schemas, topics, users
+from kstream_lab.cli import connect as connect_cli
 from kstream_lab.cli import pipeline as pipeline_cli
 from kstream_lab.cli.backtest import backtest_cmd
 from kstream_lab.cli.dashboard import dashboard_cmd
@@ -34,6 +35,8 @@ app.add_typer(acls.app, name="acls")
 app.add_typer(local_registry.app, name="registry")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(users.app, name="users")
+app.add_typer(cache.app, name="cache")
+app.add_typer(connect_cli.app, name="connect")
 app.command("produce-orders")(produce_orders_cmd)
 app.command("demo")(demo_cmd)
 app.command("worker")(worker_cmd)

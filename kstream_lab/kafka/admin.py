@@ -170,3 +170,38 @@ def authorized_operations(settings: Settings, topic: str, timeout: float = 10.0)
         return None
     ops = getattr(desc, "authorized_operations", None)
     return None if ops is None else {op.name for op in ops}
+
+
+@dataclass(frozen=True)
+class TopicIdentity:
+    """What makes a topic's offsets mean the same records: its cluster and its topic id (a topic
+    deleted and re-created under the same name gets a new id and restarts its offsets)."""
+
+    cluster_id: str
+    topic_id: str
+    cleanup_policy: str
+
+
+def topic_identity(settings: Settings, topic: str, timeout: float = 10.0) -> TopicIdentity:
+    """The cluster id, topic id and cleanup policy of ``topic`` (three small admin requests).
+
+    A denial names the operation the principal lacks (DESCRIBE, or DESCRIBE_CONFIGS for the policy)."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    from kstream_lab.kafka.denials import denied, is_denial
+
+    admin = make_admin(settings)
+    step = "DESCRIBE"
+    try:
+        cluster = admin.describe_cluster(request_timeout=timeout).result(timeout=timeout)
+        desc = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result(timeout=timeout)
+        step = "DESCRIBE_CONFIGS"
+        res = ConfigResource(ResourceType.TOPIC, topic)
+        policy = admin.describe_configs([res])[res].result(timeout=timeout)["cleanup.policy"].value
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if err is not None and is_denial(err):
+            raise denied(settings, err, step, topic, kind="topic") from None
+        raise TopicError(f"cannot describe topic {topic!r}: {exc}", hint="does it exist?") from None
+    return TopicIdentity(str(cluster.cluster_id), str(desc.topic_id), str(policy))

@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from kstream_lab.aggregations.batch import BatchResult, run_batch
+from kstream_lab.aggregations.inputs import compile_inputs
 from kstream_lab.aggregations.spec import AggregationSpec
 from kstream_lab.durations import parse_duration_ms
 from kstream_lab.errors import ConfigError
@@ -159,7 +160,10 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
         else None
     )
     count = _count_metric(req.spec)
-    records = int(result.late.height + result.windows.select(pl.col(count)).sum().item()) if count else 0
+    if req.spec.window.type != "tumbling" or req.spec.filter is not None:  # a record can be in several windows, or none
+        records = int(lazy.select(pl.len()).collect().item())
+    else:
+        records = int(result.late.height + result.windows.select(pl.col(count)).sum().item()) if count else 0
     return BacktestReport(
         windows, req.spec, ranges, records, result.late.height, live_finals.height, time.monotonic() - t0, whatif, notes
     )
@@ -170,8 +174,10 @@ def _count_metric(spec: AggregationSpec) -> str | None:
 
 
 def _needed_columns(spec: AggregationSpec, extra: AggregationSpec | None = None) -> list[str]:
-    cols = ["partition", "offset", spec.time_field, *spec.group_by, *(extra.group_by if extra else ())]
-    cols += [m.field for m in spec.metrics.values() if m.field]
+    """The record fields the aggregation (and a what-if) reads; derived fields are computed from them."""
+    cols = ["partition", "offset", *compile_inputs(spec).source_fields]
+    if extra is not None:
+        cols += compile_inputs(extra).source_fields
     return list(dict.fromkeys(cols))
 
 

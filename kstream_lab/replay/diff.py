@@ -86,9 +86,10 @@ class WhatIf:
 
     def summary(self) -> list[str]:
         w, b = self.spec.window, self.base.window
+        ws, bs = (x.gap_ms if x.type == "session" else x.size_ms for x in (w, b))
         lines = [
-            f"what-if window {w.size_ms / 1000:g}s grace {w.grace_ms / 1000:g}s "
-            f"(live: {b.size_ms / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
+            f"what-if window {(ws or 0) / 1000:g}s grace {w.grace_ms / 1000:g}s "
+            f"(live: {(bs or 0) / 1000:g}s / {b.grace_ms / 1000:g}s): late records {self.late_base:,} -> "
             f"{self.late_what_if:,}"
         ]
         for row in self.by_group.iter_rows(named=True):
@@ -137,6 +138,7 @@ def what_if(
     by_group = by_group.with_columns(pl.exclude(groups).fill_null(0)).rename(
         {g: group_columns.get(g, g) for g in groups}
     )
-    same_keys = spec.window.size_ms == base.window.size_ms and spec.group_by == base.group_by
+    same_windows = spec.window.model_copy(update={"grace_ms": 0}) == base.window.model_copy(update={"grace_ms": 0})
+    same_keys = same_windows and spec.group_by == base.group_by
     windows = compare_windows(spec, result, live, group_columns, {}, set()) if same_keys else None
     return WhatIf(spec, base, by_group, windows, base_result.late.height, result.late.height)

@@ -279,15 +279,17 @@ def read_range(
     batch_size: int = BATCH_RECORDS,
     columns: list[str] | None = None,
     schema: SchemaArg = None,
+    decoder: BatchDecoder | None = None,
 ) -> pl.DataFrame:
     """The whole range as one DataFrame, ordered by partition, then offset; only ``columns`` if given
-    (projected batch by batch, so memory holds just those).
+    (projected batch by batch, so memory holds just those). ``decoder``: one the caller wants to ask
+    afterwards (which format it detected, which schema ids it met); built here otherwise.
 
     Fetch batches hold one partition each, in offset order, so the frames are concatenated in
     partition order without a copy (the result stays chunked): the peak is about one frame plus the
     batches in flight.
     """
-    decoder = BatchDecoder(settings, rng.topic, value_format, errors=errors, schema=schema)
+    decoder = decoder or BatchDecoder(settings, rng.topic, value_format, errors=errors, schema=schema)
     extract = None if columns is None else _extract_for(columns)
     pieces: dict[int, list[pl.DataFrame]] = {}
     seen: set[str] = set()  # every column a batch had (JSON fields may first appear in a later batch)
@@ -340,6 +342,7 @@ def replay(
     batch_size: int = BATCH_RECORDS,
     columns: list[str] | None = None,
     schema: dict | pl.Schema | None = None,
+    cache: bool | None = None,
 ) -> pl.DataFrame:
     """Read ``[start, end)`` of a topic (read_committed, bounded) into one DataFrame.
 
@@ -350,9 +353,17 @@ def replay(
     undecodable values (logged), "raise" stops at the first. ``schema`` (JSON only; field -> Polars
     dtype) fixes the value columns instead of inferring them from samples: fields it does not name
     are dropped, fields it names but a record lacks read null. Pass it for fields too rare for the samples to see.
+    ``cache``: keep the decoded range and serve it again exactly (kstream_lab/replay/cache.py; unset:
+    the ``replay_cache`` setting, on in notebooks); projected reads (``columns``) bypass it.
     """
     settings = settings or get_settings()
     rng = resolve_range(settings, topic, start, end, partitions)
+    from kstream_lab.replay.cache import cache_wanted, read_cached
+
+    if columns is None and (cache if cache is not None else cache_wanted(settings)):
+        return read_cached(
+            settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema
+        )
     return read_range(
         settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, columns=columns, schema=schema
     )

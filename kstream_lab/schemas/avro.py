@@ -21,7 +21,7 @@ from fastavro.validation import validate
 from kstream_lab.errors import AuthorizationError, DeserializationError, SerializationError, WriterSchemaUnavailable
 from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
 from kstream_lab.pipeline_spec import TopicSpec
-from kstream_lab.schemas.catalog import schema_for_topic
+from kstream_lab.schemas.catalog import SchemaFile, schema_for_topic
 from kstream_lab.schemas.serde import NO_CONTEXT, SerdeContext, Serializer
 from kstream_lab.settings import Settings
 
@@ -165,13 +165,14 @@ def field_problem(schema: Any, obj: Any) -> str:
     return ""
 
 
-def avro_serializer(settings: Settings, spec: TopicSpec) -> Serializer:
+def avro_serializer(settings: Settings, spec: TopicSpec, schema: SchemaFile | None = None) -> Serializer:
     """Serializer for a topic whose ``value_format`` is avro; registers ``<topic>-value`` up front.
 
     Registering eagerly makes an unreachable or refusing registry fail before the first record, with
-    a one-line error, instead of somewhere inside a produce loop.
+    a one-line error, instead of somewhere inside a produce loop. ``schema``: this one instead of the
+    file the topic declares (an aggregation's derived output schema, kstream_lab.schemas.aggregate).
     """
-    schema_file = schema_for_topic(settings, spec)
+    schema_file = schema or schema_for_topic(settings, spec)
     registry = SchemaRegistry(settings)
     registry.register(f"{spec.name}-value", schema_file.text)
     serialize = registry.avro_serializer(schema_file.text)

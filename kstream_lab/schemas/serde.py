@@ -69,14 +69,14 @@ def json_decoder(value: bytes | None, ctx: SerdeContext = NO_CONTEXT) -> dict:
     return obj
 
 
-def value_serializer(settings: Settings, spec: TopicSpec) -> Serializer:
-    """The serializer for ``spec.value_format``."""
+def value_serializer(settings: Settings, spec: TopicSpec, schema: Any = None) -> Serializer:
+    """The serializer for ``spec.value_format`` (Avro: ``schema``, a SchemaFile, instead of the declared one)."""
     if spec.value_format == "json":
         return json_serializer
     if spec.value_format == "avro":
         from kstream_lab.schemas.avro import avro_serializer  # needs the registry
 
-        return avro_serializer(settings, spec)
+        return avro_serializer(settings, spec, schema)
     if spec.value_format in ("protobuf", "json_schema"):
         raise ConfigError(
             f"topic {spec.name} has value_format {spec.value_format}, whose schema is code, not a file here",

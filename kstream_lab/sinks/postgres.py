@@ -22,6 +22,23 @@ from kstream_lab.sinks.base import AGGREGATE_COLUMNS, TABLE, create_table_sql, u
 
 DDL = create_table_sql(text="TEXT", updated_at="TIMESTAMPTZ NOT NULL DEFAULT now()")
 
+# The sink's rule (a final row is never changed again) kept by the table itself, so a writer that
+# upserts without that rule -- Kafka Connect's JDBC sink, whose ON CONFLICT DO UPDATE has no WHERE --
+# cannot let an older update replayed after a crash overwrite a final. A BEFORE UPDATE trigger that
+# returns NULL skips that row's update (ON CONFLICT DO UPDATE fires it too); it also keeps
+# updated_at current for writers that do not set it. Our own upsert's WHERE already skips these rows.
+FINAL_GUARD = f"""
+CREATE OR REPLACE FUNCTION {TABLE}_keep_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.final THEN
+        RETURN NULL;
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER {TABLE}_keep_final BEFORE UPDATE ON {TABLE}
+    FOR EACH ROW EXECUTE FUNCTION {TABLE}_keep_final()"""
+
 
 # CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions creating the table at the same
 # moment can both pass the "exists?" check and one fails on pg_type's unique index. Sinks (and
@@ -69,6 +86,11 @@ def read_aggregates(dsn: str, *, final_only: bool = False) -> list[dict]:
         return [dict(zip(AGGREGATE_COLUMNS, row, strict=True)) for row in conn.execute(sql).fetchall()]
 
 
+def prepare_table(dsn: str) -> None:
+    """Create the table with its final guard (idempotent): for writers other than :class:`PostgresSink`."""
+    PostgresSink(dsn).close()
+
+
 class PostgresSink:
     """Idempotent upserts into ``sales_aggregates`` of a PostgreSQL database."""
 
@@ -83,6 +105,7 @@ class PostgresSink:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
                 conn.execute(DDL)
+                conn.execute(FINAL_GUARD)
         except psycopg.Error as exc:
             raise self._outage_or(exc) from None
         return conn

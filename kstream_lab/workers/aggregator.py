@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kstream_lab.aggregations.fold import PartitionWindows, WindowResult, metric_columns
-from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.aggregations.inputs import compile_inputs, evaluate_columns
+from kstream_lab.aggregations.spec import INTEGER_OPS, AggregationSpec
 from kstream_lab.errors import StateError
 from kstream_lab.kafka.transactional import ChangelogEntries, Output, Restore
 from kstream_lab.observability.metrics import METRICS
@@ -54,13 +55,20 @@ class AggregatorProcessor:
         self.group_columns = group_columns or {}
         self.states: dict[int, PartitionWindows] = {}
         self._metric_fields = metric_columns(spec)
+        self._inputs = compile_inputs(spec)  # the filter and derived fields, compiled once
         self._started = 0  # time.time_ns() when the batch in hand started (its outputs' spans start there)
 
     @staticmethod
     def fields(spec: AggregationSpec) -> tuple[list[str], list[str]]:
-        """(required integer fields, other fields) the aggregation reads from each record."""
-        ints = [spec.time_field] + [f for f in metric_columns(spec) if f != spec.time_field]
-        return ints, [g for g in spec.group_by if g not in ints]
+        """(required integer fields, other fields) the aggregation reads from each record.
+
+        Required: the time field and the record fields integer metrics read (derived ones are
+        computed, not read); the others (group fields, count_distinct fields, the expressions'
+        inputs) may be null."""
+        derived = spec.derived
+        metric_ints = [m.field for m in spec.metrics.values() if m.field and m.op in INTEGER_OPS]
+        ints = list(dict.fromkeys([spec.time_field, *sorted(f for f in metric_ints if f not in derived)]))
+        return ints, [f for f in compile_inputs(spec).source_fields if f not in ints]
 
     # ---- state lifecycle -----------------------------------------------------------------------
     def assign(self, partitions: list[int], restore: Restore) -> None:
@@ -104,16 +112,27 @@ class AggregatorProcessor:
         for i, exc in sorted(decoded.errors.items()):
             METRICS.dlq.labels(self.service).inc()
             send_to_dlq(out, self.dlq, messages[i], exc)
+        keep = None
+        if not self._inputs.trivial:  # filter and derived fields: vectorised over the whole batch
+            decoded.columns, keep = evaluate_columns(self._inputs, decoded.columns, len(decoded.rows))
         runs: dict[int, list[int]] = {}
         for j, i in enumerate(decoded.rows):
             runs.setdefault(parts[i], []).append(j)
         late = 0
         for p, run in runs.items():
-            late += self._fold_run(p, run, decoded, messages, out)
+            late += self._fold_run(p, run, decoded, messages, out, keep)
         if late:
             METRICS.late.labels(self.service).inc(late)
 
-    def _fold_run(self, partition: int, run: list[int], decoded: Columns, messages: Sequence[Any], out: Output) -> int:
+    def _fold_run(
+        self,
+        partition: int,
+        run: list[int],
+        decoded: Columns,
+        messages: Sequence[Any],
+        out: Output,
+        keep: list[bool] | None = None,
+    ) -> int:
         """Fold one partition's rows (positions into ``decoded``); return how many were late."""
         spec, cols = self.spec, decoded.columns
         whole = len(run) == len(decoded.rows)
@@ -121,7 +140,10 @@ class AggregatorProcessor:
         group_cols = [pick(cols[g]) for g in spec.group_by]
         groups = list(zip(*group_cols, strict=True)) if group_cols else [()] * len(run)
         steps = self.states[partition].process_columns(
-            pick(cols[spec.time_field]), groups, {f: pick(cols[f]) for f in self._metric_fields}
+            pick(cols[spec.time_field]),
+            groups,
+            {f: pick(cols[f]) for f in self._metric_fields},
+            None if keep is None else pick(keep),
         )
         source = [decoded.rows[j] for j in run]  # run position -> message index
         for k in steps.late:

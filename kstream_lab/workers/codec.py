@@ -56,9 +56,9 @@ def retrying_outages(decode: Decoder) -> Decoder:
     return decoder
 
 
-def value_encoder(settings: Settings, spec: TopicSpec) -> Encoder:
-    """``dict -> bytes`` for the topic's format (Avro registers the schema up front)."""
-    serialize = value_serializer(settings, spec)
+def value_encoder(settings: Settings, spec: TopicSpec, schema: Any = None) -> Encoder:
+    """``dict -> bytes`` for the topic's format (Avro registers the schema, or ``schema``, up front)."""
+    serialize = value_serializer(settings, spec, schema)
     ctx = SerdeContext(spec.name)
 
     def encode(obj: dict) -> bytes:

@@ -70,6 +70,26 @@ def send_to_dlq(out: Any, dlq_topic: str, message: Any, exc: BaseException, *, a
     )
 
 
+# Kafka Connect's dead-letter headers (errors.deadletterqueue.context.headers.enable) for ours: a
+# record the Connect sink could not convert or write reads back like any other dead letter.
+CONNECT_HEADERS = {
+    "error.class": "__connect.errors.exception.class.name",
+    "error.message": "__connect.errors.exception.message",
+    "source.topic": "__connect.errors.topic",
+    "source.partition": "__connect.errors.partition",
+    "source.offset": "__connect.errors.offset",
+}
+
+
+def connect_headers(h: dict[str, str]) -> dict[str, str]:
+    """Connect's headers as ours: the reason is ``connect_<stage>`` (e.g. ``connect_value_converter``)."""
+    out = {ours: h[theirs] for ours, theirs in CONNECT_HEADERS.items() if theirs in h}
+    out["error.class"] = out["error.class"].rsplit(".", 1)[-1]
+    out["error.reason"] = f"connect_{h.get('__connect.errors.stage', 'unknown').lower()}"
+    out["attempts"] = "1"
+    return out
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A DLQ record read back: what failed, where it came from, and the original bytes."""
@@ -89,7 +109,9 @@ class DeadLetter:
     def from_record(
         cls, key: bytes | None, value: bytes | None, headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]
     ) -> DeadLetter:
-        h = {k: v.decode() for k, v in headers if v is not None}
+        h = {k: v.decode(errors="replace") for k, v in headers if v is not None}
+        if "error.class" not in h and CONNECT_HEADERS["error.class"] in h:
+            h = connect_headers(h)
         return cls(
             key,
             value,

@@ -18,12 +18,22 @@ from collections.abc import Callable
 from typing import Protocol
 
 from kstream_lab import processes
-from kstream_lab.errors import AuthorizationError, DatabaseUnavailable, KStreamLabError, SecurityError, StateError
+from kstream_lab.aggregations.spec import AggregationSpec
+from kstream_lab.errors import (
+    AuthorizationError,
+    ConfigError,
+    DatabaseUnavailable,
+    KStreamLabError,
+    SecurityError,
+    StateError,
+)
 from kstream_lab.kafka.schema_registry import RegistryError
 from kstream_lab.kafka.transactional import FatalKafkaError, LoopConfig, TransactionalLoop
 from kstream_lab.observability.logs import setup_logging
 from kstream_lab.observability.metrics import start_metrics_server
-from kstream_lab.pipeline_spec import PipelineSpec
+from kstream_lab.pipeline_spec import PipelineSpec, TopicSpec
+from kstream_lab.schemas.aggregate import aggregate_schema, schema_fits
+from kstream_lab.schemas.catalog import SchemaFile, schema_for_topic
 from kstream_lab.schemas.serde import value_decoder
 from kstream_lab.settings import Settings
 from kstream_lab.sinks.base import open_sink
@@ -90,16 +100,31 @@ def aggregator_processor(settings: Settings, spec: PipelineSpec) -> AggregatorPr
     src = spec.topic(cfg.input)
     spec.topic(cfg.changelog)  # declared; load_pipeline checked its partition count against src's
     ints, others = AggregatorProcessor.fields(agg)
+    output = spec.topic(cfg.output)
     return AggregatorProcessor(
         agg,
         decode=column_decoder(settings, src, ints=ints, others=others),
-        encode_aggregate=value_encoder(settings, spec.topic(cfg.output)),
+        encode_aggregate=value_encoder(settings, output, output_schema(settings, agg, cfg.group_columns, src, output)),
         output=cfg.output,
         late=cfg.late,
         dlq=cfg.dlq,
         group_columns=cfg.group_columns,
         changelog=cfg.changelog,
     )
+
+
+def output_schema(
+    settings: Settings, agg: AggregationSpec, group_columns: dict[str, str], src: TopicSpec, output: TopicSpec
+) -> SchemaFile | None:
+    """The output topic's declared schema when the aggregation writes exactly its fields (None: use
+    it), else the record schema derived from the aggregation (kstream_lab.schemas.aggregate)."""
+    if output.value_format != "avro":
+        return None
+    declared = schema_for_topic(settings, output)
+    if schema_fits(declared, agg, group_columns):
+        return None
+    source = schema_for_topic(settings, src) if src.value_format == "avro" else None
+    return aggregate_schema(agg, group_columns, source)
 
 
 def build_aggregator(
@@ -119,6 +144,12 @@ def build_aggregator(
 
 def build_sink(settings: Settings, spec: PipelineSpec, stop: threading.Event, instance: int | str) -> SinkWorker:
     cfg = spec.workers.sink
+    if cfg.kind == "connect":
+        raise ConfigError(
+            f"{spec.path}: workers.sink.kind is connect: Kafka Connect's JDBC sink writes the target, not this worker",
+            hint="`kstream-lab pipeline up` starts it, or `kstream-lab connect up` and `kstream-lab connect apply "
+            "<pipeline file>`; set kind: python to run this worker",
+        )
     return SinkWorker(
         settings,
         cfg,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
 
+from kstream_lab.connect import LocalConnect
+from kstream_lab.connect.sink import apply_sink
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.pipeline_spec import PipelineSpec
 from kstream_lab.processes import ManagedProcess, ProcessOwner, http_probe
@@ -28,6 +30,7 @@ COMPONENTS = names()
 # watch: a component that died is restarted after 1 s, doubling per failed or short-lived run up to
 # 60 s; one that stays up for STABLE_S starts over at 1 s.
 RESTART_S, RESTART_MAX_S, STABLE_S = 1.0, 60.0, 60.0
+CONNECT_START_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,33 @@ class Supervisor:
     def log_file(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
 
+    @property
+    def connect_sink(self) -> bool:
+        """``workers.sink.kind: connect``: the sink component is a Kafka Connect worker running the
+        JDBC sink connector (kstream_lab/connect), not ``kstream-lab worker sink``."""
+        return self.config.sink.kind == "connect"
+
+    def connect(self) -> LocalConnect:
+        """The sink's Connect worker: pid file and log beside the other components', state in Kafka."""
+        return LocalConnect(
+            self.settings,
+            home=self.home / "connect",
+            name="sink",
+            pid_file=self.pid_file("sink"),
+            log_file=self.log_file("sink"),
+        )
+
     def url(self, name: str) -> str:
         """Where the component answers once it runs ("" for a worker without a metrics port)."""
+        if name == "sink" and self.connect_sink:
+            return f"{self.connect().url}/connectors"
         return component(name).health_url(self.config) or ""
 
     def process(self, name: str) -> ManagedProcess:
-        """Component ``name`` as ``python -m kstream_lab worker NAME`` with its pid file, log and probe."""
+        """Component ``name`` as ``python -m kstream_lab worker NAME`` with its pid file, log and probe
+        (the sink as a Connect worker when the pipeline says so)."""
+        if name == "sink" and self.connect_sink:
+            return self.connect().process
         url = self.url(name)
         assert self.spec.path is not None, "the supervisor runs a pipeline loaded from a file"
         return ManagedProcess(
@@ -92,17 +116,23 @@ class Supervisor:
         started: dict[str, subprocess.Popen] = {}
         for name in components:
             if self.pid(name) is None:
-                started[name] = self.process(name).start(owner=owner)
+                started[name] = self._spawn(name, owner=owner)
         cancel = owner.stop if owner is not None else None
         for name, proc in started.items():
-            self.process(name).wait_ready(proc, timeout, cancel=cancel)
+            wait = max(timeout, CONNECT_START_S) if name == "sink" and self.connect_sink else timeout
+            self.process(name).wait_ready(proc, wait, cancel=cancel)  # plugin scanning takes a while
+        if "sink" in components and self.connect_sink:
+            apply_sink(self.settings, self.spec)  # idempotent: an unchanged connector is left alone
         return self.status()
 
-    def _spawn(self, name: str) -> subprocess.Popen:
-        return self.process(name).start()
+    def _spawn(self, name: str, *, owner: ProcessOwner | None = None) -> subprocess.Popen:
+        if name == "sink" and self.connect_sink:
+            return self.connect().prepare().start(owner=owner)
+        return self.process(name).start(owner=owner)
 
     def _wait_ready(self, name: str, proc: subprocess.Popen, timeout: float) -> None:
-        self.process(name).wait_ready(proc, timeout)
+        wait = max(timeout, CONNECT_START_S) if name == "sink" and self.connect_sink else timeout
+        self.process(name).wait_ready(proc, wait)
 
     def down(self, *, timeout: float = 10.0) -> dict[str, str]:
         """SIGTERM in reverse order; SIGKILL after ``timeout``. Returns name -> stopped|killed|not running.

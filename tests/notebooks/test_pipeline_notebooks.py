@@ -41,7 +41,12 @@ def test_explore_reads_exactly_the_whole_topic_and_records_it(nb_settings, seede
     run = run_notebook(nb_settings, "01_explore_topics", {"topic": "orders_enriched"})
     assert run.status == "succeeded", run.error
     truth = seeded["truth"]
-    assert f"{truth.filter(pl.col('kind') != 'poison').height} records" in outputs(run.output_ipynb)
+    n = truth.filter(pl.col("kind") != "poison").height
+    text = outputs(run.output_ipynb)
+    assert f"{n} records" in text
+    assert f"in the range is unique ({n} records, {n} keys)" in text  # order ids: skew by customer instead
+    assert "customer_id" in text and "decimal[38,2]" in text and " UTC" in text  # readable()
+    assert "vega-lite" in text  # the interactive chart
     highs = {str(r["partition"]): r["high"] for r in topic_overview("orders_enriched", nb_settings).to_dicts()}
     ranges = run.lineage["topics"]["orders_enriched"]
     assert {p: r for p, r in ranges.items()} == {p: [[0, h]] for p, h in highs.items()}

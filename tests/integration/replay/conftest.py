@@ -38,3 +38,15 @@ def produce_json(kafka_settings: Settings) -> Callable[..., int]:
         return n
 
     return produce
+
+
+@pytest.fixture
+def pipe(kafka_settings, tmp_path):
+    """A pipeline with Avro topics of its own (unique names), stopped and deleted afterwards."""
+    from tests.support.pipeline import Pipeline, write_pipeline
+
+    p = Pipeline(kafka_settings, write_pipeline(tmp_path, value_format="avro"), tmp_path)
+    p.create_topics()
+    yield p
+    p.stop_all()
+    p.delete_topics()

@@ -10,63 +10,17 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 import kstream_lab
-from kstream_lab.generator import loyalty_tier_for
-from kstream_lab.generator.produce import produce_orders
-from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.kafka.producing import BatchProducer
 from kstream_lab.schemas.serde import SerdeContext, value_serializer
-from tests.support.pipeline import Pipeline, write_pipeline
+from tests.support.backtest import aggregate_across_a_kill
+from tests.support.pipeline import Pipeline
 from tests.support.processes import run_cli
-
-
-@pytest.fixture
-def pipe(kafka_settings, tmp_path):
-    p = Pipeline(kafka_settings, write_pipeline(tmp_path, value_format="avro"), tmp_path)
-    p.create_topics()
-    yield p
-    p.stop_all()
-    p.delete_topics()
-
-
-def produce(pipe: Pipeline, count: int, seed: int, start_ms: int) -> None:
-    """Enriched-shape orders in the topic's declared format (Avro via the registry)."""
-    spec = pipe.spec
-    topic = spec.topic(pipe.topic("orders_enriched"))
-    inner = value_serializer(pipe.settings, topic)
-
-    def serialize(obj: dict, ctx: SerdeContext) -> bytes:
-        return inner({**obj, "loyalty_tier": loyalty_tier_for(obj["customer_id"])}, ctx)
-
-    produce_orders(
-        pipe.settings,
-        topic,
-        serialize,
-        spec.aggregation().window,
-        count=count,
-        seed=seed,
-        start_ms=start_ms,
-        late_fraction=0.02,
-        poison_fraction=0.005,
-        progress=False,
-    )
 
 
 def test_backtest_reproduces_the_live_aggregator_across_a_kill(pipe):
     t0 = (int(time.time()) - 3_600) * 1000  # recent event times: old ones would fall to time-based retention
-    produce(pipe, 8_000, seed=21, start_ms=t0)
-    pipe.start("aggregator")
-    group = pipe.spec.workers.aggregator.group_id
-    topic = pipe.topic("orders_enriched")
-    pipe.wait_for(
-        lambda: committed_offsets(pipe.settings, group, topic, list(range(6))), 60, "a first commit", interval=0.05
-    )
-    pipe.kill("aggregator")
-    produce(pipe, 8_000, seed=22, start_ms=t0 + 8_000 * 20)
-    pipe.start("aggregator")
-    pipe.wait_for(pipe.aggregator_caught_up, 120, "the aggregator to commit every offset")
+    aggregate_across_a_kill(pipe, 8_000, (21, 22), t0)
 
     report = kstream_lab.backtest(spec=pipe.file, settings=pipe.settings)
     assert report.verdict is True, report.diff

@@ -68,3 +68,28 @@ def test_kafka_cause_finds_the_fatal_error_behind_a_system_error():
     except SystemError as exc:
         assert kafka_cause(exc) is fatal
     assert kafka_cause(SystemError("nothing behind it")) is None
+
+
+def test_a_lost_fatal_error_is_named_from_the_topics_authorized_operations(monkeypatch) -> None:
+    """When confluent-kafka loses the fatal denial's code, the broker's answer of what the principal may
+    do to the topic still gives the exact denial; with WRITE granted (or no answer) it stays vague."""
+    from pydantic import SecretStr
+
+    from kstream_lab.errors import AuthorizationError, BrokerError
+    from kstream_lab.kafka import producing
+    from kstream_lab.settings import Settings
+
+    settings = Settings(bootstrap_servers="b1:9093", sasl_username="analyst", sasl_password=SecretStr("pw"))
+    batch = BatchProducer.__new__(BatchProducer)
+    batch._settings, batch._topic = settings, "orders_raw"
+    answers = {"orders_raw": {"DESCRIBE", "READ"}}
+    monkeypatch.setattr(producing, "authorized_operations", lambda _s, topic: answers.get(topic))
+    err = batch._lost_fatal()
+    assert isinstance(err, AuthorizationError)
+    assert err.message == (
+        "User:analyst may not WRITE topic orders_raw on b1:9093 (its ACLs grant DESCRIBE, READ, not WRITE)"
+    )
+    answers["orders_raw"] = {"DESCRIBE", "WRITE"}
+    assert type(batch._lost_fatal()) is BrokerError
+    batch._topic = "unknown"
+    assert "could not produce to unknown on b1:9093" in str(batch._lost_fatal())

@@ -16,12 +16,19 @@ from tests.support.paths import ROOT
 EXPECTED = [
     ("User:analyst", "GROUP", "kstream-lab-read-", "PREFIXED", "READ"),
     ("User:analyst", "GROUP", "order-aggregator", "LITERAL", "DESCRIBE"),
+    ("User:analyst", "TOPIC", "order-aggregator-changelog", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "order-aggregator-changelog", "LITERAL", "READ"),
+    ("User:analyst", "TOPIC", "orders_dlq", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "orders_dlq", "LITERAL", "READ"),
+    ("User:analyst", "TOPIC", "orders_dlq_redriven", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "orders_dlq_redriven", "LITERAL", "READ"),
+    ("User:analyst", "TOPIC", "orders_enriched", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "orders_enriched", "LITERAL", "READ"),
+    ("User:analyst", "TOPIC", "orders_late", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "orders_late", "LITERAL", "READ"),
+    ("User:analyst", "TOPIC", "orders_raw", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "orders_raw", "LITERAL", "READ"),
+    ("User:analyst", "TOPIC", "sales_aggregates", "LITERAL", "DESCRIBE_CONFIGS"),
     ("User:analyst", "TOPIC", "sales_aggregates", "LITERAL", "READ"),
     ("User:order-aggregator", "GROUP", "kstream-lab-read-", "PREFIXED", "DESCRIBE"),  # its changelog restore
     ("User:order-aggregator", "GROUP", "order-aggregator", "LITERAL", "READ"),
@@ -72,6 +79,7 @@ def test_bindings_follow_the_workers_config_not_fixed_names(tmp_path):
     acls = derive_acls(load_pipeline(path))
     assert [b for b in acls if b.principal in ("User:sink-user", "User:analyst")] == [
         AclBinding("User:analyst", "GROUP", "kstream-lab-read-", "PREFIXED", "READ"),
+        AclBinding("User:analyst", "TOPIC", "orders_raw", "LITERAL", "DESCRIBE_CONFIGS"),
         AclBinding("User:analyst", "TOPIC", "orders_raw", "LITERAL", "READ"),
         AclBinding("User:sink-user", "GROUP", "sink-x", "LITERAL", "READ"),
         AclBinding("User:sink-user", "TOPIC", "aggs-x", "LITERAL", "READ"),
