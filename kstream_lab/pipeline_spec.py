@@ -36,7 +36,7 @@ class TopicSpec(BaseModel):
     partitions: int = Field(gt=0)
     replication_factor: int = Field(default=1, gt=0)
     key: str | None = None
-    value_format: Literal["avro", "json", "raw"] = "json"
+    value_format: Literal["avro", "json", "json_schema", "protobuf", "raw"] = "json"
     schema_name: str | None = Field(default=None, alias="schema")
     retention_ms: int | None = Field(default=None, ge=-1)
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"

@@ -14,7 +14,7 @@ def replay_cmd(
     start: str = typer.Option("earliest", "--from", help="offset, '@<epoch ms>', ISO time, '15m ago', earliest"),
     end: str = typer.Option("latest", "--to", help="exclusive end: same forms as --from, or latest"),
     partitions: list[int] | None = typer.Option(None, "--partition", "-p", help="repeatable; default: all"),
-    value_format: str = typer.Option("auto", "--format", help="auto, json, avro or raw"),
+    value_format: str = typer.Option("auto", "--format", help="auto, json, avro, json_schema, protobuf or raw"),
     out: Path | None = typer.Option(None, "--out", help="write partitioned Parquet here (bounded memory)"),
     chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, help="rows per Parquet file"),
     limit: int = typer.Option(20, "--limit", min=0, help="rows to print without --out"),

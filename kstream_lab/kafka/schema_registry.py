@@ -16,8 +16,10 @@ from typing import Any, cast
 import httpx
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import NewTopic
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kstream_lab.errors import BrokerError, KStreamLabError
@@ -54,6 +56,28 @@ class RegisteredVersion:
     schema: str
 
 
+RefTuple = tuple[str, str, int]  # a schema reference: name, subject, version
+
+
+@dataclass(frozen=True)
+class RegisteredSchema:
+    """A schema as the registry returns it: type (AVRO, JSON, PROTOBUF), text, references.
+
+    Protobuf text is the base64 FileDescriptorProto (asked for with ``format=serialized``)."""
+
+    schema_type: str
+    schema: str
+    references: tuple[RefTuple, ...] = ()
+
+
+def _refs(refs: Any) -> tuple[RefTuple, ...]:
+    return tuple((r.name, r.subject, int(r.version)) for r in refs or ())
+
+
+def _schema(text: str, schema_type: str, references: tuple[RefTuple, ...] | list[RefTuple] = ()) -> Schema:
+    return Schema(text, schema_type, [SchemaReference(n, s, v) for n, s, v in references])
+
+
 def registry_client_config(settings: Settings) -> dict[str, Any]:
     """confluent-kafka's SchemaRegistryClient config from Settings: URL, basic auth, CA (the one place).
 
@@ -86,6 +110,8 @@ class SchemaRegistry:
         self._client = SchemaRegistryClient({**registry_client_config(settings), "timeout": timeout, "max.retries": 1})
         self._http = registry_http_options(settings)
         self._timeout = timeout
+        self._schemas: dict[int, RegisteredSchema] = {}
+        self._versions: dict[tuple[str, int], RegisteredSchema] = {}
 
     def _refusal(self, what: str, status: int, code: int, message: str) -> RegistryError:
         """A 401/403 says which user (never the password) and which registry."""
@@ -118,9 +144,11 @@ class SchemaRegistry:
                 raise unreachable(self.url, exc) from None
             raise
 
-    def register(self, subject: str, schema: str) -> RegisteredVersion:
+    def register(
+        self, subject: str, schema: str, schema_type: str = "AVRO", references: tuple[RefTuple, ...] = ()
+    ) -> RegisteredVersion:
         """Register ``schema`` under ``subject`` (idempotent) and return its version and id."""
-        sch = Schema(schema, "AVRO")
+        sch = _schema(schema, schema_type, references)
         reg = self._call(f"registering {subject}", self._client.register_schema_full_response, subject, sch)
         version = reg.version
         if version is None:  # older registries answer with the id only
@@ -145,6 +173,28 @@ class SchemaRegistry:
                 f"schema id {schema_id} is a {sch.schema_type} schema, not Avro", status=422, code=42201
             )
         return sch.schema_str
+
+    def schema(self, schema_id: int) -> RegisteredSchema:
+        """Schema ``schema_id`` of any type (Protobuf as a base64 descriptor); RegistryError 40403 when unknown."""
+        cached = self._schemas.get(schema_id)
+        if cached is None:
+            sch = self._call(f"schema id {schema_id}", self._client.get_schema, schema_id, None, "serialized")
+            cached = RegisteredSchema(sch.schema_type or "AVRO", sch.schema_str, _refs(sch.references))
+            self._schemas[schema_id] = cached
+        return cached
+
+    def referenced(self, subject: str, version: int) -> RegisteredSchema:
+        """The schema a reference names (subject, version), including soft-deleted versions."""
+        key = (subject, version)
+        cached = self._versions.get(key)
+        if cached is None:
+            reg = self._call(
+                f"version {version} of {subject}", self._client.get_version, subject, version, True, "serialized"
+            )
+            sch = reg.schema
+            cached = RegisteredSchema(sch.schema_type or "AVRO", sch.schema_str, _refs(sch.references))
+            self._versions[key] = cached
+        return cached
 
     def subjects(self) -> list[str]:
         return sorted(self._call("listing subjects", self._client.get_subjects))
@@ -216,6 +266,44 @@ class SchemaRegistry:
                 raise
 
         return serialize
+
+    def _guarded(self, ser: Callable[..., bytes], subject_of: str) -> Callable[[Any, str], bytes]:
+        def serialize(obj: Any, topic: str) -> bytes:
+            try:
+                return ser(obj, SerializationContext(topic, MessageField.VALUE))
+            except SchemaRegistryError as exc:
+                raise self._registry_error(f"registering the schema of {topic}{subject_of}", exc) from None
+            except Exception as exc:
+                if is_transport_error(exc):
+                    raise unreachable(self.url, exc) from None
+                raise
+
+        return serialize
+
+    def protobuf_serializer(self, message_class: type, *, auto_register: bool = True) -> Callable[[Any, str], bytes]:
+        """confluent-kafka's ProtobufSerializer for topic values: registers the message's file (its
+        imports first, each as a reference under its own file name) and writes the message indexes."""
+        conf = {"auto.register.schemas": auto_register, "use.deprecated.format": False}
+        return self._guarded(ProtobufSerializer(message_class, self._client, conf), "-value")
+
+    def json_serializer(
+        self, schema: str, references: tuple[RefTuple, ...] = (), *, auto_register: bool = True
+    ) -> Callable[[Any, str], bytes]:
+        """confluent-kafka's JSONSerializer (validates every value against the schema, references resolved)."""
+        sch: str | Schema = _schema(schema, "JSON", references) if references else schema
+        ser = JSONSerializer(sch, self._client, conf={"auto.register.schemas": auto_register})
+        return self._guarded(ser, "-value")
+
+    def protobuf_deserializer(self, message_class: type) -> Callable[[bytes, str], Any]:
+        """confluent-kafka's ProtobufDeserializer into ``message_class``."""
+        de = ProtobufDeserializer(message_class, {"use.deprecated.format": False})
+        return lambda data, topic: de(data, SerializationContext(topic, MessageField.VALUE))
+
+    def json_deserializer(self, schema: str | None = None) -> Callable[[bytes, str], Any]:
+        """confluent-kafka's JSONDeserializer; the writer's schema (and references) from the registry
+        when ``schema`` is None."""
+        de = JSONDeserializer(schema, schema_registry_client=self._client)
+        return lambda data, topic: de(data, SerializationContext(topic, MessageField.VALUE))
 
     def avro_deserializer(self, reader_schema: str | None = None) -> Callable[[bytes, str], dict]:
         """confluent-kafka's AvroDeserializer; decodes with ``reader_schema`` when given."""

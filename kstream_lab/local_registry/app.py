@@ -1,4 +1,6 @@
-"""The Confluent Schema Registry REST API subset that confluent-kafka's client uses (Avro only).
+"""The Confluent Schema Registry REST API subset that confluent-kafka's client uses.
+
+Avro, JSON Schema and Protobuf (``schemaType``), with schema references.
 
 Same paths, bodies, status codes and error codes as Confluent's registry, so SchemaRegistryClient,
 AvroSerializer and AvroDeserializer cannot tell the difference. Reads come from memory; every change
@@ -21,7 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kstream_lab.errors import KStreamLabError
 from kstream_lab.kafka.schema_registry import SchemaLog
 from kstream_lab.local_registry.auth import Refused, RegistryUsers
-from kstream_lab.local_registry.state import LogRecord, RegistryProblem, RegistryState, subject_not_found
+from kstream_lab.local_registry.state import (
+    LogRecord,
+    RegistryProblem,
+    RegistryState,
+    SchemaBody,
+    body_of,
+    subject_not_found,
+)
 from kstream_lab.settings import Settings
 
 LOG = logging.getLogger("kstream_lab.local_registry")
@@ -55,9 +64,9 @@ class RegistryService:
                 raise RegistryProblem(500, 50001, f"Error while storing the change in Kafka: {exc}") from None
             self.state.apply(key, value)
 
-    def register(self, subject: str, text: str) -> dict:
+    def register(self, subject: str, body: SchemaBody) -> dict:
         with self.lock:
-            ver, records = self.state.plan_register(subject, text)
+            ver, records = self.state.plan_register(subject, body)
             self.write(records)
         return {"id": ver.schema_id, "version": ver.version, "subject": subject}
 
@@ -93,19 +102,11 @@ async def _json_body(request: Request, code: int, what: str) -> Any:
         raise RegistryProblem(422, code, f"{what}: body is not JSON: {exc}") from None
 
 
-async def _schema_body(request: Request) -> str:
+async def _schema_body(request: Request) -> SchemaBody:
     body = await _json_body(request, 42201, "Invalid schema")
     if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
         raise RegistryProblem(422, 42201, 'Invalid schema: the body needs a "schema" string')
-    if (body.get("schemaType") or "AVRO").upper() != "AVRO":
-        raise RegistryProblem(
-            422,
-            42201,
-            f"Invalid schema: schemaType {body['schemaType']} is not supported by the local registry (Avro only)",
-        )
-    if body.get("references"):
-        raise RegistryProblem(422, 42201, "Invalid schema: schema references are not supported by the local registry")
-    return body["schema"]
+    return body_of(body["schema"], body.get("schemaType"), body.get("references"))
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -139,12 +140,15 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
         return SchemaJSON({"error_code": exc.code, "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> SchemaJSON:
-        """Unknown paths and methods (e.g. contexts, metadata, modes): Confluent's error shape."""
-        return SchemaJSON(
-            {"error_code": exc.status_code, "message": f"HTTP {exc.status_code} {exc.detail}"},
-            status_code=exc.status_code,
-        )
+    async def _http(request: Request, exc: StarletteHTTPException) -> SchemaJSON:
+        """Unknown paths and methods (e.g. contexts, metadata, modes): Confluent's error shape.
+
+        Subject names may hold slashes (Protobuf imports are registered under their file path), so
+        ``/subjects/{subject}`` matches any deeper path too; a 405 there is an unknown path (404)."""
+        status, detail = exc.status_code, exc.detail
+        if status == 405 and request.url.path.startswith(("/subjects/", "/config/", "/compatibility/")):
+            status, detail = 404, "Not Found"
+        return SchemaJSON({"error_code": status, "message": f"HTTP {status} {detail}"}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> SchemaJSON:
@@ -158,7 +162,7 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
 
     @app.get("/schemas/types")
     def schema_types() -> list[str]:
-        return ["AVRO"]
+        return ["AVRO", "JSON", "PROTOBUF"]
 
     @app.get("/mode")
     def mode() -> dict:
@@ -168,46 +172,51 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
     def subjects(request: Request) -> list[str]:
         return state.subject_names(deleted=_flag(request, "deleted"))
 
-    @app.post("/subjects/{subject}/versions")
+    @app.post("/subjects/{subject:path}/versions")
     async def register(subject: str, request: Request) -> dict:
         text = await _schema_body(request)
         return await run_in_threadpool(service.register, subject, text)
 
-    @app.post("/subjects/{subject}")
+    @app.post("/subjects/{subject:path}")
     async def lookup(subject: str, request: Request) -> dict:
         text = await _schema_body(request)
         return state.lookup(subject, text, deleted=_flag(request, "deleted")).as_json()
 
-    @app.get("/subjects/{subject}/versions")
+    @app.get("/subjects/{subject:path}/versions")
     def versions(subject: str, request: Request) -> list[int]:
         found = state.versions(subject, deleted=_flag(request, "deleted"))
         if not found:
             raise subject_not_found(subject)
         return [v.version for v in found]
 
-    @app.get("/subjects/{subject}/versions/{version}")
+    @app.get("/subjects/{subject:path}/versions/{version}")
     def version(subject: str, version: str, request: Request) -> dict:
         return state.version(subject, version, deleted=_flag(request, "deleted")).as_json()
 
-    @app.get("/subjects/{subject}/versions/{version}/schema")
+    @app.get("/subjects/{subject:path}/versions/{version}/schema")
     def version_schema(subject: str, version: str) -> PlainTextResponse:
         return PlainTextResponse(state.version(subject, version).schema)
 
-    @app.delete("/subjects/{subject}/versions/{version}")
+    @app.get("/subjects/{subject:path}/versions/{version}/referencedby")
+    def referenced_by(subject: str, version: str) -> list[int]:
+        ver = state.version(subject, version, deleted=True)
+        return state.referenced_by(ver.subject, ver.version)
+
+    @app.delete("/subjects/{subject:path}/versions/{version}")
     async def delete_version(subject: str, version: str, request: Request) -> int:
         return await run_in_threadpool(service.delete_version, subject, version, _flag(request, "permanent"))
 
-    @app.delete("/subjects/{subject}")
+    @app.delete("/subjects/{subject:path}")
     async def delete_subject(subject: str, request: Request) -> list[int]:
         return await run_in_threadpool(service.delete_subject, subject, _flag(request, "permanent"))
 
     @app.get("/schemas/ids/{schema_id}")
     def schema_by_id(schema_id: int) -> dict:
-        return {"schema": state.schema_by_id(schema_id)}
+        return state.schema_by_id(schema_id).as_json()
 
     @app.get("/schemas/ids/{schema_id}/schema")
     def raw_schema_by_id(schema_id: int) -> PlainTextResponse:
-        return PlainTextResponse(state.schema_by_id(schema_id))
+        return PlainTextResponse(state.schema_by_id(schema_id).schema)
 
     @app.get("/schemas/ids/{schema_id}/versions")
     def versions_by_id(schema_id: int) -> list[dict]:
@@ -223,7 +232,7 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
     def subjects_by_id(schema_id: int) -> list[str]:
         return sorted({d["subject"] for d in versions_by_id(schema_id)})
 
-    @app.post("/compatibility/subjects/{subject}/versions/{version}")
+    @app.post("/compatibility/subjects/{subject:path}/versions/{version}")
     async def compatible_with(subject: str, version: str, request: Request) -> dict:
         text = await _schema_body(request)
         try:
@@ -235,7 +244,7 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
         level = state.level(subject).replace("_TRANSITIVE", "")
         return _verdict(state.problems(subject, text, against, level), _flag(request, "verbose"))
 
-    @app.post("/compatibility/subjects/{subject}/versions")
+    @app.post("/compatibility/subjects/{subject:path}/versions")
     async def compatible_with_all(subject: str, request: Request) -> dict:
         text = await _schema_body(request)
         level = state.level(subject).replace("_TRANSITIVE", "")
@@ -250,7 +259,7 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
     async def put_global_config(request: Request) -> dict:
         return await run_in_threadpool(service.set_config, None, await _level_body(request))
 
-    @app.get("/config/{subject}")
+    @app.get("/config/{subject:path}")
     def get_config(subject: str, request: Request) -> dict:
         if subject not in state.config and not _flag(request, "defaultToGlobal"):
             raise RegistryProblem(
@@ -258,11 +267,11 @@ def create_app(service: RegistryService, users: RegistryUsers | None = None) -> 
             )
         return {"compatibilityLevel": state.level(subject)}
 
-    @app.put("/config/{subject}")
+    @app.put("/config/{subject:path}")
     async def put_config(subject: str, request: Request) -> dict:
         return await run_in_threadpool(service.set_config, subject, await _level_body(request))
 
-    @app.delete("/config/{subject}")
+    @app.delete("/config/{subject:path}")
     async def delete_config(subject: str) -> dict:
         return await run_in_threadpool(service.delete_config, subject)
 

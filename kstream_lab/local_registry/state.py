@@ -12,7 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from kstream_lab.schemas.compat import LEVELS, InvalidSchema, canonical, compatibility_problems, parse_avro
+from kstream_lab.schemas.compat import (
+    LEVELS,
+    SCHEMA_TYPES,
+    InvalidSchema,
+    Parsed,
+    Source,
+    canonical_text,
+    compatibility_problems,
+    parse_source,
+)
 
 DEFAULT_LEVEL = "BACKWARD"
 LogRecord = tuple[bytes, bytes | None]
@@ -30,6 +39,65 @@ def subject_not_found(subject: str) -> RegistryProblem:
     return RegistryProblem(404, 40401, f"Subject '{subject}' not found.")
 
 
+Reference = tuple[str, str, int]  # name, subject, version
+
+
+@dataclass(frozen=True)
+class SchemaBody:
+    """What a client sends: schema text, its type (AVRO when absent) and its references."""
+
+    schema: str
+    schema_type: str = "AVRO"
+    references: tuple[Reference, ...] = ()
+
+    def key(self) -> str:
+        """Identity of a schema: the same key gets the same id in every subject."""
+        return json.dumps([self.schema_type, canonical_text(self.schema_type, self.schema), self.references])
+
+    def as_json(self) -> dict:
+        out: dict = {}
+        if self.schema_type != "AVRO":
+            out["schemaType"] = self.schema_type
+        if self.references:
+            out["references"] = [{"name": n, "subject": s, "version": v} for n, s, v in self.references]
+        out["schema"] = self.schema
+        return out
+
+
+def references_of(raw: object) -> tuple[Reference, ...]:
+    """References from a request or `_schemas` record; RegistryProblem 42201 when malformed."""
+    if not raw:
+        return ()
+    if not isinstance(raw, list):
+        raise RegistryProblem(422, 42201, "Invalid schema: references must be a list")
+    out = []
+    for ref in raw:
+        if (
+            not isinstance(ref, dict)
+            or not isinstance(ref.get("name"), str)
+            or not isinstance(ref.get("subject"), str)
+            or not isinstance(ref.get("version"), int)
+        ):
+            raise RegistryProblem(
+                422, 42201, f"Invalid schema: reference {ref!r} needs a name, a subject and an integer version"
+            )
+        out.append((ref["name"], ref["subject"], ref["version"]))
+    return tuple(out)
+
+
+def body_of(schema: str, schema_type: object = None, references: object = None) -> SchemaBody:
+    kind = str(schema_type or "AVRO").upper()
+    if kind not in SCHEMA_TYPES:
+        raise RegistryProblem(
+            422, 42201, f"Invalid schema: unknown schemaType {schema_type!r}; one of {', '.join(SCHEMA_TYPES)}"
+        )
+    return SchemaBody(schema, kind, references_of(references))
+
+
+def as_body(body: SchemaBody | str) -> SchemaBody:
+    return SchemaBody(body) if isinstance(body, str) else body
+
+
 @dataclass(frozen=True)
 class Version:
     subject: str
@@ -37,9 +105,18 @@ class Version:
     schema_id: int
     schema: str
     deleted: bool = False
+    schema_type: str = "AVRO"
+    references: tuple[Reference, ...] = ()
+
+    @property
+    def body(self) -> SchemaBody:
+        return SchemaBody(self.schema, self.schema_type, self.references)
 
     def as_json(self) -> dict:
-        return {"subject": self.subject, "version": self.version, "id": self.schema_id, "schema": self.schema}
+        return {"subject": self.subject, "version": self.version, "id": self.schema_id, **self.body.as_json()}
+
+    def marked_deleted(self) -> Version:
+        return Version(self.subject, self.version, self.schema_id, self.schema, True, self.schema_type, self.references)
 
 
 def _key(obj: dict) -> bytes:
@@ -48,7 +125,7 @@ def _key(obj: dict) -> bytes:
 
 def schema_record(v: Version) -> LogRecord:
     key = _key({"keytype": "SCHEMA", "subject": v.subject, "version": v.version, "magic": 1})
-    value = {"subject": v.subject, "version": v.version, "id": v.schema_id, "schema": v.schema, "deleted": v.deleted}
+    value = {"subject": v.subject, "version": v.version, "id": v.schema_id, **v.body.as_json(), "deleted": v.deleted}
     return key, json.dumps(value).encode()
 
 
@@ -59,8 +136,8 @@ def config_record(subject: str | None, level: str | None) -> LogRecord:
 
 @dataclass
 class RegistryState:
-    schemas: dict[int, str] = field(default_factory=dict)
-    ids: dict[str, int] = field(default_factory=dict)  # canonical schema text -> id
+    schemas: dict[int, SchemaBody] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)  # SchemaBody.key() -> id
     subjects: dict[str, dict[int, Version]] = field(default_factory=dict)
     config: dict[str | None, str] = field(default_factory=dict)  # None = global
 
@@ -78,10 +155,19 @@ class RegistryState:
                     del self.subjects[k["subject"]]
                 return
             v = json.loads(value)
-            ver = Version(v["subject"], v["version"], v["id"], v["schema"], bool(v.get("deleted")))
+            body = SchemaBody(v["schema"], v.get("schemaType") or "AVRO", references_of(v.get("references")))
+            ver = Version(
+                v["subject"],
+                v["version"],
+                v["id"],
+                body.schema,
+                bool(v.get("deleted")),
+                body.schema_type,
+                body.references,
+            )
             versions[ver.version] = ver
-            self.schemas.setdefault(ver.schema_id, ver.schema)
-            self.ids.setdefault(canonical(ver.schema), ver.schema_id)
+            self.schemas.setdefault(ver.schema_id, body)
+            self.ids.setdefault(body.key(), ver.schema_id)
         elif k.get("keytype") == "CONFIG":
             if value is None:
                 self.config.pop(k.get("subject"), None)
@@ -118,40 +204,79 @@ class RegistryState:
     def level(self, subject: str | None) -> str:
         return self.config.get(subject) or self.config.get(None) or DEFAULT_LEVEL
 
-    def schema_by_id(self, schema_id: int) -> str:
+    def schema_by_id(self, schema_id: int) -> SchemaBody:
         try:
             return self.schemas[schema_id]
         except KeyError:
             raise RegistryProblem(404, 40403, f"Schema {schema_id} not found") from None
 
-    def lookup(self, subject: str, text: str, deleted: bool = False) -> Version:
-        parse(text)
+    def referenced_by(self, subject: str, version: int) -> list[int]:
+        """Ids of the live schemas whose references name ``subject`` version ``version``."""
+        return sorted(
+            {
+                v.schema_id
+                for s in self.subject_names()
+                for v in self.versions(s)
+                if any(ref[1] == subject and ref[2] == version for ref in v.references)
+            }
+        )
+
+    def source(self, body: SchemaBody, depth: int = 0) -> Source:
+        """The body with its references resolved (recursively) to what parsing needs."""
+        if depth > 32:
+            raise RegistryProblem(422, 42201, "Invalid schema: references nest more than 32 deep (a cycle?)")
+        deps = []
+        for name, subject, number in body.references:
+            try:
+                ref = self.version(subject, number, deleted=True)
+            except RegistryProblem:
+                raise RegistryProblem(
+                    422,
+                    42201,
+                    f"Invalid schema: reference {name!r} names subject {subject!r} version {number}, "
+                    "which does not exist (register it first)",
+                ) from None
+            deps.append((name, self.source(ref.body, depth + 1)))
+        return Source(body.schema_type, body.schema, tuple(deps))
+
+    def parse(self, body: SchemaBody) -> Parsed:
+        try:
+            return parse_source(self.source(body))
+        except InvalidSchema as exc:
+            raise RegistryProblem(422, 42201, str(exc)) from None
+
+    def lookup(self, subject: str, body: SchemaBody | str, deleted: bool = False) -> Version:
+        body = as_body(body)
+        self.parse(body)
         live = self.versions(subject, deleted=deleted)
         if not live:
             raise subject_not_found(subject)
-        want = canonical(text)
+        want = body.key()
         for v in reversed(live):
-            if canonical(v.schema) == want:
+            if v.body.key() == want:
                 return v
         raise RegistryProblem(404, 40403, "Schema not found")
 
-    def problems(self, subject: str, text: str, against: list[Version], level: str | None = None) -> list[str]:
-        new = parse(text)
-        return compatibility_problems(level or self.level(subject), new, [parse(v.schema) for v in against])
+    def problems(
+        self, subject: str, body: SchemaBody | str, against: list[Version], level: str | None = None
+    ) -> list[str]:
+        new = self.parse(as_body(body))
+        return compatibility_problems(level or self.level(subject), new, [self.parse(v.body) for v in against])
 
     # ---- planning changes: records to write (then apply) --------------------------------------
-    def plan_register(self, subject: str, text: str) -> tuple[Version, list[LogRecord]]:
-        """The version ``text`` gets in ``subject`` and the records that make it durable.
+    def plan_register(self, subject: str, body: SchemaBody | str) -> tuple[Version, list[LogRecord]]:
+        """The version ``body`` (text alone: Avro) gets in ``subject`` and the records that make it durable.
 
         Registering a schema the subject already has is idempotent (same version, same id, no write).
         """
-        parse(text)
+        body = as_body(body)
+        self.parse(body)
         live = self.versions(subject)
-        want = canonical(text)
+        want = body.key()
         for v in live:
-            if canonical(v.schema) == want:
+            if v.body.key() == want:
                 return v, []
-        problems = self.problems(subject, text, live)
+        problems = self.problems(subject, body, live)
         if problems:
             raise RegistryProblem(
                 409,
@@ -161,7 +286,7 @@ class RegistryState:
             )
         schema_id = self.ids.get(want) or max(self.schemas, default=0) + 1
         number = max(self.subjects.get(subject, {}), default=0) + 1
-        ver = Version(subject, number, schema_id, text)
+        ver = Version(subject, number, schema_id, body.schema, False, body.schema_type, body.references)
         return ver, [schema_record(ver)]
 
     def plan_config(self, subject: str | None, level: str) -> LogRecord:
@@ -172,6 +297,7 @@ class RegistryState:
 
     def plan_delete_version(self, subject: str, version: str | int, permanent: bool) -> tuple[Version, LogRecord]:
         ver = self.version(subject, version, deleted=permanent)
+        self._refuse_referenced(ver)
         if permanent:
             if not ver.deleted:
                 raise RegistryProblem(
@@ -180,24 +306,30 @@ class RegistryState:
                     f"Subject '{subject}' Version {ver.version} was not deleted first before being permanently deleted",
                 )
             return ver, (schema_record(ver)[0], None)
-        return ver, schema_record(Version(ver.subject, ver.version, ver.schema_id, ver.schema, True))
+        return ver, schema_record(ver.marked_deleted())
 
     def plan_delete_subject(self, subject: str, permanent: bool) -> tuple[list[int], list[LogRecord]]:
         versions = self.versions(subject, deleted=permanent)
         if not versions:
             raise subject_not_found(subject)
+        for v in versions:
+            self._refuse_referenced(v)
         if permanent:
             if any(not v.deleted for v in versions):
                 raise RegistryProblem(
                     404, 40405, f"Subject '{subject}' was not deleted first before being permanently deleted"
                 )
             return [v.version for v in versions], [(schema_record(v)[0], None) for v in versions]
-        records = [schema_record(Version(v.subject, v.version, v.schema_id, v.schema, True)) for v in versions]
+        records = [schema_record(v.marked_deleted()) for v in versions]
         return [v.version for v in versions], records
 
-
-def parse(text: str):
-    try:
-        return parse_avro(text)
-    except InvalidSchema as exc:
-        raise RegistryProblem(422, 42201, str(exc)) from None
+    def _refuse_referenced(self, ver: Version) -> None:
+        """Confluent's 42206: a version other live schemas reference cannot be deleted."""
+        users = [i for i in self.referenced_by(ver.subject, ver.version) if i != ver.schema_id]
+        if users:
+            raise RegistryProblem(
+                422,
+                42206,
+                f"One or more references exist to the schema {{subject={ver.subject},version={ver.version}}} "
+                f"(schema ids {users})",
+            )

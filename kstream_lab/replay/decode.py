@@ -3,8 +3,10 @@
 Values are decoded a batch at a time, never record by record: JSON by one ``pl.read_ndjson`` over
 the packed values (``kstream_lab.packed``: already one per line), with the schema inferred from the
 first batch and grown by fields later batches add; Confluent Avro through ``kstream_lab.schemas``'
-batch decoder; ``raw`` keeps the bytes. ``auto`` looks at a sample of the first batch once: magic
-byte 0 with a schema id the registry knows -> avro, a leading ``{`` -> json, otherwise raw.
+batch decoder; Confluent JSON Schema and Protobuf through ``kstream_lab.schemas.bulk_formats``
+(NDJSON with the headers blanked; one Protobuf parse per batch); ``raw`` keeps the bytes. ``auto``
+looks at a sample of the first batch once: magic byte 0 with a schema id the registry knows -> that
+schema's type (avro, json_schema or protobuf), a leading ``{`` -> json, otherwise raw.
 
 Undecodable values (poison records) are dropped and counted (``errors="skip"``, logged once with
 where the first one lives) or raise DeserializationError naming topic/partition/offset
@@ -21,7 +23,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -39,7 +41,8 @@ if TYPE_CHECKING:  # imported where used: the registry client is needed only for
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "json", "avro", "raw")
+FORMATS = ("auto", "json", "avro", "json_schema", "protobuf", "raw")
+REGISTRY_FORMATS = ("avro", "json_schema", "protobuf")  # Confluent-framed: the writer schema is the registry's
 META = ("topic", "partition", "offset", "timestamp", "key", "headers")
 HEADERS = pl.List(pl.Struct({"key": pl.String, "value": pl.Binary}))
 SchemaArg = pl.Schema | dict | None
@@ -126,7 +129,7 @@ class BatchDecoder:
             raise ConfigError(f"value_format must be one of {', '.join(FORMATS)}, got {value_format!r}")
         if errors not in ("skip", "raise"):
             raise ConfigError(f"errors must be 'skip' or 'raise', got {errors!r}")
-        if schema is not None and value_format in ("avro", "raw"):
+        if schema is not None and value_format in (*REGISTRY_FORMATS, "raw"):
             raise ConfigError(
                 f"schema= applies to JSON values, not {value_format}",
                 hint="Avro values carry their schema (the registry's); raw values have none",
@@ -139,6 +142,7 @@ class BatchDecoder:
         self.first_bad: tuple[int, int, str] | None = None
         self._reasons: dict[int, str] = {}  # why records of the current batch failed, by position
         self._avro: SchemaRegistry | None = None
+        self._writers: Any = None  # kstream_lab.schemas.formats.WriterCache, made on first use
         self.schema_ids: set[int] = set()
 
     # ---- public ------------------------------------------------------------------------------
@@ -156,6 +160,8 @@ class BatchDecoder:
             values, good = pl.DataFrame({"value": binary_column(packed)}), None
         elif self.format == "json":
             values, good = self._json(packed)
+        elif self.format in ("json_schema", "protobuf"):
+            values, good = self._framed_batch(packed)
         else:
             values, good = self._avro_batch(packed)
         if self.value_schema is None:
@@ -196,22 +202,41 @@ class BatchDecoder:
         guess = kinds.most_common(1)[0][0]
         if guess == "avro":
             ids = Counter(int.from_bytes(v[1:5], "big") for v in sample if v[0] == 0 and len(v) > 5)
-            if not self._known_schema(ids.most_common(1)[0][0]):
-                guess = "raw"
+            guess = self._known_schema(ids.most_common(1)[0][0]) or "raw"
         log.info("%s: value format detected as %s (sample of %d)", self.topic, guess, len(sample))
         return guess
 
-    def _known_schema(self, schema_id: int) -> bool:
+    def _known_schema(self, schema_id: int) -> str | None:
+        """The format of writer schema ``schema_id`` (avro, json_schema, protobuf), or None."""
         try:
             from kstream_lab.kafka.schema_registry import SchemaRegistry
 
             registry = self._avro or SchemaRegistry(self.settings)
-            registry.writer_schema(schema_id)
-            self._avro = registry  # kept: the Avro decode asks it again (cached there)
-            return True
-        except Exception as exc:  # unreachable registry or unknown id: not decodable as Avro here
+            kind = registry.schema(schema_id).schema_type
+            self._avro = registry  # kept: the decode asks it again (cached there)
+        except Exception as exc:  # unreachable registry or unknown id: not decodable here
             log.info("%s: schema id %d not usable (%s); reading values as raw bytes", self.topic, schema_id, exc)
-            return False
+            return None
+        return {"AVRO": "avro", "JSON": "json_schema", "PROTOBUF": "protobuf"}.get(kind)
+
+    def _framed_batch(self, values: PackedValues) -> tuple[pl.DataFrame, list[int] | None]:
+        """Confluent JSON Schema or Protobuf through the schemas package's bulk decoders."""
+        from kstream_lab.schemas.bulk_formats import decode_json_schema_batch, decode_protobuf_batch
+        from kstream_lab.schemas.formats import WriterCache
+
+        if self._avro is None:
+            from kstream_lab.kafka.schema_registry import SchemaRegistry
+
+            self._avro = SchemaRegistry(self.settings)
+        if self._writers is None:
+            self._writers = WriterCache(self._avro)
+        decode = decode_protobuf_batch if self.format == "protobuf" else decode_json_schema_batch
+        batch = decode(values, self._avro, writers=self._writers)
+        self.schema_ids.update(batch.schema_ids)
+        if not batch.failures:
+            return batch.frame, None
+        self._reasons = {f.index: f.reason for f in batch.failures}
+        return batch.frame, batch.indices.tolist()
 
     def _json(self, packed: PackedValues) -> tuple[pl.DataFrame, list[int] | None]:
         if not self.fixed_schema:

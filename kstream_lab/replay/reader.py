@@ -349,10 +349,10 @@ def replay(
     Rows are ordered by partition, then offset. Columns: topic, partition, offset, timestamp, key,
     headers, then the decoded value fields (``value`` bytes for raw); ``columns`` keeps only those
     named, batch by batch, so a long range of a few fields fits in a fraction of the memory.
-    ``value_format``: auto, json, avro or raw. ``errors``: "skip" drops undecodable values (logged),
-    "raise" stops at the first. ``schema`` (JSON only; field -> Polars dtype) fixes the value
-    columns instead of inferring them from samples: fields it does not name are dropped, fields it
-    names but a record lacks read null. Pass it for fields too rare for the samples to see.
+    ``value_format``: auto, json, avro, json_schema, protobuf or raw. ``errors``: "skip" drops
+    undecodable values (logged), "raise" stops at the first. ``schema`` (JSON only; field -> Polars
+    dtype) fixes the value columns instead of inferring them from samples: fields it does not name
+    are dropped, fields it names but a record lacks read null. Pass it for fields too rare for the samples to see.
     ``cache``: keep the decoded range and serve it again exactly (kstream_lab/replay/cache.py; unset:
     the ``replay_cache`` setting, on in notebooks); projected reads (``columns``) bypass it.
     """

@@ -1,4 +1,6 @@
-"""Avro schema parsing and compatibility by the Avro specification's schema-resolution rules.
+"""Schema parsing and compatibility: Avro by the Avro specification's schema-resolution rules,
+JSON Schema and Protobuf by the rules in :mod:`kstream_lab.schemas.json_schema` and
+:mod:`kstream_lab.schemas.protobuf` (modelled on Confluent Schema Registry's; docs/schemas.md).
 
 The registry enforces a compatibility level per subject. "Can a reader with schema R read data
 written with schema W?" is the only question; the levels just choose which pairs to ask about:
@@ -10,6 +12,7 @@ Messages name the field (with its path) so a refused registration says what to f
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import fastavro
@@ -26,17 +29,86 @@ PROMOTIONS = {  # writer type -> reader types that can read it (Avro spec, "Sche
 }
 
 
+SCHEMA_TYPES = ("AVRO", "JSON", "PROTOBUF")
+
+
 class InvalidSchema(ValueError):
-    """Schema text that is not JSON or not a valid Avro schema (the parser's message)."""
+    """Schema text that is not a valid schema of its type (the parser's message)."""
 
 
-def parse_avro(text: str) -> Any:
-    """Parse and validate schema text; return the fully-qualified parsed form (names resolved)."""
+@dataclass(frozen=True)
+class Source:
+    """A schema to parse: its type, its text and the schemas its references name, resolved
+    (reference name -> Source, each with its own references), as the registry stores them."""
+
+    schema_type: str
+    text: str
+    deps: tuple[tuple[str, Source], ...] = ()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed schema: ``kind`` (AVRO, JSON, PROTOBUF), the parsed form, and what its references
+    brought (Avro: named types by full name; JSON: a ``referencing`` registry; Protobuf: the pool)."""
+
+    kind: str
+    schema: Any
+    named: Any = field(default=None, compare=False)
+
+
+def parse_source(source: Source) -> Parsed:
+    """Parse and validate a schema of any supported type with its references."""
+    kind = (source.schema_type or "AVRO").upper()
+    if kind == "AVRO":
+        named: dict[str, Any] = {}
+        _avro_deps(source.deps, named, set())
+        return Parsed("AVRO", parse_avro(source.text, named), dict(named))
+    if kind == "JSON":
+        from kstream_lab.schemas.json_schema import parse_json_schema
+
+        return parse_json_schema(source)
+    if kind == "PROTOBUF":
+        from kstream_lab.schemas.protobuf import parse_protobuf
+
+        return parse_protobuf(source)
+    raise InvalidSchema(f"Invalid schema: unknown schemaType {source.schema_type!r}; one of {', '.join(SCHEMA_TYPES)}")
+
+
+def _avro_deps(deps: tuple[tuple[str, Source], ...], named: dict[str, Any], seen: set[str]) -> None:
+    for name, dep in deps:
+        if name in seen:
+            continue
+        seen.add(name)
+        if (dep.schema_type or "AVRO").upper() != "AVRO":
+            raise InvalidSchema(f"Invalid schema: reference {name!r} is a {dep.schema_type} schema, not Avro")
+        _avro_deps(dep.deps, named, seen)
+        parse_avro(dep.text, named)
+
+
+def canonical_text(schema_type: str, text: str) -> str:
+    """The form two schemas of a type are compared in to decide they are the same schema."""
+    kind = (schema_type or "AVRO").upper()
+    if kind == "PROTOBUF":
+        from kstream_lab.schemas.protobuf import canonical_protobuf
+
+        return canonical_protobuf(text)
+    try:
+        return canonical(text)
+    except ValueError:
+        return text
+
+
+def parse_avro(text: str, named: dict[str, Any] | None = None) -> Any:
+    """Parse and validate schema text; return the fully-qualified parsed form (names resolved).
+
+    ``named`` holds the named types of referenced schemas (and receives this schema's)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidSchema(f"Invalid schema: not JSON: {exc}") from None
     try:
+        if named is not None:
+            return fastavro.parse_schema(raw, named_schemas=named, _write_hint=False)
         return fastavro.parse_schema(raw, _write_hint=False)
     except UnknownType as exc:
         raise InvalidSchema(f"Invalid schema: unknown type {exc.name!r}") from None
@@ -70,9 +142,9 @@ def _named_types(schema: Any, out: dict[str, dict]) -> dict[str, dict]:
 class _Checker:
     """Walks a reader/writer pair of parsed schemas, collecting incompatibilities."""
 
-    def __init__(self, reader: Any, writer: Any) -> None:
-        self.rnames = _named_types(reader, {})
-        self.wnames = _named_types(writer, {})
+    def __init__(self, reader: Any, writer: Any, rnamed: dict | None = None, wnamed: dict | None = None) -> None:
+        self.rnames = _named_types(reader, _named_types(list((rnamed or {}).values()), {}))
+        self.wnames = _named_types(writer, _named_types(list((wnamed or {}).values()), {}))
         self.seen: set[tuple[str, str]] = set()
         self.problems: list[str] = []
 
@@ -188,7 +260,25 @@ def describe(schema: Any) -> str:
 
 
 def read_problems(reader: Any, writer: Any) -> list[str]:
-    """Why data written with ``writer`` cannot be read with ``reader`` (empty: it can)."""
+    """Why data written with ``writer`` cannot be read with ``reader`` (empty: it can).
+
+    Parsed Avro forms, or :class:`Parsed` schemas of any type (both of the same type)."""
+    if isinstance(reader, Parsed) or isinstance(writer, Parsed):
+        if not (isinstance(reader, Parsed) and isinstance(writer, Parsed)):
+            raise TypeError("read_problems: both schemas must be Parsed, or both parsed Avro")
+        if reader.kind != writer.kind:
+            return [f"SCHEMA_TYPE_CHANGED: a {reader.kind} schema cannot read data written with a {writer.kind} schema"]
+        if reader.kind == "JSON":
+            from kstream_lab.schemas.json_schema import json_read_problems
+
+            return json_read_problems(reader, writer)
+        if reader.kind == "PROTOBUF":
+            from kstream_lab.schemas.protobuf import protobuf_read_problems
+
+            return protobuf_read_problems(reader, writer)
+        checker = _Checker(reader.schema, writer.schema, reader.named, writer.named)
+        checker.check(reader.schema, writer.schema, "")
+        return checker.problems
     checker = _Checker(reader, writer)
     checker.check(reader, writer, "")
     return checker.problems

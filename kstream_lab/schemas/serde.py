@@ -77,6 +77,12 @@ def value_serializer(settings: Settings, spec: TopicSpec, schema: Any = None) ->
         from kstream_lab.schemas.avro import avro_serializer  # needs the registry
 
         return avro_serializer(settings, spec, schema)
+    if spec.value_format in ("protobuf", "json_schema"):
+        raise ConfigError(
+            f"topic {spec.name} has value_format {spec.value_format}, whose schema is code, not a file here",
+            hint="produce with kstream_lab.schemas.formats.protobuf_serializer(settings, MessageClass) "
+            "or json_schema_serializer(settings, schema_text)",
+        )
     raise ConfigError(f"topic {spec.name} has value_format {spec.value_format}; nothing to serialize")
 
 
@@ -89,7 +95,12 @@ def value_decoder(settings: Settings, spec: TopicSpec, *, reader_schema: str | N
         from kstream_lab.schemas.avro import AvroRecordDecoder
 
         return AvroRecordDecoder(SchemaRegistry(settings), reader_schema)
+    if spec.value_format in ("protobuf", "json_schema"):
+        from kstream_lab.kafka.schema_registry import SchemaRegistry
+        from kstream_lab.schemas.formats import ConfluentRecordDecoder
+
+        return ConfluentRecordDecoder(SchemaRegistry(settings), spec.value_format)
     raise ConfigError(
         f"topic {spec.name} has value_format {spec.value_format}; nothing to decode",
-        hint="records are decoded from json or avro",
+        hint="records are decoded from json, avro, json_schema or protobuf",
     )
