@@ -476,10 +476,15 @@ def _fingerprints(settings: Settings, ids: set[int]) -> dict[str, str]:
 
 
 def _fingerprint(registry: SchemaRegistry, schema_id: int) -> str:
-    """sha256 of the schema text; "absent" for an id the registry does not know (a poison record's
+    """sha256 of the schema text (Protobuf and JSON Schema: with their type and references, which
+    change what the text means); "absent" for an id the registry does not know (a poison record's
     made-up id: if the id is ever assigned, the segment's undecodable records might now decode)."""
     try:
-        return hashlib.sha256(registry.writer_schema(schema_id).encode()).hexdigest()
+        found = registry.schema(schema_id)
+        text = found.schema
+        if found.schema_type != "AVRO" or found.references:
+            text = json.dumps([found.schema_type, text, [list(r) for r in found.references]], default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
     except RegistryError as exc:
         if exc.status == 404:
             return "absent"

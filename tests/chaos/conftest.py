@@ -62,6 +62,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     record = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "command": "pytest -m chaos",
+        "scale_orders": os.environ.get("KSTREAM_CHAOS_SCALE_ORDERS", "the test's default"),
         "tally": tally,
         "seconds": round(sum(e["seconds"] for e in _OUTCOMES.values()), 1),
         "tests": _OUTCOMES,
