@@ -21,6 +21,7 @@ cannot drift apart in what they read and where they write:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -38,7 +39,10 @@ TIMESTAMP_FIELDS = ("window_start", "window_end")
 
 
 def jdbc_target(dsn: str) -> dict[str, str]:
-    """A ``postgresql://user:password@host:port/db?params`` DSN as the connector's connection keys."""
+    """A ``postgresql://user:password@host:port/db?params`` DSN as the connector's connection keys.
+
+    A DSN without a password takes libpq's ``PGPASSWORD``, as the Python sink does (the chart sets
+    it from a Secret and keeps the password out of the pipeline file); Connect has no libpq."""
     parts = urlsplit(dsn)
     if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
         raise ConfigError(
@@ -51,6 +55,8 @@ def jdbc_target(dsn: str) -> dict[str, str]:
     out = {"connection.url": url, "connection.username": unquote(parts.username or "")}
     if parts.password is not None:
         out["connection.password"] = unquote(parts.password)
+    elif os.environ.get("PGPASSWORD"):
+        out["connection.password"] = os.environ["PGPASSWORD"]
     return out
 
 

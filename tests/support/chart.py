@@ -31,6 +31,15 @@ VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "default": ((), ()),
     "production": ((str(PRODUCTION),), ()),
     "hpa": ((str(PRODUCTION),), ("autoscaling.mode=hpa",)),
+    "connect-sink": (
+        (str(PRODUCTION),),
+        (
+            "pipeline.overrides.workers.sink.kind=connect",
+            "connect.url=http://connect-api:8083",
+            "sink.target=postgresql://sink@db:5432/sales",
+            "sink.passwordSecret.name=pg",
+        ),
+    ),
 }
 
 

@@ -29,7 +29,8 @@ def settings(tmp_path: Path, **kw) -> Settings:
     return Settings(data_dir=tmp_path, registry_port=18081, connect_port=18083, **kw)
 
 
-def test_jdbc_target_from_a_dsn() -> None:
+def test_jdbc_target_from_a_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
     assert jdbc_target("postgresql://app:p%40ss@db.example:6543/sales?sslmode=require") == {
         "connection.url": "jdbc:postgresql://db.example:6543/sales?sslmode=require",
         "connection.username": "app",
@@ -41,6 +42,13 @@ def test_jdbc_target_from_a_dsn() -> None:
     }
     with pytest.raises(ConfigError, match="not a PostgreSQL DSN with a database"):
         jdbc_target("postgresql://host:5432")
+
+
+def test_a_dsn_without_a_password_takes_libpqs_pgpassword(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart keeps the password in a Secret (PGPASSWORD), out of the pipeline file."""
+    monkeypatch.setenv("PGPASSWORD", "from-secret")
+    assert jdbc_target("postgresql://sink@db:5432/sales")["connection.password"] == "from-secret"
+    assert jdbc_target("postgresql://sink:inline@db:5432/sales")["connection.password"] == "inline"
 
 
 def test_sink_connector_config(tmp_path: Path) -> None:

@@ -165,6 +165,25 @@ def test_the_hook_applies_topics_and_acls_before_install_and_upgrade(
         assert "serviceAccountName" not in job["spec"]["template"]["spec"]
 
 
+def test_with_the_connect_sink_the_hook_applies_the_connector_and_no_sink_pod_runs() -> None:
+    docs = chart.render(*chart.VARIANTS["connect-sink"])  # make lint checks every manifest of it
+    assert "sink" not in kinds(docs, "Deployment") and "sink" not in kinds(docs, "PodDisruptionBudget")
+    assert {"enricher", "aggregator", "order-service"} <= set(kinds(docs, "Deployment"))
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    (box,) = job["spec"]["template"]["spec"]["containers"]
+    lines = [line.strip() for line in box["args"][0].splitlines() if line.strip()]
+    assert lines[-1] == "kstream-lab connect apply pipelines/orders.yaml"  # after the topics and ACLs
+    env = {e["name"]: e for e in box["env"]}
+    assert env["KSTREAM_CONNECT_URL"]["value"] == "http://connect-api:8083"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "password"}
+    assert "kind: connect" in chart.pipeline_file(docs)
+
+
+def test_the_connect_sink_without_a_connect_url_is_refused_naming_the_value() -> None:
+    with pytest.raises(AssertionError, match="set connect.url to your Kafka Connect cluster's REST URL"):
+        chart.render([], ("pipeline.overrides.workers.sink.kind=connect",))
+
+
 def test_every_rendered_manifest_validates() -> None:
     for values, sets in chart.VARIANTS.values():
         docs = chart.render(values, sets)

@@ -242,3 +242,12 @@ affinity:
 {{ toYaml . | indent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* "true" when the pipeline's sink is Kafka Connect (workers.sink.kind: connect): no sink pods, the hook applies the connector. */}}
+{{- define "kstream-lab.connectSink" -}}
+{{- $sink := (include "kstream-lab.pipeline" . | fromYaml).workers.sink | default dict -}}
+{{- if eq ($sink.kind | default "python") "connect" -}}
+{{- if not .Values.connect.url -}}{{- fail "workers.sink.kind is connect: set connect.url to your Kafka Connect cluster's REST URL" -}}{{- end -}}
+true
+{{- end -}}
+{{- end -}}
