@@ -268,9 +268,9 @@ class _View:
     def __init__(self, args: TailArgs) -> None:
         from IPython.display import display
 
-        self.args = args
-        self._status: Any = display(_Text(""), display_id=True)
-        self._table: Any = display(_Text(""), display_id=True) if args.show else None
+        self.args, self._display = args, display
+        self._status: Any = display(_Text(f"tail {args.topic}: starting"), display_id=True)
+        self._table: Any = None  # shown with the first records
 
     def update(self, acc: Accumulated, elapsed: float, *, running: bool) -> None:
         from kstream_lab.display import readable
@@ -278,8 +278,13 @@ class _View:
         if self._status is None:  # no IPython shell: display() printed instead of giving a handle
             return
         self._status.update(_Text(status_line(self.args.topic, acc, elapsed, running=running)))
-        if self._table is not None and acc.count:
-            self._table.update(readable(acc.frame().tail(self.args.show)))
+        if not (self.args.show and acc.count):
+            return
+        newest = readable(acc.frame().tail(self.args.show))
+        if self._table is None:
+            self._table = self._display(newest, display_id=True)
+        else:
+            self._table.update(newest)
 
 
 class _Text:

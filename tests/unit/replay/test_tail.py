@@ -136,15 +136,23 @@ def test_tail_returns_everything_it_took_and_updates_one_display(monkeypatch) ->
             updates.append((self.name, obj))
 
     handles = iter([Handle("status"), Handle("table")])
-    monkeypatch.setattr("IPython.display.display", lambda obj, display_id: next(handles))
+    shown: list[object] = []
+
+    def display(obj, display_id):
+        shown.append(obj)
+        return next(handles)
+
+    monkeypatch.setattr("IPython.display.display", display)
     out = kstream_lab.tail("orders", max_records=10, show=2, display=True)
     assert out.rows() == [(0, 0, 0), (0, 1, 10), (1, 0, 0)]
     status = [repr(o) for n, o in updates if n == "status"]
     assert len(status) == 6  # before the first poll, one per poll, and the final one
     assert status[-1].startswith("tail orders: 3 records in ") and status[-1].endswith(", stopped")
     assert all(s.endswith(", following") for s in status[:-1])
+    assert repr(shown[0]) == "tail orders: starting"
+    assert shown[1]["offset"].to_list() == [0, 1]  # the newest records, shown with the first ones
     tables = [o for n, o in updates if n == "table"]
-    assert isinstance(tables[-1], pl.DataFrame) and tables[-1]["offset"].to_list() == [1, 0]
+    assert len(tables) == 3 and [t["offset"].to_list() for t in tables] == [[0, 1], [1, 0], [1, 0]]
 
 
 def test_tail_without_a_kernel_shows_nothing_and_an_interrupt_returns_what_it_has(monkeypatch, capsys) -> None:
