@@ -8,6 +8,7 @@ does not pay for Polars and DuckDB:
     kstream_lab.sql("select loyalty_tier, sum(total_cents) from orders_enriched group by 1", start="1h ago")
     report = kstream_lab.backtest()                                      # report.verdict, report.diff
     customers = kstream_lab.table("customers", at="1h ago")             # latest value per key (a KTable)
+    live = kstream_lab.tail("orders_enriched", max_seconds=10)          # new records as they arrive
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from importlib import import_module
 
 _API = ("backtest", "export", "register", "resolve", "sql", "to_duckdb", "to_parquet")
 
-__all__ = ["readable", "replay", "table", *_API]
+__all__ = ["readable", "replay", "table", "tail", *_API]
 
 
 def load_ipython_extension(ipython) -> None:
@@ -31,6 +32,8 @@ def __getattr__(name: str):
         return import_module("kstream_lab.display").readable
     if name == "table":
         return import_module("kstream_lab.replay.table").table
+    if name == "tail":
+        return import_module("kstream_lab.replay.tail").tail
     if name in _API:
         return getattr(import_module("kstream_lab.api"), name)
     raise AttributeError(f"module 'kstream_lab' has no attribute {name!r}")

@@ -15,7 +15,7 @@ IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.M)
 
 
 def test_the_three_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_explore_topics", "02_replay_backtest", "03_dlq_triage"]
+    assert [p.stem for p in NOTEBOOKS] == ["01_explore_topics", "02_replay_backtest", "03_dlq_triage", "05_live_tail"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
