@@ -72,6 +72,24 @@ def settle_changelog(settings: Settings, topic: str, partitions: list[int], wait
         time.sleep(0.05)
 
 
+# How the loop's producer and consumer come back after a broker restart or a cut connection.
+#
+# * No re-bootstrap. librdkafka (>= 2.11) "re-bootstraps" a client the moment every broker it knows
+#   is down: it decommissions the learned brokers and starts over from ``bootstrap.servers``. With one
+#   broker, a restart or one cut connection is "every broker down". The decommissioned broker can
+#   stay the group coordinator in the producer's coordinator cache, and
+#   ``send_offsets_to_transaction``'s TxnOffsetCommit then waits for a state change of a broker
+#   thread that has ended, forever (its timeout is never checked: librdkafka issues 5511 and 5456;
+#   seen in the chaos tests as "Decommissioning 1 broker(s): re-bootstrap", then the hang). Without
+#   it the broker handle stays, reconnects, and its state change resumes the request. What
+#   re-bootstrapping is for -- every broker's address changed at once -- is not covered then;
+#   advertised host names are resolved again at each connection attempt.
+# * Reconnect back-off capped at 1 s (default 10 s). The back-off doubles on every reconnect and is
+#   reset only 10 s after the last attempt, so after a few cuts in a row each retry of a cut EndTxn
+#   (``commit_transaction``) waited 10 s while the whole pipeline stood behind the transaction.
+CLIENT_RECOVERY = {"metadata.recovery.strategy": "none", "reconnect.backoff.max.ms": 1000}
+
+
 class FatalKafkaError(BrokerError):
     """librdkafka reported a fatal error (e.g. the producer was fenced); the process must exit."""
 
@@ -176,6 +194,7 @@ class TransactionalLoop:
                 "transaction.timeout.ms": self.config.transaction_timeout_ms,
                 "linger.ms": 5,
                 "error_cb": self._on_client_error,
+                **CLIENT_RECOVERY,
             },
         )
 
@@ -185,6 +204,7 @@ class TransactionalLoop:
             "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 6),
             "max.poll.interval.ms": 300000,
             "fetch.wait.max.ms": 100,
+            **CLIENT_RECOVERY,
         }
         return make_consumer(self.settings, self.config.group_id, **tuning)
 

@@ -332,3 +332,26 @@ def test_a_committed_offset_that_could_not_be_read_is_asked_again_not_taken_as_t
     lp.consumer = FlakyCommitted()
     lp._rewind()
     assert lp.consumer.asked == 2 and lp.consumer.seeks == [(0, 40), (1, 7)]
+
+
+def test_the_loops_clients_never_re_bootstrap_and_reconnect_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-bootstrapping decommissions the one broker whenever it is down (a restart, a cut connection)
+    and can leave send_offsets_to_transaction waiting forever on the decommissioned group coordinator
+    (librdkafka 5511/5456), and the default 10 s reconnect back-off held each retry of a cut EndTxn
+    for 10 s: the transactional producer and its consumer are made without either."""
+    import kstream_lab.kafka.transactional as transactional
+
+    seen: dict[str, dict] = {}
+    monkeypatch.setattr(transactional, "make_producer", lambda _s, **conf: seen.setdefault("producer", conf))
+    monkeypatch.setattr(transactional, "make_consumer", lambda _s, _g, **conf: seen.setdefault("consumer", conf))
+    TransactionalLoop(
+        Settings(bootstrap_servers="127.0.0.1:1"),
+        LoopConfig(input_topic="in", group_id="g", transactional_id="t"),
+        EchoProcessor(),
+        service="test",
+        stop=threading.Event(),
+    )
+    for client in ("producer", "consumer"):
+        assert seen[client]["metadata.recovery.strategy"] == "none"
+        assert seen[client]["reconnect.backoff.max.ms"] == 1000
+    assert seen["producer"]["transactional_id"] == "t"
