@@ -104,8 +104,28 @@ class _AbortTransaction(Exception):
     """Internal: the open transaction must be aborted and the batch re-consumed."""
 
 
-class _ProducerWedged(Exception):
+class _ProducerLost(Exception):
+    """Internal: this producer can do nothing more, but nothing says another instance took over: a
+    new producer with the same transactional id takes its place (see ``_replace_producer``)."""
+
+
+class _ProducerWedged(_ProducerLost):
     """Internal: a transactional call did not return long after its own timeout; the producer is lost."""
+
+
+class _RolledBackByCoordinator(_ProducerLost):
+    """Internal: the broker answered INVALID_TXN_STATE, fatal for librdkafka, about a transaction
+    the coordinator had already aborted itself.
+
+    Met after two broker SIGKILLs in a row: the broker was away longer than ``transaction.timeout.ms``
+    (which also bounds ``message.timeout.ms``), the batch's records timed out, and by the time the
+    abort reached the restarted broker its coordinator had aborted the timed-out transaction and
+    bumped the epoch; under transactions V2 the client's EndTxn then fails the state check with
+    INVALID_TXN_STATE instead of a fence (KAFKA-20785), although nothing of the transaction took
+    effect. A twin with the same transactional id fences with PRODUCER_FENCED/INVALID_PRODUCER_EPOCH
+    instead, and that stays fatal (exit 3). Replacing the producer is what a restart would do, in
+    place: its ``init_transactions`` waits for the old transaction to be complete, whichever way it
+    ended, and the rewind reads the committed offsets, which say which way that was."""
 
 
 class Output:
@@ -295,7 +315,7 @@ class TransactionalLoop:
             log.warning("aborting transaction and rewinding: %s", exc)
             self._abort_and_rewind()
             return
-        except _ProducerWedged as exc:
+        except _ProducerLost as exc:
             log.warning("%s; replacing the producer (fencing the old one) and rewinding", exc)
             self._replace_producer()
             return
@@ -337,7 +357,9 @@ class TransactionalLoop:
         the group coordinator goes away mid-call (librdkafka issues 5456 and 5511: the coordinator
         request's timeout is never checked; a broker restart or a connection cut hits it). Nothing
         makes that call return, so the caller replaces the producer instead of hanging. One attempt
-        per thread: a call declared hung is never retried on the producer being replaced.
+        per thread: a call declared hung is never retried on the producer being replaced. The way the
+        chaos tests met it, a re-bootstrap decommissioning the group coordinator, is avoided by
+        :data:`CLIENT_RECOVERY`; the bound stays for any other.
         """
         return self._call(fn, *args, runner=self._attempt_in_thread)
 
@@ -363,9 +385,10 @@ class TransactionalLoop:
         return value
 
     def _replace_producer(self) -> None:
-        """A new producer with the same transactional id: ``init_transactions`` fences the hung one
-        (its open transaction is aborted by the broker), then the batch is re-consumed. The hung one is
-        kept referenced and never closed: destroying a client inside one of its own calls would crash."""
+        """A new producer with the same transactional id: ``init_transactions`` fences the lost one
+        (a transaction it still has open is aborted by the broker), then the batch is re-consumed. The
+        lost one is kept referenced and never closed: destroying a client inside one of its own calls
+        (a hung one) would crash."""
         self._wedged.append(self.producer)
         self.in_transaction = False
         METRICS.transactions.labels(self.service, "aborted").inc()
@@ -403,6 +426,8 @@ class TransactionalLoop:
             return self._denied(err, "WRITE", written)
         if not err.fatal():
             return _AbortTransaction(f"{what}: {err.str()}")
+        if err.code() == KafkaError.INVALID_TXN_STATE and what != "init_transactions":
+            return _RolledBackByCoordinator(f"{what}: {err.str()}")
         METRICS.errors.labels(self.service, "fatal").inc()
         try:  # a failed produce() only says "Fatal error"; error_cb, or poll() itself, says why
             self.producer.poll(0)
@@ -439,6 +464,10 @@ class TransactionalLoop:
             self._call(self.producer.abort_transaction, self.config.call_timeout_s)
         except _AbortTransaction as exc:
             raise FatalKafkaError(f"abort failed: {exc}") from None
+        except _RolledBackByCoordinator as exc:
+            log.warning("%s; replacing the producer (fencing the old one) and rewinding", exc)
+            self._replace_producer()
+            return
         self.in_transaction = False
         self._rewind()
 
@@ -537,7 +566,7 @@ class TransactionalLoop:
             try:
                 self._call(self.producer.commit_transaction, self.config.call_timeout_s)
                 self.in_transaction = False
-            except _AbortTransaction:
+            except (_AbortTransaction, _ProducerLost):
                 self._abort_quietly()
         self.processor.revoke(parts)
 

@@ -355,3 +355,38 @@ def test_the_loops_clients_never_re_bootstrap_and_reconnect_within_a_second(monk
         assert seen[client]["metadata.recovery.strategy"] == "none"
         assert seen[client]["reconnect.backoff.max.ms"] == 1000
     assert seen["producer"]["transactional_id"] == "t"
+
+
+def test_an_abort_refused_with_invalid_txn_state_replaces_the_producer_and_rewinds() -> None:
+    """The broker away longer than transaction.timeout.ms: the batch's records time out (abortable),
+    and the abort meets a transaction the coordinator already aborted itself, INVALID_TXN_STATE,
+    fatal for librdkafka (KAFKA-20785). A fresh producer takes over and the batch is re-consumed from
+    the committed offsets, as a restart would do, instead of the worker exiting."""
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT, "5 message(s) timed out", txn_requires_abort=True)
+    rolled_back = KafkaError(KafkaError.INVALID_TXN_STATE, "Failed to end transaction", fatal=True)
+    old = ScriptedProducer({"send_offsets": [timed_out], "abort": [rolled_back]})
+    fresh = HangingProducer()
+    processor = EchoProcessor()
+    lp = loop(old, processor)
+    lp._new_producer = lambda: fresh  # type: ignore[method-assign]
+    lp._run_batch(BATCH)
+    assert old.calls == ["begin", "send_offsets", "abort"]
+    assert fresh.calls == ["init"] and lp.producer is fresh and not lp.in_transaction
+    assert lp.consumer.seeks == [(0, 40), (1, -2)]
+    assert processor.revoked == [[0, 1]] and processor.restored == [[0, 1]]
+    assert lp.batches == 0
+
+
+def test_a_commit_refused_with_invalid_txn_state_replaces_the_producer_but_a_fence_still_ends_the_worker() -> None:
+    rolled_back = KafkaError(KafkaError.INVALID_TXN_STATE, "Failed to end transaction", fatal=True)
+    fresh = HangingProducer()
+    lp = loop(ScriptedProducer({"commit": [rolled_back]}))
+    lp._new_producer = lambda: fresh  # type: ignore[method-assign]
+    lp._run_batch(BATCH)
+    assert lp.producer is fresh and fresh.calls == ["init"] and lp.consumer.seeks == [(0, 40), (1, -2)]
+
+    fenced = KafkaError(KafkaError.PRODUCER_FENCED, "fenced by a newer instance", fatal=True)
+    lp = loop(ScriptedProducer({"commit": [fenced]}))
+    lp._new_producer = lambda: pytest.fail("a fenced producer must not be replaced")  # type: ignore[method-assign]
+    with pytest.raises(FatalKafkaError, match="fenced"):
+        lp._run_batch(BATCH)
