@@ -91,8 +91,12 @@ def produce_orders(
     customers: int = 10_000,
     truth: Path | None = None,
     progress: bool = True,
+    flush_timeout_s: float = 60.0,
 ) -> ProduceSummary:
-    """Generate ``count`` orders for ``seed`` and produce them; return counts by kind and partition."""
+    """Generate ``count`` orders for ``seed`` and produce them; return counts by kind and partition.
+
+    ``flush_timeout_s`` bounds the wait for the last deliveries (a test that restarts the broker
+    under load waits longer than the default minute)."""
     if count < 0:
         raise ValueError(f"--count must not be negative, got {count}")
     if rate is not None and rate <= 0:
@@ -136,6 +140,7 @@ def produce_orders(
                 if ahead > 0:
                     time.sleep(ahead)
         bar.update(count - bar.n)
+        producer.flush(flush_timeout_s)
     if producer.failed:
         raise BrokerError(
             f"{producer.failed} of {count} records were not acknowledged: {producer.first_error}",

@@ -72,6 +72,24 @@ def settle_changelog(settings: Settings, topic: str, partitions: list[int], wait
         time.sleep(0.05)
 
 
+# How the loop's producer and consumer come back after a broker restart or a cut connection.
+#
+# * No re-bootstrap. librdkafka (>= 2.11) "re-bootstraps" a client the moment every broker it knows
+#   is down: it decommissions the learned brokers and starts over from ``bootstrap.servers``. With one
+#   broker, a restart or one cut connection is "every broker down". The decommissioned broker can
+#   stay the group coordinator in the producer's coordinator cache, and
+#   ``send_offsets_to_transaction``'s TxnOffsetCommit then waits for a state change of a broker
+#   thread that has ended, forever (its timeout is never checked: librdkafka issues 5511 and 5456;
+#   seen in the chaos tests as "Decommissioning 1 broker(s): re-bootstrap", then the hang). Without
+#   it the broker handle stays, reconnects, and its state change resumes the request. What
+#   re-bootstrapping is for -- every broker's address changed at once -- is not covered then;
+#   advertised host names are resolved again at each connection attempt.
+# * Reconnect back-off capped at 1 s (default 10 s). The back-off doubles on every reconnect and is
+#   reset only 10 s after the last attempt, so after a few cuts in a row each retry of a cut EndTxn
+#   (``commit_transaction``) waited 10 s while the whole pipeline stood behind the transaction.
+CLIENT_RECOVERY = {"metadata.recovery.strategy": "none", "reconnect.backoff.max.ms": 1000}
+
+
 class FatalKafkaError(BrokerError):
     """librdkafka reported a fatal error (e.g. the producer was fenced); the process must exit."""
 
@@ -86,8 +104,28 @@ class _AbortTransaction(Exception):
     """Internal: the open transaction must be aborted and the batch re-consumed."""
 
 
-class _ProducerWedged(Exception):
+class _ProducerLost(Exception):
+    """Internal: this producer can do nothing more, but nothing says another instance took over: a
+    new producer with the same transactional id takes its place (see ``_replace_producer``)."""
+
+
+class _ProducerWedged(_ProducerLost):
     """Internal: a transactional call did not return long after its own timeout; the producer is lost."""
+
+
+class _RolledBackByCoordinator(_ProducerLost):
+    """Internal: the broker answered INVALID_TXN_STATE, fatal for librdkafka, about a transaction
+    the coordinator had already aborted itself.
+
+    Met after two broker SIGKILLs in a row: the broker was away longer than ``transaction.timeout.ms``
+    (which also bounds ``message.timeout.ms``), the batch's records timed out, and by the time the
+    abort reached the restarted broker its coordinator had aborted the timed-out transaction and
+    bumped the epoch; under transactions V2 the client's EndTxn then fails the state check with
+    INVALID_TXN_STATE instead of a fence (KAFKA-20785), although nothing of the transaction took
+    effect. A twin with the same transactional id fences with PRODUCER_FENCED/INVALID_PRODUCER_EPOCH
+    instead, and that stays fatal (exit 3). Replacing the producer is what a restart would do, in
+    place: its ``init_transactions`` waits for the old transaction to be complete, whichever way it
+    ended, and the rewind reads the committed offsets, which say which way that was."""
 
 
 class Output:
@@ -176,6 +214,7 @@ class TransactionalLoop:
                 "transaction.timeout.ms": self.config.transaction_timeout_ms,
                 "linger.ms": 5,
                 "error_cb": self._on_client_error,
+                **CLIENT_RECOVERY,
             },
         )
 
@@ -185,6 +224,7 @@ class TransactionalLoop:
             "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 6),
             "max.poll.interval.ms": 300000,
             "fetch.wait.max.ms": 100,
+            **CLIENT_RECOVERY,
         }
         return make_consumer(self.settings, self.config.group_id, **tuning)
 
@@ -275,7 +315,7 @@ class TransactionalLoop:
             log.warning("aborting transaction and rewinding: %s", exc)
             self._abort_and_rewind()
             return
-        except _ProducerWedged as exc:
+        except _ProducerLost as exc:
             log.warning("%s; replacing the producer (fencing the old one) and rewinding", exc)
             self._replace_producer()
             return
@@ -317,7 +357,9 @@ class TransactionalLoop:
         the group coordinator goes away mid-call (librdkafka issues 5456 and 5511: the coordinator
         request's timeout is never checked; a broker restart or a connection cut hits it). Nothing
         makes that call return, so the caller replaces the producer instead of hanging. One attempt
-        per thread: a call declared hung is never retried on the producer being replaced.
+        per thread: a call declared hung is never retried on the producer being replaced. The way the
+        chaos tests met it, a re-bootstrap decommissioning the group coordinator, is avoided by
+        :data:`CLIENT_RECOVERY`; the bound stays for any other.
         """
         return self._call(fn, *args, runner=self._attempt_in_thread)
 
@@ -343,9 +385,10 @@ class TransactionalLoop:
         return value
 
     def _replace_producer(self) -> None:
-        """A new producer with the same transactional id: ``init_transactions`` fences the hung one
-        (its open transaction is aborted by the broker), then the batch is re-consumed. The hung one is
-        kept referenced and never closed: destroying a client inside one of its own calls would crash."""
+        """A new producer with the same transactional id: ``init_transactions`` fences the lost one
+        (a transaction it still has open is aborted by the broker), then the batch is re-consumed. The
+        lost one is kept referenced and never closed: destroying a client inside one of its own calls
+        (a hung one) would crash."""
         self._wedged.append(self.producer)
         self.in_transaction = False
         METRICS.transactions.labels(self.service, "aborted").inc()
@@ -383,6 +426,8 @@ class TransactionalLoop:
             return self._denied(err, "WRITE", written)
         if not err.fatal():
             return _AbortTransaction(f"{what}: {err.str()}")
+        if err.code() == KafkaError.INVALID_TXN_STATE and what != "init_transactions":
+            return _RolledBackByCoordinator(f"{what}: {err.str()}")
         METRICS.errors.labels(self.service, "fatal").inc()
         try:  # a failed produce() only says "Fatal error"; error_cb, or poll() itself, says why
             self.producer.poll(0)
@@ -419,6 +464,10 @@ class TransactionalLoop:
             self._call(self.producer.abort_transaction, self.config.call_timeout_s)
         except _AbortTransaction as exc:
             raise FatalKafkaError(f"abort failed: {exc}") from None
+        except _RolledBackByCoordinator as exc:
+            log.warning("%s; replacing the producer (fencing the old one) and rewinding", exc)
+            self._replace_producer()
+            return
         self.in_transaction = False
         self._rewind()
 
@@ -517,7 +566,7 @@ class TransactionalLoop:
             try:
                 self._call(self.producer.commit_transaction, self.config.call_timeout_s)
                 self.in_transaction = False
-            except _AbortTransaction:
+            except (_AbortTransaction, _ProducerLost):
                 self._abort_quietly()
         self.processor.revoke(parts)
 

@@ -21,7 +21,8 @@ def test_broker_sigkilled_twice_mid_run(chaos_kafka: ChaosKafka, chaos_pipeline:
     pipe, rng = chaos_pipeline, random.Random(17)
     count, rate = 50_000, 2_500.0  # 20 s of orders; event time follows the rate: 5 s windows close
     pipe.set_window("5s", "3s")
-    producer = BackgroundProducer(pipe, count, rate, seed=23)
+    # its last records wait out the second crash: a restart took up to 65 s on the loaded 2 cores
+    producer = BackgroundProducer(pipe, count, rate, seed=23, flush_timeout_s=300)
     for name in WORKERS:
         pipe.start(name)
     producer.start()

@@ -327,16 +327,30 @@ class BackgroundProducer(threading.Thread):
     """Produces ``count`` generated orders at ``rate``/s (so faults land mid-run) and keeps the truth."""
 
     def __init__(
-        self, pipe: Pipeline, count: int, rate: float, seed: int = 11, settings: Settings | None = None
+        self,
+        pipe: Pipeline,
+        count: int,
+        rate: float,
+        seed: int = 11,
+        settings: Settings | None = None,
+        flush_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(daemon=True)
         self.pipe, self.count, self.rate, self.seed, self.settings = pipe, count, rate, seed, settings
+        self.flush_timeout_s = flush_timeout_s
         self.error: BaseException | None = None
         self.produced: pl.DataFrame | None = None
 
     def run(self) -> None:
         try:
-            self.produced = produce_truth(self.pipe, self.count, self.seed, rate=self.rate, settings=self.settings)
+            self.produced = produce_truth(
+                self.pipe,
+                self.count,
+                self.seed,
+                rate=self.rate,
+                settings=self.settings,
+                flush_timeout_s=self.flush_timeout_s,
+            )
         except BaseException as exc:  # surfaced by truth()
             self.error = exc
 

@@ -332,3 +332,61 @@ def test_a_committed_offset_that_could_not_be_read_is_asked_again_not_taken_as_t
     lp.consumer = FlakyCommitted()
     lp._rewind()
     assert lp.consumer.asked == 2 and lp.consumer.seeks == [(0, 40), (1, 7)]
+
+
+def test_the_loops_clients_never_re_bootstrap_and_reconnect_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-bootstrapping decommissions the one broker whenever it is down (a restart, a cut connection)
+    and can leave send_offsets_to_transaction waiting forever on the decommissioned group coordinator
+    (librdkafka 5511/5456), and the default 10 s reconnect back-off held each retry of a cut EndTxn
+    for 10 s: the transactional producer and its consumer are made without either."""
+    import kstream_lab.kafka.transactional as transactional
+
+    seen: dict[str, dict] = {}
+    monkeypatch.setattr(transactional, "make_producer", lambda _s, **conf: seen.setdefault("producer", conf))
+    monkeypatch.setattr(transactional, "make_consumer", lambda _s, _g, **conf: seen.setdefault("consumer", conf))
+    TransactionalLoop(
+        Settings(bootstrap_servers="127.0.0.1:1"),
+        LoopConfig(input_topic="in", group_id="g", transactional_id="t"),
+        EchoProcessor(),
+        service="test",
+        stop=threading.Event(),
+    )
+    for client in ("producer", "consumer"):
+        assert seen[client]["metadata.recovery.strategy"] == "none"
+        assert seen[client]["reconnect.backoff.max.ms"] == 1000
+    assert seen["producer"]["transactional_id"] == "t"
+
+
+def test_an_abort_refused_with_invalid_txn_state_replaces_the_producer_and_rewinds() -> None:
+    """The broker away longer than transaction.timeout.ms: the batch's records time out (abortable),
+    and the abort meets a transaction the coordinator already aborted itself, INVALID_TXN_STATE,
+    fatal for librdkafka (KAFKA-20785). A fresh producer takes over and the batch is re-consumed from
+    the committed offsets, as a restart would do, instead of the worker exiting."""
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT, "5 message(s) timed out", txn_requires_abort=True)
+    rolled_back = KafkaError(KafkaError.INVALID_TXN_STATE, "Failed to end transaction", fatal=True)
+    old = ScriptedProducer({"send_offsets": [timed_out], "abort": [rolled_back]})
+    fresh = HangingProducer()
+    processor = EchoProcessor()
+    lp = loop(old, processor)
+    lp._new_producer = lambda: fresh  # type: ignore[method-assign]
+    lp._run_batch(BATCH)
+    assert old.calls == ["begin", "send_offsets", "abort"]
+    assert fresh.calls == ["init"] and lp.producer is fresh and not lp.in_transaction
+    assert lp.consumer.seeks == [(0, 40), (1, -2)]
+    assert processor.revoked == [[0, 1]] and processor.restored == [[0, 1]]
+    assert lp.batches == 0
+
+
+def test_a_commit_refused_with_invalid_txn_state_replaces_the_producer_but_a_fence_still_ends_the_worker() -> None:
+    rolled_back = KafkaError(KafkaError.INVALID_TXN_STATE, "Failed to end transaction", fatal=True)
+    fresh = HangingProducer()
+    lp = loop(ScriptedProducer({"commit": [rolled_back]}))
+    lp._new_producer = lambda: fresh  # type: ignore[method-assign]
+    lp._run_batch(BATCH)
+    assert lp.producer is fresh and fresh.calls == ["init"] and lp.consumer.seeks == [(0, 40), (1, -2)]
+
+    fenced = KafkaError(KafkaError.PRODUCER_FENCED, "fenced by a newer instance", fatal=True)
+    lp = loop(ScriptedProducer({"commit": [fenced]}))
+    lp._new_producer = lambda: pytest.fail("a fenced producer must not be replaced")  # type: ignore[method-assign]
+    with pytest.raises(FatalKafkaError, match="fenced"):
+        lp._run_batch(BATCH)
