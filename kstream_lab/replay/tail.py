@@ -9,8 +9,9 @@ no offset is committed: the reads assign partitions, as replay does.
 
 A notebook cell must end, so a tail is bounded: it stops after ``max_records`` records or
 ``max_seconds`` seconds, whichever comes first, or when the kernel is interrupted (then it returns
-what it has). In a Jupyter kernel it shows the newest ``show`` records (``kstream_lab.readable``)
-and the records/s in one output it updates in place (an IPython display handle).
+what it has). In a Jupyter kernel it shows a status line, a live chart of records/s per poll
+(Vega-Lite) and the newest ``show`` records (``kstream_lab.readable``), each redrawn in place
+through an IPython display handle, so a cell's output stays one block however long it follows.
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ def tail(
     Polls every ``every`` ("1s", "250ms" or seconds); stops after ``max_records`` records or
     ``max_seconds`` seconds, or on an interrupt (returning what it has). Columns are replay's (topic,
     partition, offset, timestamp, key, headers, value fields); ``value_format`` and ``errors`` as for
-    ``kstream_lab.replay``. ``display`` (default: inside a Jupyter kernel) shows the newest ``show``
-    records and the records/s in one output updated in place.
+    ``kstream_lab.replay``. ``display`` (default: inside a Jupyter kernel) shows the status, a live
+    records/s chart and the newest ``show`` records, updated in place.
     """
     args = check_args(topic, every, max_records, max_seconds, show)
     view = _View(args) if (display if display is not None else _in_kernel()) else None
@@ -262,14 +263,43 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+VEGA_LITE = "application/vnd.vegalite.v5+json"
+
+
+def rate_chart(topic: str, points: list[tuple[float, float]]) -> dict[str, Any]:
+    """A display bundle of records/s per poll: a Vega-Lite line chart (JupyterLab renders it; no
+    Altair needed to update it in place) and its text form for front-ends without Vega.
+
+    ``points`` are (seconds since the tail began, records/s of the poll that ended then)."""
+    values = [{"seconds": round(t, 3), "records_per_s": round(r, 1)} for t, r in points]
+    spec = {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": f"{topic}: records/s per poll",
+        "width": 480,
+        "height": 140,
+        "data": {"values": values},
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "seconds", "type": "quantitative", "title": "seconds since the tail began"},
+            "y": {"field": "records_per_s", "type": "quantitative", "title": "records/s"},
+            "tooltip": [{"field": "seconds"}, {"field": "records_per_s"}],
+        },
+    }
+    last = f"{values[-1]['records_per_s']}/s at {values[-1]['seconds']}s" if values else "no poll yet"
+    return {VEGA_LITE: spec, "text/plain": f"records/s per poll: {len(values)} polls, last {last}"}
+
+
 class _View:
-    """One output updated in place: a status line and the newest records (readable)."""
+    """One output updated in place: a status line, the records/s per poll as a live chart, and the
+    newest records (readable)."""
 
     def __init__(self, args: TailArgs) -> None:
         from IPython.display import display
 
         self.args, self._display = args, display
         self._status: Any = display(_Text(f"tail {args.topic}: starting"), display_id=True)
+        self._points: list[tuple[float, float]] = []
+        self._chart: Any = None  # shown with the first poll
         self._table: Any = None  # shown with the first records
 
     def update(self, acc: Accumulated, elapsed: float, *, running: bool) -> None:
@@ -278,6 +308,13 @@ class _View:
         if self._status is None:  # no IPython shell: display() printed instead of giving a handle
             return
         self._status.update(_Text(status_line(self.args.topic, acc, elapsed, running=running)))
+        if running and elapsed > 0:
+            self._points.append((elapsed, acc.last_rate))
+            bundle = rate_chart(self.args.topic, self._points)
+            if self._chart is None:
+                self._chart = self._display(bundle, raw=True, display_id=True)
+            else:
+                self._chart.update(bundle, raw=True)
         if not (self.args.show and acc.count):
             return
         newest = readable(acc.frame().tail(self.args.show))

@@ -126,19 +126,21 @@ def test_accumulated_caps_keeps_order_and_aligns_new_fields() -> None:
 def test_tail_returns_everything_it_took_and_updates_one_display(monkeypatch) -> None:
     polls = [frame(0, range(0, 0)), frame(0, range(0, 2)), frame(0, range(0, 0)), frame(1, range(0, 1))]
     monkeypatch.setattr(tail_mod, "_polls", lambda *a, **k: (p for p in polls))
+    clock = iter(float(t) for t in range(100))  # one second per look at the clock
+    monkeypatch.setattr(tail_mod.time, "monotonic", lambda: next(clock))
     updates: list[tuple[str, object]] = []
 
     class Handle:
         def __init__(self, name: str) -> None:
             self.name = name
 
-        def update(self, obj) -> None:
+        def update(self, obj, raw: bool = False) -> None:
             updates.append((self.name, obj))
 
-    handles = iter([Handle("status"), Handle("table")])
+    handles = iter([Handle("status"), Handle("chart"), Handle("table")])
     shown: list[object] = []
 
-    def display(obj, display_id):
+    def display(obj, display_id, raw: bool = False):
         shown.append(obj)
         return next(handles)
 
@@ -147,12 +149,31 @@ def test_tail_returns_everything_it_took_and_updates_one_display(monkeypatch) ->
     assert out.rows() == [(0, 0, 0), (0, 1, 10), (1, 0, 0)]
     status = [repr(o) for n, o in updates if n == "status"]
     assert len(status) == 6  # before the first poll, one per poll, and the final one
-    assert status[-1].startswith("tail orders: 3 records in ") and status[-1].endswith(", stopped")
+    assert status[-1] == "tail orders: 3 records in 5.0s (0.6/s overall, 1.0/s last poll), stopped"
     assert all(s.endswith(", following") for s in status[:-1])
     assert repr(shown[0]) == "tail orders: starting"
-    assert shown[1]["offset"].to_list() == [0, 1]  # the newest records, shown with the first ones
+    # The live chart: shown at the first poll, then the same output redrawn with each poll's rate.
+    charts = [shown[1]] + [o for n, o in updates if n == "chart"]
+    assert len(charts) == 4
+    assert charts[-1][tail_mod.VEGA_LITE]["data"]["values"] == [
+        {"seconds": 1.0, "records_per_s": 0.0},
+        {"seconds": 2.0, "records_per_s": 2.0},
+        {"seconds": 3.0, "records_per_s": 0.0},
+        {"seconds": 4.0, "records_per_s": 1.0},
+    ]
+    assert charts[-1]["text/plain"] == "records/s per poll: 4 polls, last 1.0/s at 4.0s"
+    assert shown[2]["offset"].to_list() == [0, 1]  # the newest records, shown with the first ones
     tables = [o for n, o in updates if n == "table"]
     assert len(tables) == 3 and [t["offset"].to_list() for t in tables] == [[0, 1], [1, 0], [1, 0]]
+
+
+def test_the_rate_chart_is_vega_lite_with_readable_axes() -> None:
+    bundle = tail_mod.rate_chart("orders", [])
+    spec = bundle[tail_mod.VEGA_LITE]
+    assert spec["$schema"].endswith("/vega-lite/v5.json") and spec["data"]["values"] == []
+    assert spec["encoding"]["x"]["title"] == "seconds since the tail began"
+    assert spec["encoding"]["y"]["title"] == "records/s"
+    assert bundle["text/plain"] == "records/s per poll: 0 polls, last no poll yet"
 
 
 def test_tail_without_a_kernel_shows_nothing_and_an_interrupt_returns_what_it_has(monkeypatch, capsys) -> None:
