@@ -225,7 +225,8 @@ class Pipeline:
         committed = committed_offsets(self.settings, self.workers.aggregator.group_id, topic, partitions)
         return not read_records(self.settings, topic, start=committed)
 
-    def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5):
+    def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.5, explain=None):
+        """Polls ``predicate``; on timeout ``explain()`` (if given) says what differed, for CI logs."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -236,7 +237,8 @@ class Pipeline:
                 if proc.poll() is not None:
                     raise AssertionError(f"{key} exited with {proc.returncode}:\n{self.log(key)[-3000:]}")
             time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        detail = f"\n{explain()}" if explain else ""
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
 
 
 def expected_rows(
@@ -360,6 +362,19 @@ class BackgroundProducer(threading.Thread):
             raise self.error
         assert self.produced is not None, "the producer did not finish within 300 s"
         return self.produced
+
+
+def rows_diff(got: dict, expected: dict, limit: int = 8) -> str:
+    """What a sink's rows lack, have extra and have different from the truth, a few of each."""
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    differ = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
+    counts = f"{len(missing)} missing, {len(extra)} extra, {len(differ)} differ"
+    lines = [f"{len(got)} rows, {len(expected)} expected: {counts}"]
+    lines += [f"  missing {k}: {expected[k]}" for k in missing[:limit]]
+    lines += [f"  extra {k}: {got[k]}" for k in extra[:limit]]
+    lines += [f"  differs {k}: got {got[k]}, expected {expected[k]}" for k in differ[:limit]]
+    return "\n".join(lines)
 
 
 def sink_matches(pipe: Pipeline, expected: dict) -> bool:
