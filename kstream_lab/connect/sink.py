@@ -105,7 +105,9 @@ def sink_connector(settings: Settings, sink: SinkConfig) -> dict[str, str]:
         },
         "consumer.override.isolation.level": "read_committed",
         "consumer.override.auto.offset.reset": "earliest",
-        "errors.tolerance": "all",
+        "errors.tolerance": "all",  # bad records go to the DLQ with their context headers ...
+        "errors.retry.timeout": "-1",  # ... a registry outage is retried until it ends, never DLQ'd
+        "errors.retry.delay.max.ms": "30000",
         "errors.log.enable": "true",
         "errors.deadletterqueue.topic.name": sink.dlq,
         "errors.deadletterqueue.topic.replication.factor": "1",

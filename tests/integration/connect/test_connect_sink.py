@@ -11,7 +11,9 @@ import signal
 import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import psycopg
 
 from kstream_lab.connect import LocalConnect
@@ -30,6 +32,7 @@ from tests.support.pipeline import (
     assert_pipeline_results,
     expected_rows,
     produce_truth,
+    rows_diff,
     sink_by_key,
     totals_per_window_tier,
 )
@@ -55,6 +58,19 @@ def rows(dsn: str) -> dict[tuple, dict]:
         return sink_by_key(read_aggregates(dsn))
     except psycopg.errors.UndefinedTable:
         return {}
+
+
+def connect_diagnosis(pipe: Pipeline, dsn: str, expected: dict, home) -> str:
+    """For a timed-out wait: the rows' difference, the connector DLQ's count, the worker logs' tails."""
+    parts = [rows_diff(rows(dsn), expected)]
+    try:
+        dead = len(pipe.read("orders_dlq"))
+        parts.append(f"{pipe.spec.workers.sink.dlq}: {dead} records (poison and connector errors)")
+    except Exception as exc:  # a diagnosis never hides the failure it explains
+        parts.append(f"(DLQ unread: {exc})")
+    for log in sorted(home.parent.rglob("*.log")):
+        parts.append(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-2500:]}")
+    return "\n".join(parts)
 
 
 def test_connect_sink_writes_the_pipeline_into_postgres(live_pipeline, postgres_dsn, connect_worker) -> None:
@@ -124,6 +140,72 @@ def test_an_older_update_never_overwrites_a_final_and_bad_records_are_dead_lette
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (topic, 0, 3)
     assert letter.error_class == "DataException" and letter.error_reason == "connect_value_converter"
     assert "not Confluent-framed Avro" in letter.error_message and "first byte 7" in letter.error_message
+    assert connect_worker.client.states()[pipe.workers.sink.connector_name] == "RUNNING"
+
+
+class FlakyRegistry(ThreadingHTTPServer):
+    """A registry front that answers 503 to its first ``failures`` requests, then forwards to ``upstream``."""
+
+    def __init__(self, upstream: str, failures: int) -> None:
+        self.upstream, self.failures, self.refused, self.forwarded = upstream.rstrip("/"), failures, 0, 0
+        super().__init__(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def _handler(self):
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if front.refused < front.failures:
+                    front.refused += 1
+                    status, body, kind = 503, b'{"error_code":50301,"message":"restarting"}', "application/json"
+                else:
+                    front.forwarded += 1
+                    answer = httpx.get(front.upstream + self.path, headers={"Accept": self.headers["Accept"] or ""})
+                    status, body, kind = answer.status_code, answer.content, answer.headers["content-type"]
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        return Handler
+
+
+def test_a_registry_outage_is_retried_not_dead_lettered(live_pipeline, postgres_dsn, connect_worker) -> None:
+    """The registry answers 503 to the converter's first three schema fetches (as while it restarts):
+    Connect retries, every record reaches PostgreSQL and nothing goes to the dead-letter topic."""
+    pipe = live_pipeline
+    front = FlakyRegistry(pipe.settings.registry_url, failures=3)
+    try:
+        dsn = connect_pipeline(pipe, postgres_dsn, connect_worker)
+        pipe.set_worker("sink", connector_config={"value.converter.schema.registry.url": front.url})
+        topic = pipe.topic("sales_aggregates")
+        serialize = value_serializer(pipe.settings, pipe.spec.topic(topic))
+        ws = 1_700_000_000_000
+        row = {"window_start": ws, "window_end": ws + 60_000, "source_partition": 0, "final": False}
+        with BatchProducer(pipe.settings) as producer:
+            for n, tier in enumerate(("gold", "silver", "bronze"), start=1):
+                value = serialize({**row, "tier": tier, "total_cents": 100 * n, "count": n}, SerdeContext(topic))
+                producer.produce(topic, key=f"{ws}:{tier}:0".encode(), value=value, partition=0)
+        apply_sink(connect_worker.settings, pipe.spec, connect_worker.client)
+        pipe.wait_for(lambda: len(rows(dsn)) == 3, timeout=120, what="the three rows after the outage")
+    finally:
+        front.shutdown()
+    assert rows(dsn) == {
+        (ws, "gold", 0): {"total_cents": 100, "count": 1, "final": False},
+        (ws, "silver", 0): {"total_cents": 200, "count": 2, "final": False},
+        (ws, "bronze", 0): {"total_cents": 300, "count": 3, "final": False},
+    }
+    assert front.refused == 3 and front.forwarded >= 1
+    assert pipe.read("orders_dlq") == []
     assert connect_worker.client.states()[pipe.workers.sink.connector_name] == "RUNNING"
 
 
@@ -226,7 +308,12 @@ def test_pipeline_up_runs_the_connect_sink_and_the_cli_applies_it(live_pipeline,
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{port}/connectors" in up.stdout
-        pipe.wait_for(lambda: rows(dsn) == expected, timeout=180, what="the Connect sink to match the truth")
+        pipe.wait_for(
+            lambda: rows(dsn) == expected,
+            timeout=180,
+            what="the Connect sink to match the truth",
+            explain=lambda: connect_diagnosis(pipe, dsn, expected, pipe.tmp / "data" / "connect"),
+        )
         again = run_cli("connect", "apply", str(pipe.file), env=env)
         assert again.returncode == 0 and again.stdout.strip() == f"cli-{suffix}: unchanged (running)", again.stdout
         status = run_cli("connect", "status", env={**env, "KSTREAM_DATA_DIR": str(pipe.tmp / "other")})

@@ -88,6 +88,8 @@ def test_sink_connector_config(tmp_path: Path) -> None:
         "consumer.override.isolation.level": "read_committed",
         "consumer.override.auto.offset.reset": "earliest",
         "errors.tolerance": "all",
+        "errors.retry.timeout": "-1",
+        "errors.retry.delay.max.ms": "30000",
         "errors.log.enable": "true",
         "errors.deadletterqueue.topic.name": "dead",
         "errors.deadletterqueue.topic.replication.factor": "1",

@@ -37,6 +37,7 @@ import org.apache.kafka.connect.data.SchemaBuilder;
 import org.apache.kafka.connect.data.Struct;
 import org.apache.kafka.connect.data.Timestamp;
 import org.apache.kafka.connect.errors.DataException;
+import org.apache.kafka.connect.errors.RetriableException;
 import org.apache.kafka.connect.storage.Converter;
 
 /**
@@ -151,8 +152,13 @@ public final class ConfluentAvroConverter implements Converter {
 
     // ---- the registry --------------------------------------------------------------------------
 
+    /**
+     * The writer schema by id. A registry that cannot be reached, times out or answers 5xx/429 raises a
+     * {@link RetriableException}: Connect retries it (the connector's {@code errors.retry.timeout})
+     * instead of tolerating it, so a registry restart never sends good records to the dead-letter topic.
+     */
     private Decoded fetch(int id) {
-        DataException last = null;
+        org.apache.kafka.connect.errors.ConnectException last = null;
         for (String base : urls) {
             HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(base + "/schemas/ids/" + id))
                     .timeout(Duration.ofSeconds(30))
@@ -162,12 +168,13 @@ public final class ConfluentAvroConverter implements Converter {
             }
             try {
                 HttpResponse<String> response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
-                if (response.statusCode() != 200) {
-                    last = new DataException("schema id " + id + ": " + base + " answered HTTP "
-                            + response.statusCode() + ": " + response.body());
-                    if (response.statusCode() == 404 || response.statusCode() == 401 || response.statusCode() == 403) {
-                        throw last;
+                int status = response.statusCode();
+                if (status != 200) {
+                    String message = "schema id " + id + ": " + base + " answered HTTP " + status + ": " + response.body();
+                    if (status == 404 || status == 401 || status == 403) {
+                        throw new DataException(message);
                     }
+                    last = status >= 500 || status == 429 ? new RetriableException(message) : new DataException(message);
                     continue;
                 }
                 JsonNode body = JSON.readTree(response.body());
@@ -178,7 +185,7 @@ public final class ConfluentAvroConverter implements Converter {
                 org.apache.avro.Schema avro = new org.apache.avro.Schema.Parser().parse(body.path("schema").asText());
                 return new Decoded(avro, toConnectSchema(avro, false), new GenericDatumReader<>(avro));
             } catch (IOException e) {
-                last = new DataException("schema id " + id + ": cannot reach " + base + ": " + e, e);
+                last = new RetriableException("schema id " + id + ": cannot reach " + base + ": " + e, e);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new DataException("interrupted while fetching schema id " + id, e);
