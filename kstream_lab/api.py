@@ -9,7 +9,7 @@ Range rules (inclusive start, exclusive end, snapshotted end) are in ``kstream_l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -121,12 +121,15 @@ def backtest(
     source: str | Path | None = None,
     live: pl.DataFrame | None = None,
     settings: Settings | None = None,
+    cluster: Any = None,
 ) -> BacktestReport:
     """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
 
     ``spec``: an AggregationSpec or a pipeline file (default: KSTREAM_PIPELINE_FILE). ``window``/``grace``/
     ``group_by`` add a what-if run (report.what_if). ``source``: a topic, or a directory written by :func:`export`
-    (lazy scan, larger than memory). See ``kstream_lab.replay.backtest`` for what is compared.
+    (lazy scan, larger than memory). ``cluster``: a Dask scheduler address (``tcp://host:8786``), a
+    ``distributed.Client`` or a ``LocalCluster``: one task per topic partition, the same report
+    (``kstream_lab.replay.dask_backtest``). See ``kstream_lab.replay.backtest`` for what is compared.
     """
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
 
@@ -141,5 +144,6 @@ def backtest(
         group_id=group_id,
         live_topic=live_topic,
         source=source,
+        cluster=cluster,
     )
     return run_backtest(req, live=live)

@@ -25,6 +25,9 @@ def backtest_cmd(
     source: str | None = typer.Option(None, "--source", help="input topic, or a `replay --out` directory"),
     show: int = typer.Option(20, "--show", min=0, help="mismatching windows to print"),
     out: Path | None = typer.Option(None, "--out", help="write every window with its status as Parquet"),
+    dask: str | None = typer.Option(
+        None, "--dask", help="Dask scheduler address (tcp://host:8786): one task per partition on its workers"
+    ),
 ) -> None:
     """Back-test the aggregation over [from, to) against the live final windows; exit 0 match, 1 differ."""
     import polars as pl
@@ -44,6 +47,7 @@ def backtest_cmd(
         group_id=group,
         live_topic=live_topic,
         source=source,
+        cluster=dask,
     )
     report = run_backtest(req)
     for line in report.summary():

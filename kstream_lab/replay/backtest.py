@@ -24,8 +24,10 @@ What is compared (docs/semantics.md §5):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -53,6 +55,7 @@ class BacktestRequest:
     end: Position | None
     source: str | Path
     what_if_spec: AggregationSpec | None = None
+    cluster: Any = None  # a Dask scheduler address or distributed.Client: one task per partition
 
     @classmethod
     def build(
@@ -68,6 +71,7 @@ class BacktestRequest:
         group_id: str | None = None,
         live_topic: str | None = None,
         source: str | Path | None = None,
+        cluster: Any = None,
     ) -> BacktestRequest:
         if isinstance(spec, AggregationSpec):
             agg, cfg = spec, AggregatorConfig(input=spec.source)
@@ -88,7 +92,7 @@ class BacktestRequest:
                 raise ConfigError(f"bad what-if window: {exc}") from None
             if group_by is not None:
                 whatif = whatif.model_copy(update={"group_by": tuple(group_by)})
-        return cls(settings, agg, cfg, start, end, source or cfg.input, whatif)
+        return cls(settings, agg, cfg, start, end, source or cfg.input, whatif, cluster)
 
 
 @dataclass
@@ -137,36 +141,61 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     notes: list[str] = []
     export = None  # (frame, ranges, topic) of a Parquet export
     if isinstance(req.source, Path) or (Path(str(req.source)) / RANGE_FILE).exists():
+        if req.cluster is not None:
+            raise ConfigError(
+                "--dask reads the input from Kafka, one task per partition; a Parquet export is read in one process",
+                hint="drop --dask, or point --source at the topic",
+            )
         export = _from_parquet(Path(req.source))
     topic = export[2] if export else str(req.source)
     committed, live_frame = _live_side(req, topic, live, notes)
-    frame: pl.DataFrame | pl.LazyFrame
     if export is None:
         rng = _input_range(req, topic, committed, notes)
         ranges = rng.as_offsets()
-        frame = read_range(req.settings, rng, value_format="auto", columns=_needed_columns(req.spec, req.what_if_spec))
+        computed = _compute(req, rng)
     else:
         frame, ranges = _cap_export(export[0], export[1], committed, notes)
+        computed = _compute(req, frame)
+    result, whatif_result, rows = computed
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
-    cols = _needed_columns(req.spec, req.what_if_spec)
-    lazy = frame.lazy().select(cols) if isinstance(frame, pl.DataFrame | pl.LazyFrame) else frame
-    result = run_batch(req.spec, lazy)
     live_finals = _live_finals(live_frame, req.spec, req.aggregator, ranges)
     windows = compare_windows(req.spec, result, live_finals, req.aggregator.group_columns, warmup, truncated)
     whatif = (
-        what_if(req.spec, req.what_if_spec, lazy, live_finals, req.aggregator.group_columns, result)
-        if req.what_if_spec is not None
+        what_if(req.spec, req.what_if_spec, whatif_result, live_finals, req.aggregator.group_columns, result)
+        if req.what_if_spec is not None and whatif_result is not None
         else None
     )
     count = _count_metric(req.spec)
     if req.spec.window.type != "tumbling" or req.spec.filter is not None:  # a record can be in several windows, or none
-        records = int(lazy.select(pl.len()).collect().item())
+        records = rows()
     else:
         records = int(result.late.height + result.windows.select(pl.col(count)).sum().item()) if count else 0
     return BacktestReport(
         windows, req.spec, ranges, records, result.late.height, live_finals.height, time.monotonic() - t0, whatif, notes
     )
+
+
+def _compute(
+    req: BacktestRequest, source: ReplayRange | pl.DataFrame | pl.LazyFrame
+) -> tuple[BatchResult, BatchResult | None, Callable[[], int]]:
+    """The batch results of the spec and of the what-if spec over the input, and its row count (lazy:
+    counting a lazy Parquet scan costs a pass). In this process, or one task per partition on Dask."""
+    cols = _needed_columns(req.spec, req.what_if_spec)
+    specs = [req.spec, *([req.what_if_spec] if req.what_if_spec is not None else [])]
+    if isinstance(source, ReplayRange) and req.cluster is not None:
+        from kstream_lab.replay.dask_backtest import run_on_cluster
+
+        results, n = run_on_cluster(req.cluster, req.settings, source, cols, specs)
+        return results[0], (results[1] if len(results) > 1 else None), lambda: n
+    frame = (
+        read_range(req.settings, source, value_format="auto", columns=cols)
+        if isinstance(source, ReplayRange)
+        else source
+    )
+    lazy = frame.lazy().select(cols)
+    results = [run_batch(spec, lazy) for spec in specs]
+    return results[0], (results[1] if len(results) > 1 else None), lambda: int(lazy.select(pl.len()).collect().item())
 
 
 def _count_metric(spec: AggregationSpec) -> str | None:

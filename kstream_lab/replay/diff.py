@@ -113,13 +113,14 @@ class WhatIf:
 def what_if(
     base: AggregationSpec,
     spec: AggregationSpec,
-    frame: pl.LazyFrame,
+    frame: pl.LazyFrame | BatchResult,
     live: pl.DataFrame,
     group_columns: dict[str, str],
     base_result: BatchResult,
 ) -> WhatIf:
-    """Run ``spec`` over the same input; compare final totals per group (and per window when comparable)."""
-    result = run_batch(spec, frame)
+    """Run ``spec`` over the same input (or take its result, computed elsewhere: on Dask); compare
+    final totals per group (and per window when comparable)."""
+    result = frame if isinstance(frame, BatchResult) else run_batch(spec, frame)
     summable = [m for m, ms in spec.metrics.items() if ms.op in ("sum", "count") and m in live.columns]
     groups = [g for g in spec.group_by if g in live.columns]  # regrouping: compare at the shared level
     finals = result.finals

@@ -26,6 +26,7 @@ from kstream_lab.schemas.serde import SerdeContext, json_serializer
 from tests.support.backtest import WINDOW_REPORT_COLUMNS
 from tests.support.paths import ROOT
 from tests.support.pipeline import produce_with_truth
+from tests.support.processes import run_cli
 
 ORDERS = 12_000
 # An hour back and window-aligned: the same seed then gives the same windows, closes and late set every run
@@ -176,3 +177,57 @@ def test_spec_without_live_output_is_a_user_error(scenario, kafka_settings):
     spec: AggregationSpec = scenario["spec"]
     with pytest.raises(RangeError, match="no committed offsets"):
         kstream_lab.backtest(spec=spec, group_id="nobody-ever", live_topic=scenario["live"], settings=kafka_settings)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real Dask cluster: a scheduler and two worker processes (one thread each) on this machine."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def test_a_backtest_on_dask_equals_the_single_process_one(scenario, dask_client):
+    """One task per partition on two worker processes; the merged report, what-if included, equals the
+    report of one process exactly (every window, status, total and count; late and record counts)."""
+    from distributed import get_task_stream
+    from polars.testing import assert_frame_equal
+
+    sc = scenario
+    here = run(sc, grace="0s")
+    with get_task_stream(dask_client) as stream:
+        there = run(sc, grace="0s", cluster=dask_client)  # the caller's own Client; the CLI test gives an address
+    tasks = [t for t in stream.data if t["key"].startswith("backtest-")]
+    assert len(tasks) == 3 and {t["worker"] for t in tasks} <= set(dask_client.scheduler_info()["workers"])
+    assert there.verdict is True and there.counts == here.counts
+    assert_frame_equal(there.windows, here.windows)
+    assert (there.records, there.late, there.live_finals, there.ranges) == (
+        here.records,
+        here.late,
+        here.live_finals,
+        here.ranges,
+    )
+    assert here.what_if is not None and there.what_if is not None
+    assert_frame_equal(there.what_if.by_group, here.what_if.by_group)
+    assert here.what_if.windows is not None and there.what_if.windows is not None
+    assert_frame_equal(there.what_if.windows, here.what_if.windows)
+    assert (there.what_if.late_base, there.what_if.late_what_if) == (here.what_if.late_base, here.what_if.late_what_if)
+    kinds = dict(sc["truth"].group_by("kind").len().iter_rows())
+    assert there.late == kinds["late"] and there.records == kinds["ok"] + kinds["late"]
+
+
+def test_the_cli_backtests_on_a_dask_scheduler_and_refuses_an_export(scenario, dask_client, tmp_path):
+    sc = scenario
+    pipeline = ROOT / "pipelines/orders.yaml"
+    address = dask_client.scheduler.address
+    args = ["backtest", "--group", sc["group"], "--live-topic", sc["live"], "--source", sc["source"]]
+    done = run_cli(*args, "--dask", address, env={"KSTREAM_PIPELINE_FILE": str(pipeline)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: MATCH" in done.stdout
+    kstream_lab.export(sc["source"], tmp_path / "export", settings=sc["settings"], progress=False)
+    refused = run_cli(
+        *args[:-1], str(tmp_path / "export"), "--dask", address, env={"KSTREAM_PIPELINE_FILE": str(pipeline)}
+    )
+    assert refused.returncode == 2 and "--dask reads the input from Kafka" in refused.stderr, refused.stderr
