@@ -8,6 +8,7 @@ Range rules (inclusive start, exclusive end, snapshotted end) are in ``kstream_l
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +123,7 @@ def backtest(
     live: pl.DataFrame | None = None,
     settings: Settings | None = None,
     cluster: Any = None,
+    sweep: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
 ) -> BacktestReport:
     """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
 
@@ -129,7 +131,9 @@ def backtest(
     ``group_by`` add a what-if run (report.what_if). ``source``: a topic, or a directory written by :func:`export`
     (lazy scan, larger than memory). ``cluster``: a Dask scheduler address (``tcp://host:8786``), a
     ``distributed.Client`` or a ``LocalCluster``: one task per topic partition, the same report
-    (``kstream_lab.replay.dask_backtest``). See ``kstream_lab.replay.backtest`` for what is compared.
+    (``kstream_lab.replay.dask_backtest``). ``sweep``: a grid of graces and window sizes over the same
+    read, e.g. ``{"grace": ["0s", "10s", "30s"]}`` or ``["grace=0s,10s"]`` (report.sweep.table).
+    See ``kstream_lab.replay.backtest`` for what is compared.
     """
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
 
@@ -145,5 +149,6 @@ def backtest(
         live_topic=live_topic,
         source=source,
         cluster=cluster,
+        sweep=sweep,
     )
     return run_backtest(req, live=live)

@@ -25,6 +25,9 @@ def backtest_cmd(
     source: str | None = typer.Option(None, "--source", help="input topic, or a `replay --out` directory"),
     show: int = typer.Option(20, "--show", min=0, help="mismatching windows to print"),
     out: Path | None = typer.Option(None, "--out", help="write every window with its status as Parquet"),
+    sweep: list[str] = typer.Option(
+        [], "--sweep", help="grace and/or window sizes over the same read, e.g. grace=0s,10s,30s,2m (repeatable)"
+    ),
     dask: str | None = typer.Option(
         None, "--dask", help="Dask scheduler address (tcp://host:8786): one task per partition on its workers"
     ),
@@ -48,6 +51,7 @@ def backtest_cmd(
         live_topic=live_topic,
         source=source,
         cluster=dask,
+        sweep=sweep or None,
     )
     report = run_backtest(req)
     for line in report.summary():

@@ -41,6 +41,7 @@ from kstream_lab.pipeline_spec import AggregatorConfig, load_pipeline
 from kstream_lab.replay.diff import WhatIf, compare_windows, what_if
 from kstream_lab.replay.parquet import RANGE_FILE, read_manifest, scan_export
 from kstream_lab.replay.reader import Position, RangeError, ReplayRange, read_range, resolve_range
+from kstream_lab.replay.sweep import Sweep, SweepArg, parse_sweep, sweep_table, variants
 from kstream_lab.settings import Settings
 
 MISMATCH = ("differ", "live_only", "backtest_only", "duplicate_live")
@@ -56,6 +57,7 @@ class BacktestRequest:
     source: str | Path
     what_if_spec: AggregationSpec | None = None
     cluster: Any = None  # a Dask scheduler address or distributed.Client: one task per partition
+    sweep_specs: tuple[AggregationSpec, ...] = ()  # variants run over the same read (kstream_lab.replay.sweep)
 
     @classmethod
     def build(
@@ -72,6 +74,7 @@ class BacktestRequest:
         live_topic: str | None = None,
         source: str | Path | None = None,
         cluster: Any = None,
+        sweep: SweepArg | None = None,
     ) -> BacktestRequest:
         if isinstance(spec, AggregationSpec):
             agg, cfg = spec, AggregatorConfig(input=spec.source)
@@ -92,7 +95,8 @@ class BacktestRequest:
                 raise ConfigError(f"bad what-if window: {exc}") from None
             if group_by is not None:
                 whatif = whatif.model_copy(update={"group_by": tuple(group_by)})
-        return cls(settings, agg, cfg, start, end, source or cfg.input, whatif, cluster)
+        sweeps = tuple(variants(agg, parse_sweep(sweep))) if sweep else ()
+        return cls(settings, agg, cfg, start, end, source or cfg.input, whatif, cluster, sweeps)
 
 
 @dataclass
@@ -108,6 +112,7 @@ class BacktestReport:
     seconds: float
     what_if: WhatIf | None = None
     notes: list[str] = field(default_factory=list)
+    sweep: Sweep | None = None
 
     @property
     def diff(self) -> pl.DataFrame:
@@ -133,6 +138,8 @@ class BacktestReport:
         ]
         if self.what_if is not None:
             lines += self.what_if.summary()
+        if self.sweep is not None:
+            lines += self.sweep.summary()
         return lines
 
 
@@ -156,7 +163,7 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     else:
         frame, ranges = _cap_export(export[0], export[1], committed, notes)
         computed = _compute(req, frame)
-    result, whatif_result, rows = computed
+    result, whatif_result = computed.base, computed.what_if
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
     live_finals = _live_finals(live_frame, req.spec, req.aggregator, ranges)
@@ -168,34 +175,56 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     )
     count = _count_metric(req.spec)
     if req.spec.window.type != "tumbling" or req.spec.filter is not None:  # a record can be in several windows, or none
-        records = rows()
+        records = computed.rows()
     else:
         records = int(result.late.height + result.windows.select(pl.col(count)).sum().item()) if count else 0
+    sweep = sweep_table(req.spec, result, list(req.sweep_specs), computed.sweep) if req.sweep_specs else None
     return BacktestReport(
-        windows, req.spec, ranges, records, result.late.height, live_finals.height, time.monotonic() - t0, whatif, notes
+        windows,
+        req.spec,
+        ranges,
+        records,
+        result.late.height,
+        live_finals.height,
+        time.monotonic() - t0,
+        whatif,
+        notes,
+        sweep,
     )
 
 
-def _compute(
-    req: BacktestRequest, source: ReplayRange | pl.DataFrame | pl.LazyFrame
-) -> tuple[BatchResult, BatchResult | None, Callable[[], int]]:
-    """The batch results of the spec and of the what-if spec over the input, and its row count (lazy:
-    counting a lazy Parquet scan costs a pass). In this process, or one task per partition on Dask."""
+@dataclass(frozen=True)
+class _Computed:
+    """The batch results over one read of the input, and its row count (lazy: counting a lazy
+    Parquet scan costs a pass)."""
+
+    base: BatchResult
+    what_if: BatchResult | None
+    sweep: list[BatchResult]
+    rows: Callable[[], int]
+
+
+def _compute(req: BacktestRequest, source: ReplayRange | pl.DataFrame | pl.LazyFrame) -> _Computed:
+    """The spec, the what-if spec and every sweep variant over the input, read once: in this
+    process, or one task per partition on Dask."""
     cols = _needed_columns(req.spec, req.what_if_spec)
-    specs = [req.spec, *([req.what_if_spec] if req.what_if_spec is not None else [])]
+    extra = [req.what_if_spec] if req.what_if_spec is not None else []
+    specs = [req.spec, *extra, *req.sweep_specs]
     if isinstance(source, ReplayRange) and req.cluster is not None:
         from kstream_lab.replay.dask_backtest import run_on_cluster
 
         results, n = run_on_cluster(req.cluster, req.settings, source, cols, specs)
-        return results[0], (results[1] if len(results) > 1 else None), lambda: n
-    frame = (
-        read_range(req.settings, source, value_format="auto", columns=cols)
-        if isinstance(source, ReplayRange)
-        else source
-    )
-    lazy = frame.lazy().select(cols)
-    results = [run_batch(spec, lazy) for spec in specs]
-    return results[0], (results[1] if len(results) > 1 else None), lambda: int(lazy.select(pl.len()).collect().item())
+        rows: Callable[[], int] = lambda: n  # noqa: E731
+    else:
+        frame = (
+            read_range(req.settings, source, value_format="auto", columns=cols)
+            if isinstance(source, ReplayRange)
+            else source
+        )
+        lazy = frame.lazy().select(cols)
+        results = [run_batch(spec, lazy) for spec in specs]
+        rows = lambda: int(lazy.select(pl.len()).collect().item())  # noqa: E731
+    return _Computed(results[0], results[1] if extra else None, list(results[1 + len(extra) :]), rows)
 
 
 def _count_metric(spec: AggregationSpec) -> str | None:
