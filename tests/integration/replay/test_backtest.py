@@ -231,3 +231,52 @@ def test_the_cli_backtests_on_a_dask_scheduler_and_refuses_an_export(scenario, d
         *args[:-1], str(tmp_path / "export"), "--dask", address, env={"KSTREAM_PIPELINE_FILE": str(pipeline)}
     )
     assert refused.returncode == 2 and "--dask reads the input from Kafka" in refused.stderr, refused.stderr
+
+
+def late_per_grace(truth: pl.DataFrame, size: int, graces: list[int]) -> dict[int, int]:
+    """Independently of both engines: per partition in offset order (the generator's order), a record
+    is late when its window closed (start + size + grace <= the max event time before it); poison
+    records do not move the watermark."""
+    late = dict.fromkeys(graces, 0)
+    for (_p,), part in truth.filter(pl.col("kind") != "poison").group_by(["partition"], maintain_order=True):
+        watermark = None
+        for ts in part["timestamp"]:
+            if watermark is not None:
+                for g in graces:
+                    late[g] += ts - ts % size + size + g <= watermark
+            watermark = ts if watermark is None else max(watermark, ts)
+    return late
+
+
+def test_a_grace_sweep_counts_the_late_records_of_the_truth_for_each_grace(scenario, dask_client):
+    """One read, four graces: each variant's late count equals the count computed from the truth; the
+    deployed grace is the generator's own late set; on Dask the sweep is the same table."""
+    sc = scenario
+    graces = [0, 5_000, 10_000, 30_000, 120_000]
+    report = run(sc, sweep={"grace": graces})
+    assert report.verdict is True and report.sweep is not None
+    table = report.sweep.table
+    size = sc["spec"].window.size_ms
+    want = late_per_grace(sc["truth"], size, graces)
+    assert want[0] > want[10_000] > want[120_000], want  # the input has records late for each of them
+    assert dict(zip(table["grace_ms"], table["late"], strict=True)) == want
+    kinds = dict(sc["truth"].group_by("kind").len().iter_rows())
+    assert want[sc["spec"].window.grace_ms] == kinds["late"] == report.late
+    deployed = table.filter(pl.col("grace_ms") == sc["spec"].window.grace_ms).row(0, named=True)
+    assert (deployed["moved"], deployed["delta_total_cents"], deployed["delta_count"]) == (0, 0, 0)
+    assert deployed["final_windows"] == report.counts["match"]
+    assert list(table["late"]) == sorted(table["late"], reverse=True)  # more grace, fewer late records
+    on_dask = run(sc, sweep={"grace": graces}, cluster=dask_client)
+    assert on_dask.sweep is not None and on_dask.sweep.table.equals(table)
+    cli = run_cli(
+        "backtest", "--group", sc["group"], "--live-topic", sc["live"], "--source", sc["source"],
+        "--sweep", "grace=0s,2m",
+        env={"KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml")},
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert f"  window 60s grace 0s: late {want[0]:,}, final windows" in cli.stdout
+    assert f"  window 60s grace 120s: late {want[120_000]:,}, final windows" in cli.stdout
+    bad = run_cli(
+        "backtest", "--sweep", "grace=soon", env={"KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml")}
+    )
+    assert bad.returncode == 2 and "--sweep grace: " in bad.stderr, bad.stderr
