@@ -183,7 +183,8 @@ class TopicIdentity:
 
 
 def topic_identity(settings: Settings, topic: str, timeout: float = 10.0) -> TopicIdentity:
-    """The cluster id, topic id and cleanup policy of ``topic`` (three small admin requests).
+    """The cluster id, topic id and cleanup policy of ``topic`` (three small admin requests, sent
+    together: a replay-cache lookup waits for one round trip, not three).
 
     A denial names the operation the principal lacks (DESCRIBE, or DESCRIBE_CONFIGS for the policy)."""
     from confluent_kafka import TopicCollection
@@ -194,11 +195,14 @@ def topic_identity(settings: Settings, topic: str, timeout: float = 10.0) -> Top
     admin = make_admin(settings)
     step = "DESCRIBE"
     try:
-        cluster = admin.describe_cluster(request_timeout=timeout).result(timeout=timeout)
-        desc = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic].result(timeout=timeout)
-        step = "DESCRIBE_CONFIGS"
         res = ConfigResource(ResourceType.TOPIC, topic)
-        policy = admin.describe_configs([res])[res].result(timeout=timeout)["cleanup.policy"].value
+        cluster_f = admin.describe_cluster(request_timeout=timeout)
+        desc_f = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+        config_f = admin.describe_configs([res], request_timeout=timeout)[res]
+        cluster = cluster_f.result(timeout=timeout)
+        desc = desc_f.result(timeout=timeout)
+        step = "DESCRIBE_CONFIGS"
+        policy = config_f.result(timeout=timeout)["cleanup.policy"].value
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None
         if err is not None and is_denial(err):

@@ -1,4 +1,4 @@
-"""The exact replay cache: decoded ranges kept as Parquet, read back row for row.
+"""The exact replay cache: decoded ranges kept as Arrow IPC files, mapped back row for row.
 
 Kafka offsets are immutable: the records of ``[start, end)`` of a partition never change while the
 topic lives (retention only removes whole prefixes). So a decoded range, once read, can be kept and
@@ -19,7 +19,8 @@ kept range wrong, and how each is ruled out:
   cached one could type a field differently: it is not cached either (pass ``schema=`` to cache it).
 
 Layout: ``data_dir/replay-cache/<key hash>/`` holds ``key.json``, ``segments.json`` (partition,
-start, end, rows, bytes, schema fingerprints, last use) and one Parquet file per segment. A lock file
+start, end, rows, bytes, schema fingerprints, last use) and one uncompressed Arrow IPC file per
+segment (memory-mapped when read: no decode, no copy; ~2.3x the bytes of lz4 Parquet). A lock file
 serialises processes sharing the cache; the size cap evicts least recently used segments.
 """
 
@@ -38,23 +39,26 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
-from kstream_lab.errors import AuthorizationError, TopicError
-from kstream_lab.kafka.admin import topic_identity
-from kstream_lab.kafka.schema_registry import RegistryError, SchemaRegistry
+from kstream_lab.errors import AuthorizationError, KStreamLabError, TopicError
+from kstream_lab.kafka.admin import TopicIdentity, topic_identity
+from kstream_lab.kafka.schema_registry import RegistryError, current_schema
 from kstream_lab.lineage import RangeRead, record_reads
 from kstream_lab.replay.decode import BatchDecoder
-from kstream_lab.replay.reader import PartitionRange, ReplayRange, SchemaArg, read_range
+from kstream_lab.replay.reader import PartitionRange, Position, ReplayRange, SchemaArg, read_range, resolve_range
 from kstream_lab.settings import Settings
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 1: Parquet segments; 2: Arrow IPC, memory-mapped
 
 
 @dataclass
@@ -141,8 +145,8 @@ class CacheEntry:
         seg.used = time.time()
         frame = _recall(self.dir, seg.file)
         if frame is None:
-            frame = pl.read_parquet(self.dir / seg.file)
-            _remember(self.settings, self.dir, seg.file, frame)
+            frame = _map_segment(self.dir / seg.file)
+            _remember(self.settings, self.dir, seg.file, frame, seg.bytes or None)
         if (start, end) == (seg.start, seg.end):
             return frame
         off = "kafka_offset" if "kafka_offset" in frame.columns else "offset"
@@ -150,8 +154,8 @@ class CacheEntry:
 
     def add(self, partition: int, start: int, end: int, frame: pl.DataFrame, schemas: dict[str, str]) -> None:
         """Keep a fetched piece: in memory at once, on disk by the background writer (the read that
-        fetched it does not wait for Parquet; :func:`flush` does)."""
-        name = f"p{partition}-{start}-{end}-{uuid.uuid4().hex[:6]}.parquet"
+        fetched it does not wait for the file; :func:`flush` does)."""
+        name = f"p{partition}-{start}-{end}-{uuid.uuid4().hex[:6]}.arrow"
         seg = Segment(partition, start, end, frame.height, name, 0, schemas, time.time())
         _remember(self.settings, self.dir, name, frame)
         with _lock:
@@ -161,25 +165,29 @@ class CacheEntry:
 
 # ---- the in-process tier and the background writer ----------------------------------------------
 # A notebook re-runs a cell in the same kernel: frames kept in memory (up to replay_cache_memory_bytes)
-# are served without reading Parquet at all; Polars frames are immutable, so handing out the same
+# are served without touching the files at all; Polars frames are immutable, so handing out the same
 # one is safe. Disk segments outlive the kernel.
 _lock = threading.Lock()
 _memory: OrderedDict[tuple[Path, str], pl.DataFrame] = OrderedDict()
+_sizes: dict[tuple[Path, str], int] = {}  # bytes counted for each kept frame
 _memory_bytes = [0]
 _pending: list[tuple[Path, Segment, pl.DataFrame]] = []  # handed to the writer, not yet on disk
 _queue: queue.Queue | None = None
 
 
-def _remember(settings: Settings, directory: Path, name: str, frame: pl.DataFrame) -> None:
-    size = int(frame.estimated_size())
+def _remember(settings: Settings, directory: Path, name: str, frame: pl.DataFrame, size: int | None = None) -> None:
+    """Keep ``frame``, counted as ``size`` bytes (a mapped segment: its file's size, which is what
+    it maps; else Polars' estimate, which walks every buffer)."""
+    size = int(frame.estimated_size()) if size is None else size
     with _lock:
         if (directory, name) in _memory or size > settings.replay_cache_memory_bytes:
             return
         _memory[(directory, name)] = frame
+        _sizes[(directory, name)] = size
         _memory_bytes[0] += size
         while _memory_bytes[0] > settings.replay_cache_memory_bytes and _memory:
-            _key, old = _memory.popitem(last=False)
-            _memory_bytes[0] -= int(old.estimated_size())
+            old, _frame = _memory.popitem(last=False)
+            _memory_bytes[0] -= _sizes.pop(old)
 
 
 def _recall(directory: Path, name: str) -> pl.DataFrame | None:
@@ -196,6 +204,7 @@ def forget_memory() -> None:
     """Empty the in-process tier (benchmarks: the disk tier alone)."""
     with _lock:
         _memory.clear()
+        _sizes.clear()
         _memory_bytes[0] = 0
 
 
@@ -223,9 +232,21 @@ def _write_loop(jobs: queue.Queue) -> None:
             jobs.task_done()
 
 
+def _map_segment(path: Path) -> pl.DataFrame:
+    """A kept segment, memory-mapped: the Arrow IPC file's buffers become the frame's without a copy
+    or a decode (a new kernel's re-read of 1M orders maps in ~10 ms where decoding Parquet took
+    ~150 ms). Pages come from the page cache as they are touched; the file is replaced, never
+    rewritten in place (see :func:`_persist`), and an evicted file stays readable while mapped."""
+    with pa.memory_map(str(path)) as source:  # closing it keeps the mapping the buffers hold
+        table = ipc.open_file(source).read_all()
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def _persist(directory: Path, seg: Segment, frame: pl.DataFrame) -> None:
     tmp = directory / f".{seg.file}.tmp"
-    frame.write_parquet(tmp, compression="lz4", statistics=False)
+    frame.write_ipc(tmp, compression="uncompressed")  # mappable as is: see _map_segment
     with (directory / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -313,7 +334,8 @@ def clear(settings: Settings, topic: str | None = None) -> int:
         shutil.rmtree(e.directory, ignore_errors=True)
     with _lock:
         for k in [k for k in _memory if any(k[0] == e.directory for e in gone)]:
-            _memory_bytes[0] -= int(_memory.pop(k).estimated_size())
+            _memory.pop(k)
+            _memory_bytes[0] -= _sizes.pop(k)
     return len(gone)
 
 
@@ -364,9 +386,11 @@ def read_cached(
     errors: str,
     batch_size: int,
     schema: SchemaArg,
+    identity: TopicIdentity | KStreamLabError | None = None,
 ) -> pl.DataFrame:
-    """``read_range`` through the cache: kept segments served, holes fetched and kept (see module doc)."""
-    key = _key(settings, rng.topic, value_format, errors, schema)
+    """``read_range`` through the cache: kept segments served, holes fetched and kept (see module doc).
+    ``identity``: the topic's, when the caller asked for it already (:func:`replay_cached`)."""
+    key = _key(settings, rng.topic, value_format, errors, schema, identity or _identify(settings, rng.topic))
     if key is None or (value_format == "json" and schema is None):
         return read_range(settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema)
     entry = CacheEntry(settings, key)
@@ -377,12 +401,42 @@ def read_cached(
 _UNIDENTIFIED: set[str] = set()  # topics already warned about, once per process
 
 
-def _key(settings: Settings, topic: str, value_format: str, errors: str, schema: SchemaArg) -> dict | None:
+def replay_cached(
+    settings: Settings,
+    topic: str,
+    start: Position,
+    end: Position,
+    partitions: list[int] | None,
+    **read: Any,
+) -> pl.DataFrame:
+    """Resolve the range and identify the topic at once -- two round trips to the cluster side by
+    side, not one after the other (a hit is otherwise bound by them) -- then :func:`read_cached`."""
+    with ThreadPoolExecutor(1, thread_name_prefix="kstream-cache-identity") as pool:
+        identity = pool.submit(_identify, settings, topic)
+        rng = resolve_range(settings, topic, start, end, partitions)
+        found = identity.result()
+    return read_cached(settings, rng, identity=found, **read)
+
+
+def _identify(settings: Settings, topic: str) -> TopicIdentity | KStreamLabError:
+    """The topic's identity, or why it cannot be had (e.g. no DESCRIBE_CONFIGS: the read may still be allowed)."""
     try:
-        ident = topic_identity(settings, topic)
-    except (TopicError, AuthorizationError) as exc:  # e.g. no DESCRIBE_CONFIGS: the read may still be allowed
+        return topic_identity(settings, topic)
+    except (TopicError, AuthorizationError) as exc:
+        return exc
+
+
+def _key(
+    settings: Settings,
+    topic: str,
+    value_format: str,
+    errors: str,
+    schema: SchemaArg,
+    ident: TopicIdentity | KStreamLabError,
+) -> dict | None:
+    if isinstance(ident, KStreamLabError):
         if topic not in _UNIDENTIFIED:
-            log.warning("replay cache: %s is read without the cache: %s", topic, exc)
+            log.warning("replay cache: %s is read without the cache: %s", topic, ident)
             _UNIDENTIFIED.add(topic)
         return None
     if "compact" in ident.cleanup_policy:
@@ -466,21 +520,16 @@ def _sub(rng: ReplayRange, ranges: dict[int, tuple[int, int]]) -> ReplayRange:
 
 
 def _fingerprints(settings: Settings, ids: set[int]) -> dict[str, str]:
-    if not ids:
-        return {}
-    registry = SchemaRegistry(settings)
-    try:
-        return {str(i): _fingerprint(registry, i) for i in sorted(ids)}
-    finally:
-        registry.close()
+    return {str(i): _fingerprint(settings, i) for i in sorted(ids)}
 
 
-def _fingerprint(registry: SchemaRegistry, schema_id: int) -> str:
+def _fingerprint(settings: Settings, schema_id: int) -> str:
     """sha256 of the schema text (Protobuf and JSON Schema: with their type and references, which
     change what the text means); "absent" for an id the registry does not know (a poison record's
-    made-up id: if the id is ever assigned, the segment's undecodable records might now decode)."""
+    made-up id: if the id is ever assigned, the segment's undecodable records might now decode).
+    Asked of the registry now, over the process's kept connection (no client cache in between)."""
     try:
-        found = registry.schema(schema_id)
+        found = current_schema(settings, schema_id)
         text = found.schema
         if found.schema_type != "AVRO" or found.references:
             text = json.dumps([found.schema_type, text, [list(r) for r in found.references]], default=str)

@@ -357,13 +357,21 @@ def replay(
     the ``replay_cache`` setting, on in notebooks); projected reads (``columns``) bypass it.
     """
     settings = settings or get_settings()
-    rng = resolve_range(settings, topic, start, end, partitions)
-    from kstream_lab.replay.cache import cache_wanted, read_cached
+    from kstream_lab.replay.cache import cache_wanted, replay_cached
 
     if columns is None and (cache if cache is not None else cache_wanted(settings)):
-        return read_cached(
-            settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, schema=schema
+        return replay_cached(
+            settings,
+            topic,
+            start,
+            end,
+            partitions,
+            value_format=value_format,
+            errors=errors,
+            batch_size=batch_size,
+            schema=schema,
         )
+    rng = resolve_range(settings, topic, start, end, partitions)
     return read_range(
         settings, rng, value_format=value_format, errors=errors, batch_size=batch_size, columns=columns, schema=schema
     )

@@ -42,7 +42,7 @@ def test_the_cap_evicts_least_recently_used_segments_first(tmp_path) -> None:
     assert enforce_cap(capped) > 0
     with entry.locked():
         assert sorted(s.start for s in entry.segments[0]) == [0, 2000]  # the one used longest ago went
-    assert len(list(entry.dir.glob("*.parquet"))) == 2
+    assert len(list(entry.dir.glob("*.arrow"))) == 2
 
 
 def test_a_topic_whose_identity_is_denied_is_read_without_the_cache(tmp_path, monkeypatch, caplog) -> None:
