@@ -339,9 +339,22 @@ def clear(settings: Settings, topic: str | None = None) -> int:
     return len(gone)
 
 
+def _drop_old_formats(root: Path) -> None:
+    """Entries an earlier version kept in another layout (CACHE_FORMAT) are never served: remove them."""
+    for d in sorted(root.iterdir()) if root.exists() else []:
+        try:
+            old = json.loads((d / "key.json").read_text()).get("format", CACHE_FORMAT) != CACHE_FORMAT
+        except (OSError, ValueError):
+            continue
+        if old:
+            log.info("replay cache: removing %s (kept by an earlier version in another layout)", d.name)
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def enforce_cap(settings: Settings) -> int:
     """Evict least recently used segments until the cache fits ``replay_cache_max_bytes``; returns
     the bytes freed. Each entry is edited under its own lock."""
+    _drop_old_formats(cache_root(settings))
     cap = settings.replay_cache_max_bytes
     listed = _entries(settings)  # not entries(): the writer thread calls this, flush() would wait for it
     excess = sum(e.bytes for e in listed) - cap

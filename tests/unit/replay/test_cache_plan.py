@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -70,3 +72,15 @@ def test_a_topic_whose_identity_is_denied_is_read_without_the_cache(tmp_path, mo
         f" on {settings.bootstrap} (Broker: Topic authorization failed)"
         " (grant it in the pipeline file and run `kstream-lab acls apply`, or use another principal)"
     ]
+
+
+def test_entries_an_earlier_version_kept_are_removed_when_the_cap_is_enforced(tmp_path) -> None:
+    from kstream_lab.replay.cache import CACHE_FORMAT, cache_root
+
+    settings = Settings(data_dir=tmp_path)
+    old = cache_root(settings) / "0123456789abcdef0123"
+    old.mkdir(parents=True)
+    (old / "key.json").write_text(json.dumps({"format": CACHE_FORMAT - 1, "topic": "t"}))
+    (old / "p0-0-10-abcdef.parquet").write_bytes(b"x" * 100)
+    enforce_cap(settings)
+    assert not old.exists()
