@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kstream_lab.pipeline_spec import PipelineSpec
-from kstream_lab.settings import READ_GROUP_PREFIX
+from kstream_lab.settings import READ_GROUP_PREFIX, Settings
 
 ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
 Pattern = Literal["LITERAL", "PREFIXED"]
-Operation = Literal["READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"]
+Operation = Literal["READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", "CREATE"]
+CONNECT_TOPICS = ("configs", "offsets", "status")  # a Connect worker's <group>-configs|-offsets|-status
 
 
 @dataclass(frozen=True, order=True)
@@ -55,8 +56,28 @@ def _read_groups(principal: str) -> AclBinding:
     return AclBinding(principal, "GROUP", READ_GROUP_PREFIX, "PREFIXED", "DESCRIBE")
 
 
-def derive_acls(spec: PipelineSpec) -> list[AclBinding]:
-    """Every binding the pipeline file asks for, sorted and without duplicates."""
+def _connect_sink(principal: str, spec: PipelineSpec, connect_group: str) -> list[AclBinding]:
+    """``kind: connect``: the Connect worker logs in as the sink's principal. Its connector reads the
+    sink's input in the group Connect names ``connect-<connector>`` and dead-letters to the DLQ; the
+    worker itself joins ``connect_group`` and keeps its config, offset and status topics, which it
+    creates on first start and whose cleanup policy it checks (CREATE, DESCRIBE_CONFIGS)."""
+    sink = spec.workers.sink
+    internal = [f"{connect_group}-{t}" for t in CONNECT_TOPICS]
+    return [
+        *_topic(principal, "READ", sink.input, *internal),
+        _group(principal, sink.consumer_group),
+        _group(principal, connect_group),
+        *_topic(principal, "WRITE", sink.dlq, *internal),
+        *_topic(principal, "CREATE", *internal),
+        *_topic(principal, "DESCRIBE_CONFIGS", *internal),
+    ]
+
+
+def derive_acls(spec: PipelineSpec, connect_group: str | None = None) -> list[AclBinding]:
+    """Every binding the pipeline file asks for, sorted and without duplicates. ``connect_group``: the
+    Kafka Connect worker's group (the ``connect_group_id`` setting, default its default) when the sink
+    is ``kind: connect``."""
+    connect_group = connect_group or str(Settings.model_fields["connect_group_id"].default)
     w = spec.workers
     out: list[AclBinding] = []
     if p := w.order_service.principal:
@@ -69,13 +90,18 @@ def derive_acls(spec: PipelineSpec) -> list[AclBinding]:
         a = w.aggregator
         out += [*_topic(p, "READ", a.input, a.changelog), _group(p, a.group_id), _read_groups(p)]
         out += [*_topic(p, "WRITE", a.output, a.late, a.dlq, a.changelog), _transactional_ids(p, a.transactional_id)]
-    if p := w.sink.principal:
+    if (p := w.sink.principal) and w.sink.kind == "connect":
+        out += _connect_sink(p, spec, connect_group)
+    elif p := w.sink.principal:
         out += [*_topic(p, "READ", w.sink.input), _group(p, w.sink.group_id), *_topic(p, "WRITE", w.sink.dlq)]
     for reader in spec.readers.values():
         topics = list(spec.topics) if reader.topics == "all" else reader.topics
         out += _topic(reader.principal, "READ", *topics) + _topic(reader.principal, "DESCRIBE_CONFIGS", *topics)
         out.append(AclBinding(reader.principal, "GROUP", reader.group_prefix, "PREFIXED", "READ"))
-        out += [_group(reader.principal, getattr(w, name).group_id, "DESCRIBE") for name in reader.describe_groups]
+        groups = [
+            w.sink.consumer_group if name == "sink" else getattr(w, name).group_id for name in reader.describe_groups
+        ]
+        out += [_group(reader.principal, g, "DESCRIBE") for g in groups]
     return sorted(set(out))
 
 

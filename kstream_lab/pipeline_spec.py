@@ -181,6 +181,12 @@ class SinkConfig(_MetricsSpec):
         default_factory=dict, description="Connect config keys added to or replacing the built connector's"
     )
 
+    @property
+    def consumer_group(self) -> str:
+        """The group that reads ``input``: this worker's, or for ``kind: connect`` the one Kafka
+        Connect names after the connector (``connect-<connector_name>``)."""
+        return f"connect-{self.connector_name}" if self.kind == "connect" else self.group_id
+
     @model_validator(mode="after")
     def _connect_needs_postgres(self) -> SinkConfig:
         if self.kind == "connect" and not (self.target or "").startswith(("postgresql://", "postgres://")):

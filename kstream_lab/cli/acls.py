@@ -23,7 +23,7 @@ def apply(
     spec = pipeline(file)
     s = settings()
     ping(s)
-    changes = apply_acls(s, derive_acls(spec), force=force)
+    changes = apply_acls(s, derive_acls(spec, s.connect_group_id), force=force)
     for b in changes.created:
         typer.echo(f"created  {b}")
     for b in changes.removed:

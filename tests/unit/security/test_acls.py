@@ -151,3 +151,34 @@ def test_every_declared_operation_survives_the_round_trip_through_the_broker_bin
     for op in get_args(Operation):
         declared = AclBinding("User:analyst", "TOPIC", "orders_raw", "LITERAL", op)
         assert _from_kafka(_to_kafka(declared)) == declared
+
+
+def test_a_connect_sink_grants_the_worker_its_group_internal_topics_and_the_connector_group(tmp_path):
+    """kind: connect: the Connect worker logs in as the sink's principal; it needs the connector's
+    consumer group (connect-<name>), its own group and its three internal topics, and nothing the
+    Python sink's group had."""
+    data = yaml.safe_load((ROOT / "pipelines/orders.yaml").read_text())
+    data["workers"]["sink"].update(
+        kind="connect", target="postgresql://u@h:5432/db", connector_name="jdbc-x", principal="sink-user"
+    )
+    data["readers"]["analyst"].update(topics=["orders_raw"], describe_groups=["sink"])
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    acls = derive_acls(load_pipeline(path), connect_group="cg")
+    internal = ("cg-configs", "cg-offsets", "cg-status")
+    assert [b for b in acls if b.principal == "User:sink-user"] == sorted(
+        [
+            AclBinding("User:sink-user", "GROUP", "cg", "LITERAL", "READ"),
+            AclBinding("User:sink-user", "GROUP", "connect-jdbc-x", "LITERAL", "READ"),
+            AclBinding("User:sink-user", "TOPIC", "orders_dlq", "LITERAL", "WRITE"),
+            AclBinding("User:sink-user", "TOPIC", "sales_aggregates", "LITERAL", "READ"),
+            *[AclBinding("User:sink-user", "TOPIC", t, "LITERAL", op) for t in internal for op in (
+                "CREATE", "DESCRIBE_CONFIGS", "READ", "WRITE"
+            )],
+        ]
+    )  # fmt: skip
+    assert AclBinding("User:analyst", "GROUP", "connect-jdbc-x", "LITERAL", "DESCRIBE") in acls
+    assert derive_acls(load_pipeline(path)) != acls  # the default group: kstream-lab-connect-*
+    assert AclBinding("User:sink-user", "TOPIC", "kstream-lab-connect-status", "LITERAL", "WRITE") in derive_acls(
+        load_pipeline(path)
+    )
