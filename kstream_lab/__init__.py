@@ -15,7 +15,18 @@ from __future__ import annotations
 
 from importlib import import_module
 
-_API = ("backtest", "export", "register", "resolve", "sql", "to_duckdb", "to_parquet")
+_API = (
+    "aggregation",
+    "backtest",
+    "export",
+    "preview",
+    "register",
+    "resolve",
+    "save_aggregation",
+    "sql",
+    "to_duckdb",
+    "to_parquet",
+)
 
 __all__ = ["readable", "replay", "table", "tail", *_API]
 

@@ -23,9 +23,22 @@ if TYPE_CHECKING:
     import duckdb
 
     from kstream_lab.aggregations.spec import AggregationSpec
+    from kstream_lab.authoring import Preview
     from kstream_lab.replay.backtest import BacktestReport
 
-__all__ = ["backtest", "export", "register", "replay", "resolve", "sql", "to_duckdb", "to_parquet"]
+__all__ = [
+    "aggregation",
+    "backtest",
+    "export",
+    "preview",
+    "register",
+    "replay",
+    "resolve",
+    "save_aggregation",
+    "sql",
+    "to_duckdb",
+    "to_parquet",
+]
 
 
 def resolve(
@@ -124,6 +137,7 @@ def backtest(
     settings: Settings | None = None,
     cluster: Any = None,
     sweep: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
+    what_if: AggregationSpec | None = None,
 ) -> BacktestReport:
     """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
 
@@ -132,7 +146,8 @@ def backtest(
     (lazy scan, larger than memory). ``cluster``: a Dask scheduler address (``tcp://host:8786``), a
     ``distributed.Client`` or a ``LocalCluster``: one task per topic partition, the same report
     (``kstream_lab.replay.dask_backtest``). ``sweep``: a grid of graces and window sizes over the same
-    read, e.g. ``{"grace": ["0s", "10s", "30s"]}`` or ``["grace=0s,10s"]`` (report.sweep.table).
+    read, e.g. ``{"grace": ["0s", "10s", "30s"]}`` or ``["grace=0s,10s"]`` (report.sweep.table). ``what_if``:
+    any aggregation over the same input (e.g. from :func:`aggregation`), compared like a what-if.
     See ``kstream_lab.replay.backtest`` for what is compared.
     """
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
@@ -150,5 +165,43 @@ def backtest(
         source=source,
         cluster=cluster,
         sweep=sweep,
+        what_if=what_if,
     )
     return run_backtest(req, live=live)
+
+
+def aggregation(
+    definition: str | dict[str, Any], *, name: str = "draft", pipeline_file: str | Path | None = None
+) -> AggregationSpec:
+    """An aggregation from a cell: YAML text (or a dict) with a pipeline file's ``aggregations:`` keys,
+    checked against the deployed pipeline (default: KSTREAM_PIPELINE_FILE). See kstream_lab.authoring."""
+    from kstream_lab.authoring import aggregation as parse
+    from kstream_lab.pipeline_spec import load_pipeline
+
+    return parse(definition, name=name, pipeline=load_pipeline(pipeline_file or get_settings().pipeline_file))
+
+
+def preview(
+    spec: AggregationSpec,
+    start: Position = "earliest",
+    end: Position = "latest",
+    *,
+    sweep: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
+    settings: Settings | None = None,
+    cluster: Any = None,
+) -> Preview:
+    """Run ``spec`` over ``[start, end)`` of its source with the batch engine (every window, its late
+    records; ``sweep`` adds graces and window sizes over the same read). No live output needed."""
+    from kstream_lab.authoring import preview as run
+
+    return run(settings or get_settings(), spec, start, end, sweep=sweep, cluster=cluster)
+
+
+def save_aggregation(
+    spec: AggregationSpec, out: str | Path, *, pipeline_file: str | Path | None = None, deploy: bool = True
+) -> Path:
+    """A copy of the deployed pipeline file (default: KSTREAM_PIPELINE_FILE) at ``out`` with ``spec``
+    added (and the aggregator pointed at it with ``deploy``), validated by loading it back."""
+    from kstream_lab.authoring import save_aggregation as save
+
+    return save(spec, pipeline_file or get_settings().pipeline_file, out, deploy=deploy)

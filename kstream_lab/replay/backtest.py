@@ -75,6 +75,7 @@ class BacktestRequest:
         source: str | Path | None = None,
         cluster: Any = None,
         sweep: SweepArg | None = None,
+        what_if: AggregationSpec | None = None,
     ) -> BacktestRequest:
         if isinstance(spec, AggregationSpec):
             agg, cfg = spec, AggregatorConfig(input=spec.source)
@@ -95,6 +96,15 @@ class BacktestRequest:
                 raise ConfigError(f"bad what-if window: {exc}") from None
             if group_by is not None:
                 whatif = whatif.model_copy(update={"group_by": tuple(group_by)})
+        if what_if is not None:
+            if whatif is not None:
+                raise ConfigError("give a what-if spec or --window/--grace/--group-by, not both")
+            if what_if.source != agg.source:
+                raise ConfigError(
+                    f"the what-if aggregation reads {what_if.source!r}, the deployed one {agg.source!r}",
+                    hint="a what-if runs over the deployed aggregation's input",
+                )
+            whatif = what_if
         sweeps = tuple(variants(agg, parse_sweep(sweep))) if sweep else ()
         return cls(settings, agg, cfg, start, end, source or cfg.input, whatif, cluster, sweeps)
 
@@ -159,10 +169,10 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     if export is None:
         rng = _input_range(req, topic, committed, notes)
         ranges = rng.as_offsets()
-        computed = _compute(req, rng)
+        computed = compute_results(req, rng)
     else:
         frame, ranges = _cap_export(export[0], export[1], committed, notes)
-        computed = _compute(req, frame)
+        computed = compute_results(req, frame)
     result, whatif_result = computed.base, computed.what_if
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
@@ -194,7 +204,7 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
 
 
 @dataclass(frozen=True)
-class _Computed:
+class Computed:
     """The batch results over one read of the input, and its row count (lazy: counting a lazy
     Parquet scan costs a pass)."""
 
@@ -204,7 +214,7 @@ class _Computed:
     rows: Callable[[], int]
 
 
-def _compute(req: BacktestRequest, source: ReplayRange | pl.DataFrame | pl.LazyFrame) -> _Computed:
+def compute_results(req: BacktestRequest, source: ReplayRange | pl.DataFrame | pl.LazyFrame) -> Computed:
     """The spec, the what-if spec and every sweep variant over the input, read once: in this
     process, or one task per partition on Dask."""
     cols = _needed_columns(req.spec, req.what_if_spec)
@@ -224,7 +234,7 @@ def _compute(req: BacktestRequest, source: ReplayRange | pl.DataFrame | pl.LazyF
         lazy = frame.lazy().select(cols)
         results = [run_batch(spec, lazy) for spec in specs]
         rows = lambda: int(lazy.select(pl.len()).collect().item())  # noqa: E731
-    return _Computed(results[0], results[1] if extra else None, list(results[1 + len(extra) :]), rows)
+    return Computed(results[0], results[1] if extra else None, list(results[1 + len(extra) :]), rows)
 
 
 def _count_metric(spec: AggregationSpec) -> str | None:
@@ -354,4 +364,12 @@ def _live_finals(
     )
 
 
-__all__ = ["MISMATCH", "BacktestReport", "BacktestRequest", "BatchResult", "run_backtest"]
+__all__ = [
+    "MISMATCH",
+    "BacktestReport",
+    "BacktestRequest",
+    "BatchResult",
+    "Computed",
+    "compute_results",
+    "run_backtest",
+]
