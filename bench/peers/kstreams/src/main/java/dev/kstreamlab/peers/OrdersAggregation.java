@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.common.serialization.Deserializer;
@@ -133,7 +134,9 @@ public final class OrdersAggregation {
 
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
         CountDownLatch done = new CountDownLatch(1);
+        AtomicBoolean closing = new AtomicBoolean(false);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            closing.set(true);
             streams.close(Duration.ofSeconds(20));
             done.countDown();
         }));
@@ -144,7 +147,7 @@ public final class OrdersAggregation {
                     .SHUTDOWN_CLIENT;
         });
         streams.setStateListener((now, before) -> {
-            if (now == KafkaStreams.State.ERROR || (now == KafkaStreams.State.PENDING_SHUTDOWN && done.getCount() > 0)) {
+            if (!closing.get() && (now == KafkaStreams.State.ERROR || now == KafkaStreams.State.PENDING_SHUTDOWN)) {
                 System.err.println("streams " + before + " -> " + now);
                 new Thread(() -> System.exit(1)).start();
             }
