@@ -3,10 +3,12 @@ confluent-kafka below kstream_lab's), never imported by the bench itself.
 
 The orders aggregation of pipelines/orders.yaml: the same Avro topic as our aggregator (Confluent
 framing, writer schemas from the registry), event time from the value's ``timestamp``, a tumbling
-window of the aggregation's size and grace, sum of total_cents and count, final windows only, to
-an output topic, ``processing_guarantee="exactly-once"``. Variants: ``group_by`` (re-keyed by
-loyalty tier through Quix's repartition topic, the aggregator's semantics) and ``key`` (windows per
-record key, the order id: no repartition, one window per order).
+window of the aggregation's size and grace, sum of total_cents and count, final windows only
+(closed when the partition's event time passes end + grace: ``closing_strategy="partition"``; with
+Quix's default, ``"key"``, a window per order id would never close), to an output topic,
+``processing_guarantee="exactly-once"``. Variants: ``group_by`` (re-keyed by loyalty tier through
+Quix's repartition topic, the aggregator's semantics) and ``key`` (windows per record key, the order
+id: no repartition, one window per order).
 
     python orders_aggregation.py BOOTSTRAP REGISTRY_URL INPUT OUTPUT GROUP VARIANT WINDOW_MS GRACE_MS STATE_DIR COMMIT_S
 """
@@ -59,7 +61,7 @@ def main() -> None:
     sdf = (
         sdf.tumbling_window(int(window_ms), grace_ms=int(grace_ms))
         .agg(total_cents=Sum("total_cents"), count=Count())
-        .final()
+        .final(closing_strategy="partition")  # closed by the partition's event time, as our aggregator's watermark
     )
     sdf.to_topic(app.topic(output, value_serializer="json", key_serializer="string"))
     app.run()

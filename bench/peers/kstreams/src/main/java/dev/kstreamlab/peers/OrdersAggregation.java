@@ -29,7 +29,8 @@ import org.apache.kafka.streams.processor.TimestampExtractor;
  * from the "timestamp" field, tumbling windows of SIZE with GRACE, sum of total_cents and count per
  * loyalty tier, final results only (suppress until the window closes), exactly_once_v2.
  *
- * <p>Arguments: bootstrap input-topic output-topic application-id window-ms grace-ms.
+ * <p>Arguments: bootstrap input-topic output-topic application-id window-ms grace-ms [commit-interval-ms]
+ * (default 100, Kafka Streams' own default under exactly-once).
  */
 public final class OrdersAggregation {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -102,12 +103,14 @@ public final class OrdersAggregation {
     public static void main(String[] args) throws InterruptedException {
         String bootstrap = args[0], input = args[1], output = args[2], appId = args[3];
         long windowMs = Long.parseLong(args[4]), graceMs = Long.parseLong(args[5]);
+        long commitMs = args.length > 6 ? Long.parseLong(args[6]) : 100;
 
         Properties props = new Properties();
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
+        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, commitMs);
         props.put(StreamsConfig.STATE_DIR_CONFIG, System.getProperty("java.io.tmpdir") + "/kstreams-" + appId);
         props.put(StreamsConfig.DEFAULT_TIMESTAMP_EXTRACTOR_CLASS_CONFIG, EventTime.class);
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
