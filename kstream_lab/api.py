@@ -9,6 +9,7 @@ Range rules (inclusive start, exclusive end, snapshotted end) are in ``kstream_l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,8 @@ def backtest(
     cluster: Any = None,
     sweep: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
     what_if: AggregationSpec | None = None,
+    event_from: str | int | datetime | None = None,
+    event_to: str | int | datetime | None = None,
 ) -> BacktestReport:
     """Re-run the aggregation over ``orders_enriched`` and compare with the live final windows.
 
@@ -148,6 +151,8 @@ def backtest(
     (``kstream_lab.replay.dask_backtest``). ``sweep``: a grid of graces and window sizes over the same
     read, e.g. ``{"grace": ["0s", "10s", "30s"]}`` or ``["grace=0s,10s"]`` (report.sweep.table). ``what_if``:
     any aggregation over the same input (e.g. from :func:`aggregation`), compared like a what-if.
+    ``event_from``/``event_to``: judge only the windows starting in that event-time range, reading the
+    offsets that decide them (kstream_lab.replay.event_range; an int is epoch ms).
     See ``kstream_lab.replay.backtest`` for what is compared.
     """
     from kstream_lab.replay.backtest import BacktestRequest, run_backtest
@@ -166,6 +171,8 @@ def backtest(
         cluster=cluster,
         sweep=sweep,
         what_if=what_if,
+        event_from=event_from,
+        event_to=event_to,
     )
     return run_backtest(req, live=live)
 

@@ -25,6 +25,10 @@ def backtest_cmd(
     source: str | None = typer.Option(None, "--source", help="input topic, or a `replay --out` directory"),
     show: int = typer.Option(20, "--show", min=0, help="mismatching windows to print"),
     out: Path | None = typer.Option(None, "--out", help="write every window with its status as Parquet"),
+    event_from: str | None = typer.Option(
+        None, "--event-from", help="judge the windows starting at or after this event time (ISO, @ms, '2h ago')"
+    ),
+    event_to: str | None = typer.Option(None, "--event-to", help="... and before this one (default: now)"),
     sweep: list[str] = typer.Option(
         [], "--sweep", help="grace and/or window sizes over the same read, e.g. grace=0s,10s,30s,2m (repeatable)"
     ),
@@ -52,6 +56,8 @@ def backtest_cmd(
         source=source,
         cluster=dask,
         sweep=sweep or None,
+        event_from=event_from,
+        event_to=event_to,
     )
     report = run_backtest(req)
     for line in report.summary():

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from kstream_lab.errors import ConfigError
 from kstream_lab.kafka.admin import committed_offsets
 from kstream_lab.pipeline_spec import AggregatorConfig, load_pipeline
 from kstream_lab.replay.diff import WhatIf, compare_windows, what_if
+from kstream_lab.replay.event_range import event_offsets, event_time_ms
 from kstream_lab.replay.parquet import RANGE_FILE, read_manifest, scan_export
 from kstream_lab.replay.reader import Position, RangeError, ReplayRange, read_range, resolve_range
 from kstream_lab.replay.sweep import Sweep, SweepArg, parse_sweep, sweep_table, variants
@@ -58,6 +60,7 @@ class BacktestRequest:
     what_if_spec: AggregationSpec | None = None
     cluster: Any = None  # a Dask scheduler address or distributed.Client: one task per partition
     sweep_specs: tuple[AggregationSpec, ...] = ()  # variants run over the same read (kstream_lab.replay.sweep)
+    event_range: tuple[int, int] | None = None  # judge windows starting in [from, to) ms (replay.event_range)
 
     @classmethod
     def build(
@@ -76,6 +79,8 @@ class BacktestRequest:
         cluster: Any = None,
         sweep: SweepArg | None = None,
         what_if: AggregationSpec | None = None,
+        event_from: str | int | datetime | None = None,
+        event_to: str | int | datetime | None = None,
     ) -> BacktestRequest:
         if isinstance(spec, AggregationSpec):
             agg, cfg = spec, AggregatorConfig(input=spec.source)
@@ -106,7 +111,16 @@ class BacktestRequest:
                 )
             whatif = what_if
         sweeps = tuple(variants(agg, parse_sweep(sweep))) if sweep else ()
-        return cls(settings, agg, cfg, start, end, source or cfg.input, whatif, cluster, sweeps)
+        events = None
+        if event_from is not None or event_to is not None:
+            if event_from is None:
+                raise ConfigError(
+                    "--event-to needs --event-from", hint="e.g. --event-from '2h ago' --event-to '1h ago'"
+                )
+            events = (event_time_ms(event_from, "--event-from"), event_time_ms(event_to or "now", "--event-to"))
+            if events[1] <= events[0]:
+                raise ConfigError(f"--event-to ({event_to}) must be after --event-from ({event_from})")
+        return cls(settings, agg, cfg, start, end, source or cfg.input, whatif, cluster, sweeps, events)
 
 
 @dataclass
@@ -168,16 +182,24 @@ def run_backtest(req: BacktestRequest, *, live: pl.DataFrame | None = None) -> B
     committed, live_frame = _live_side(req, topic, live, notes)
     if export is None:
         rng = _input_range(req, topic, committed, notes)
+        if req.event_range is not None:
+            times = read_range(req.settings, rng, columns=_time_columns(req))
+            rng = _sub_range(rng, _event_offsets(req, times, rng.as_offsets(), notes))
         ranges = rng.as_offsets()
         computed = compute_results(req, rng)
     else:
         frame, ranges = _cap_export(export[0], export[1], committed, notes)
+        if req.event_range is not None:
+            ranges = _event_offsets(req, frame.select(_time_columns(req)).collect(), ranges, notes)
+            frame = _within(frame, ranges)
         computed = compute_results(req, frame)
     result, whatif_result = computed.base, computed.what_if
     truncated = {p for p, (_s, e) in ranges.items() if committed is not None and e < committed.get(p, 0)}
     warmup = _warmup_bounds(req, topic, ranges, notes)
     live_finals = _live_finals(live_frame, req.spec, req.aggregator, ranges)
     windows = compare_windows(req.spec, result, live_finals, req.aggregator.group_columns, warmup, truncated)
+    if req.event_range is not None:
+        windows = windows.filter(pl.col("window_start").is_between(req.event_range[0], req.event_range[1] - 1))
     whatif = (
         what_if(req.spec, req.what_if_spec, whatif_result, live_finals, req.aggregator.group_columns, result)
         if req.what_if_spec is not None and whatif_result is not None
@@ -235,6 +257,37 @@ def compute_results(req: BacktestRequest, source: ReplayRange | pl.DataFrame | p
         results = [run_batch(spec, lazy) for spec in specs]
         rows = lambda: int(lazy.select(pl.len()).collect().item())  # noqa: E731
     return Computed(results[0], results[1] if extra else None, list(results[1 + len(extra) :]), rows)
+
+
+def _time_columns(req: BacktestRequest) -> list[str]:
+    return ["partition", "offset", req.spec.time_field]
+
+
+def _event_offsets(
+    req: BacktestRequest, times: pl.DataFrame, ranges: dict[int, tuple[int, int]], notes: list[str]
+) -> dict[int, tuple[int, int]]:
+    """The offsets deciding the windows that start in the event-time range (replay.event_range)."""
+    assert req.event_range is not None
+    t_from, t_to = req.event_range
+    out = event_offsets(times, req.spec, t_from, t_to, ranges)
+    parts = ", ".join(f"p{p}=[{s},{e})" for p, (s, e) in sorted(out.items()))
+    iso = [datetime.fromtimestamp(t / 1000, UTC).isoformat(timespec="milliseconds") for t in (t_from, t_to)]
+    notes.append(f"note: windows starting in [{iso[0]}, {iso[1]}) judged; the offsets deciding them: {parts}")
+    return out
+
+
+def _sub_range(rng: ReplayRange, ranges: dict[int, tuple[int, int]]) -> ReplayRange:
+    parts = {p: replace(r, start=ranges[p][0], end=ranges[p][1]) for p, r in rng.partitions.items()}
+    return ReplayRange(rng.topic, parts, rng.snapshot_ms)
+
+
+def _within(frame: pl.LazyFrame, ranges: dict[int, tuple[int, int]]) -> pl.LazyFrame:
+    starts = {p: s for p, (s, _e) in ranges.items()}
+    ends = {p: e for p, (_s, e) in ranges.items()}
+    part = pl.col("partition")
+    lo = part.replace_strict(starts, default=0, return_dtype=pl.Int64)
+    hi = part.replace_strict(ends, default=0, return_dtype=pl.Int64)
+    return frame.filter((pl.col("offset") >= lo) & (pl.col("offset") < hi))
 
 
 def _count_metric(spec: AggregationSpec) -> str | None:

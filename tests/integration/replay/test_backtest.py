@@ -280,3 +280,34 @@ def test_a_grace_sweep_counts_the_late_records_of_the_truth_for_each_grace(scena
         "backtest", "--sweep", "grace=soon", env={"KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml")}
     )
     assert bad.returncode == 2 and "--sweep grace: " in bad.stderr, bad.stderr
+
+
+def test_an_event_time_range_judges_its_windows_from_the_offsets_that_decide_them(scenario):
+    """The middle third of the history by event time: exactly the truth's windows starting in it are
+    judged (finals match to the cent), from fewer offsets than the whole range, via the CLI too."""
+    sc = scenario
+    starts = sorted(sc["windows"]["window_start"].unique().to_list())
+    t_from, t_to = starts[len(starts) // 3], starts[2 * len(starts) // 3]
+    report = run(sc, event_from=t_from, event_to=t_to)
+    assert report.verdict is True
+    inside = sc["windows"].filter(pl.col("window_start").is_between(t_from, t_to - 1))
+    assert report.windows["window_start"].is_between(t_from, t_to - 1).all()
+    assert report.counts == {"match": inside.filter(pl.col("final")).height} | (
+        {"open": inside.height - inside.filter(pl.col("final")).height} if not inside["final"].all() else {}
+    )
+    matched = report.windows.filter(pl.col("status") == "match")
+    assert matched["backtest_total"].sum() == inside.filter(pl.col("final"))["total_cents"].sum()
+    full = sum(e for e in sc["ends"].values())
+    read = sum(e - s for s, e in report.ranges.values())
+    assert 0 < read < full and all(s > 0 for s, _e in report.ranges.values())
+    assert any("windows starting in [" in n for n in report.notes)
+    args = ["backtest", "--group", sc["group"], "--live-topic", sc["live"], "--source", sc["source"]]
+    cli = run_cli(
+        *args, "--event-from", f"@{t_from}", "--event-to", f"@{t_to}",
+        env={"KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml")},
+    )  # fmt: skip
+    assert cli.returncode == 0 and f"match={inside.filter(pl.col('final')).height}" in cli.stdout, (
+        cli.stdout + cli.stderr
+    )
+    bad = run_cli(*args, "--event-from", "earliest", env={"KSTREAM_PIPELINE_FILE": str(ROOT / "pipelines/orders.yaml")})
+    assert bad.returncode == 2 and "--event-from: 'earliest' is not a time" in bad.stderr, bad.stderr
